@@ -1,0 +1,241 @@
+"""The one model loader (STYLE rule 4): each model version is loaded once per process, lazily, under a lock, and
+warmed with one prediction before anyone gets it.
+
+Serving does not go through ``model.predict`` (which builds a dataset and a step function on every call): the
+network is wrapped once in a ``tf.function`` (XLA-compiled where it works) that also applies the card's
+temperature to the logits and L2-normalises the embedding. Batches are padded up to a few fixed sizes so that the
+function is compiled for a handful of shapes only.
+
+TensorFlow is imported on first use, not at import time, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from PIL import Image
+
+from inference.preprocessing import to_model_input
+from inference.registry import MODEL_FILE, ModelNotFound, ModelUnavailable, find_version, read_card
+
+__all__ = ["Classifier", "ModelNotFound", "ModelUnavailable", "clear_cache", "get_classifier"]
+
+logger = logging.getLogger(__name__)
+
+# Batches are padded up to one of these sizes (larger ones are cut into chunks of the largest), so the compiled
+# function sees at most this many shapes.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+_lock = threading.Lock()
+_cache: dict[str, Classifier] = {}
+_threads_configured = False
+
+
+def configure_threads() -> None:
+    """Limit TensorFlow's thread pools before its runtime starts (it cannot change afterwards).
+
+    ``settings.ARTSITE_TF_THREADS`` (default: the CPU count) threads inside an op, one op at a time: on a small
+    machine running several worker processes, more threads than cores only adds contention.
+    """
+    global _threads_configured
+    if _threads_configured:
+        return
+    import tensorflow as tf
+
+    threads = int(getattr(settings, "ARTSITE_TF_THREADS", 0) or os.cpu_count() or 1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:
+        # The runtime already started (e.g. a test built a model first); the existing pools are kept.
+        logger.debug("TensorFlow already initialised; thread settings unchanged")
+    _threads_configured = True
+
+
+def _bucket(n: int) -> int:
+    for size in BATCH_BUCKETS:
+        if n <= size:
+            return size
+    return BATCH_BUCKETS[-1]
+
+
+@dataclass
+class Classifier:
+    """A loaded, warmed model version. Thread-safe: ``predict_*`` may be called from several threads."""
+
+    version: str
+    classes: tuple[str, ...]
+    input_size: int
+    card: dict[str, Any]
+    path: Path
+    temperature: float
+    model: Any = field(repr=False)  # the keras.Model as saved: outputs (probabilities, embedding)
+    _step: Any = field(repr=False, default=None)
+    jit_compiled: bool = False
+
+    def predict_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``batch``: (N, S, S, 3) pixels in [0, 255] (float32, or uint8).
+
+        Returns (probabilities (N, classes) float32, temperature-calibrated, rows sum to 1;
+        embeddings (N, 128) float32, L2-normalised).
+        """
+        batch = np.asarray(batch)
+        if batch.ndim == 3:
+            batch = batch[None]
+        expected = (self.input_size, self.input_size, 3)
+        if batch.ndim != 4 or batch.shape[1:] != expected:
+            raise ValueError(f"Expected a batch of shape (N, {', '.join(map(str, expected))}); got {batch.shape}.")
+        batch = batch.astype(np.float32, copy=False)
+        n = batch.shape[0]
+        if n == 0:
+            return (np.zeros((0, len(self.classes)), np.float32), np.zeros((0, self.embedding_dim), np.float32))
+        probabilities, embeddings = [], []
+        chunk = BATCH_BUCKETS[-1]
+        for start in range(0, n, chunk):
+            part = batch[start : start + chunk]
+            size = _bucket(len(part))
+            if size != len(part):
+                part = np.concatenate([part, np.zeros((size - len(part), *expected), np.float32)])
+            p, e = self._step(part)
+            probabilities.append(p.numpy()[: min(chunk, n - start)])
+            embeddings.append(e.numpy()[: min(chunk, n - start)])
+        return np.concatenate(probabilities), np.concatenate(embeddings)
+
+    def predict_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded PIL images (see :func:`inference.preprocessing.decode_image`) to (probabilities, embeddings)."""
+        if not images:
+            return self.predict_arrays(np.zeros((0, self.input_size, self.input_size, 3), np.float32))
+        return self.predict_arrays(np.stack([to_model_input(image, self.input_size) for image in images]))
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.outputs[1].shape[-1])
+
+
+def _build_step(model: Any, temperature: float, input_size: int, *, jit_compile: bool) -> Any:
+    import keras
+    import tensorflow as tf
+
+    try:
+        logits_output = model.get_layer("logits").output
+        serving = keras.Model(model.inputs, [logits_output, model.outputs[1]])
+        from_logits = True
+    except ValueError:
+        # A model without a `logits` layer: temperature through log-probabilities (same result up to rounding).
+        serving = model
+        from_logits = False
+    inverse_t = tf.constant(1.0 / temperature, tf.float32)
+
+    @tf.function(
+        jit_compile=jit_compile,
+        input_signature=[tf.TensorSpec((None, input_size, input_size, 3), tf.float32)],
+    )
+    def step(pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        scores, embedding = serving(pixels, training=False)
+        if not from_logits:
+            scores = tf.math.log(tf.maximum(scores, 1e-30))
+        probabilities = tf.nn.softmax(tf.cast(scores, tf.float32) * inverse_t, axis=-1)
+        return probabilities, tf.math.l2_normalize(tf.cast(embedding, tf.float32), axis=-1)
+
+    return step
+
+
+def _load(version: str) -> Classifier:
+    path = find_version(version)  # ModelNotFound (a ModelUnavailable) when there is no folder
+    try:
+        card = read_card(path)
+    except ValueError as exc:
+        raise ModelUnavailable(version, str(exc)) from None
+    model_path = path / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelUnavailable(version, f"{model_path} is missing")
+
+    configure_threads()
+    import keras
+
+    from inference import architectures
+
+    architectures.register_custom_objects()
+    started = time.perf_counter()
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as exc:  # Keras raises many types for a damaged zip, bad config or missing weights
+        raise ModelUnavailable(version, f"{model_path} could not be loaded ({type(exc).__name__}: {exc})") from None
+
+    try:
+        classes = tuple(str(c) for c in card["classes"])
+        input_size = int(card.get("input_size") or model.inputs[0].shape[1])
+        temperature = float(card.get("temperature", 1.0) or 1.0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailable(version, f"the card is incomplete ({exc!r})") from None
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ModelUnavailable(version, f"the card's temperature {temperature!r} is not a positive number")
+    if len(model.outputs) != 2:
+        raise ModelUnavailable(version, f"the model has {len(model.outputs)} outputs; expected 2")
+    if int(model.outputs[0].shape[-1]) != len(classes):
+        raise ModelUnavailable(
+            version, f"the model predicts {model.outputs[0].shape[-1]} classes but the card lists {len(classes)}"
+        )
+    if tuple(model.inputs[0].shape[1:]) != (input_size, input_size, 3):
+        raise ModelUnavailable(
+            version, f"the model takes {tuple(model.inputs[0].shape[1:])} but the card says {input_size} px"
+        )
+
+    classifier = Classifier(
+        version=version, classes=classes, input_size=input_size, card=card, path=path,
+        temperature=temperature, model=model,
+    )
+    warm = np.zeros((1, input_size, input_size, 3), np.float32)
+    for jit_compile in (bool(getattr(settings, "ARTSITE_TF_JIT", True)), False):
+        classifier._step = _build_step(model, temperature, input_size, jit_compile=jit_compile)
+        classifier.jit_compiled = jit_compile
+        try:
+            classifier.predict_arrays(warm)
+            break
+        except Exception as exc:  # XLA is not available for every op on every platform
+            if not jit_compile:
+                raise ModelUnavailable(version, f"the warm-up prediction failed ({exc})") from None
+            logger.warning("XLA compilation failed for %s, serving without it: %s", version, exc)
+    logger.info(
+        "Loaded model %s from %s in %.1fs (XLA %s)", version, path, time.perf_counter() - started,
+        "on" if classifier.jit_compiled else "off",
+    )
+    return classifier
+
+
+def get_classifier(version: str) -> Classifier:
+    """The classifier of ``version``, loaded and warmed on first use, then cached for the process.
+
+    Raises :class:`ModelUnavailable` (with ``.reason``) when it cannot serve: no folder (:class:`ModelNotFound`, a
+    subclass), missing or damaged model.keras or card.json, or a card that does not match the model. Failures are
+    not cached, so a repaired folder is picked up on the next call.
+    """
+    classifier = _cache.get(version)
+    if classifier is not None:
+        return classifier
+    with _lock:
+        classifier = _cache.get(version)
+        if classifier is None:
+            classifier = _load(version)
+            _cache[version] = classifier
+        return classifier
+
+
+def loaded_versions() -> list[str]:
+    return list(_cache)
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (tests; or after a version's files were replaced)."""
+    with _lock:
+        _cache.clear()
