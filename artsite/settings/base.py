@@ -12,7 +12,8 @@ from artsite import embedded
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 VAR_DIR = Path(env("ARTSITE_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -66,12 +67,7 @@ TEMPLATES = [
 ]
 
 # --- Database: PostgreSQL with pgvector, never SQLite -------------------------------------------------------
-if env("DATABASE_URL", default=""):
-    DATABASES = {"default": env.db("DATABASE_URL")}
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-else:
-    DATABASES = {"default": embedded.postgres_settings(VAR_DIR / "postgres")}
+# `services()` below fills DATABASES and the broker: from the environment when given, else embedded servers.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -132,7 +128,6 @@ ARTSITE_DEFAULT_MODEL = env("ARTSITE_DEFAULT_MODEL", default="")
 ARTSITE_SIMILAR_COUNT = 5
 
 # --- Celery -----------------------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or embedded.redis_url(VAR_DIR / "redis")
 CELERY_TASK_ACKS_LATE = True
 # A worker killed mid-task (OOM, SIGKILL) must not lose the artwork: the message goes back to the queue.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -149,6 +144,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "max_retries": 1,
 }
 CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE = {
+    # Nothing stays pending forever: artworks stored while the broker was down go through once it is back.
+    "requeue-pending": {"task": "inference.tasks.requeue_pending", "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=60)},
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- REST API -----------------------------------------------------------------------------------------------------
@@ -182,3 +181,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "pgserver": {"level": "WARNING"}},
 }
+
+
+def services(var_dir: Path, *, allow_embedded: bool = True) -> tuple[dict, str]:
+    """The database settings and the Celery broker URL: from DATABASE_URL / CELERY_BROKER_URL when set, otherwise
+    embedded PostgreSQL and Redis under ``var_dir`` (started on first use, shared by every process)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if env("DATABASE_URL", default=""):
+        database = env.db("DATABASE_URL")
+        database["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+        database["CONN_HEALTH_CHECKS"] = True
+    elif allow_embedded:
+        database = embedded.postgres_settings(var_dir / "postgres", env("ARTSITE_DATABASE_NAME", default="artsite"))
+    else:
+        raise ImproperlyConfigured("Set DATABASE_URL (postgres://...) for this environment.")
+    broker = env("CELERY_BROKER_URL", default="")
+    if not broker:
+        if not allow_embedded:
+            raise ImproperlyConfigured("Set CELERY_BROKER_URL (redis://...) for this environment.")
+        broker = embedded.redis_url(var_dir / "redis")
+    return {"default": database}, broker

@@ -1,6 +1,7 @@
-"""Local development: `make run`. Debug on, embedded services unless the environment names real ones."""
+"""Local development: `make run`. Debug on, embedded services under var/ unless the environment names real ones."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import VAR_DIR, env, services
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DATABASES, CELERY_BROKER_URL = services(VAR_DIR)

@@ -1,7 +1,7 @@
 """Production: every secret and service comes from the environment; nothing embedded, nothing insecure."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import VAR_DIR, env, services
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -16,3 +16,5 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+DATABASES, CELERY_BROKER_URL = services(VAR_DIR, allow_embedded=False)

@@ -4,11 +4,14 @@ import tempfile
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import REST_FRAMEWORK, env
+from .base import REST_FRAMEWORK, VAR_DIR, env, services
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="artsite-test-media-"))
+# Test servers of their own, so a running `make run` worker never takes a test's tasks (and vice versa).
+DATABASES, CELERY_BROKER_URL = services(Path(env("ARTSITE_TEST_VAR_DIR", default=str(VAR_DIR / "test"))))
+# Worker processes started by tests inherit the parent's media folder through DJANGO_MEDIA_ROOT.
+MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="artsite-test-media-"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -1,0 +1,56 @@
+# One entry point for humans. `make run` and `make test` work on a fresh machine with only Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data/art-images/train
+export PYTHONUNBUFFERED := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install run worker web demo test test-fast lint format typecheck bench-model bench-import bench-api bench-search loadtest faults stop clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned dependencies
+
+run: install ## Migrate, ensure a curator account, start the worker and serve the portal on http://127.0.0.1:8000
+	$(PY) manage.py setup_site
+	$(PY) manage.py collectstatic --noinput -v 0
+	@echo "Portal: http://127.0.0.1:8000  (log in as curator / curator)"
+	bash scripts/run.sh
+
+demo: install ## Import DATA=FOLDER, then run the portal as `make run` does
+	$(PY) manage.py setup_site
+	$(PY) manage.py import_artworks "$(DATA)"
+	$(MAKE) run
+
+test: install ## The whole test suite (real PostgreSQL+pgvector and Redis, embedded)
+	$(PY) -m pytest
+
+test-fast: install ## Tests without the slow ones (real worker processes, browser)
+	$(PY) -m pytest -m "not slow"
+
+lint: install ## ruff check and format check, mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench-model: install ## Model latency and throughput, beside plain model.predict
+	$(PY) manage.py bench_model
+
+stop: ## Stop the embedded PostgreSQL and Redis
+	-$(PY) -c "from pathlib import Path; from artsite import embedded; embedded.redis_stop(Path('var/redis'))"
+	-.venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_ctl -D var/postgres/pgdata stop -m fast
+
+clean: stop ## Remove the virtualenv and all local data (database, media, trained models)
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,29 @@
+from django import forms
+
+from catalogue.models import Artwork, ArtworkType
+from inference.preprocessing import ALLOWED_EXTENSIONS
+
+
+class ArtworkUploadForm(forms.Form):
+    image = forms.FileField(
+        help_text="JPEG, PNG, WebP or TIFF, up to 20 MB.",
+        widget=forms.ClearableFileInput(attrs={"accept": ",".join(sorted(ALLOWED_EXTENSIONS))}),
+    )
+    title = forms.CharField(max_length=300)
+    artist = forms.CharField(max_length=300, required=False)
+    date = forms.CharField(max_length=100, required=False, help_text="As catalogues write it: “c. 1650”.")
+    accession_number = forms.CharField(max_length=100, required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class ArtworkFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "Title, artist, accession no."}))
+    type = forms.ModelChoiceField(
+        ArtworkType.objects.all(), required=False, to_field_name="slug", empty_label="All types"
+    )
+    status = forms.ChoiceField(choices=[("", "Any status"), *Artwork.Status.choices], required=False)
+
+
+class LabelForm(forms.Form):
+    type = forms.ModelChoiceField(ArtworkType.objects.all(), to_field_name="slug")
+    note = forms.CharField(max_length=1000, required=False)

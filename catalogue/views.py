@@ -1,0 +1,135 @@
+"""Server-rendered pages. Each view parses input, calls one service or selector, and renders."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from catalogue import selectors, services
+from catalogue.forms import ArtworkFilterForm, ArtworkUploadForm, LabelForm
+from catalogue.models import Artwork, LabelCorrection
+
+
+@login_required
+def artwork_list(request: HttpRequest) -> HttpResponse:
+    form = ArtworkFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    artworks = selectors.artwork_list(
+        type_slug=filters["type"].slug if filters.get("type") else None,
+        status=filters.get("status") or None,
+        search=filters.get("q") or None,
+    )
+    page = Paginator(artworks, 24).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "catalogue/artwork_list.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "types": {t.pk: t for t in selectors.artwork_types()},
+            "counts": selectors.catalogue_counts(),
+        },
+    )
+
+
+@login_required
+@permission_required("catalogue.add_artwork", raise_exception=True)
+def artwork_upload(request: HttpRequest) -> HttpResponse:
+    form = ArtworkUploadForm(request.POST or None, request.FILES or None)
+    duplicate = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            artwork = services.artwork_create(
+                data=services.read_upload(data["image"]),
+                title=data["title"],
+                artist=data["artist"],
+                date=data["date"],
+                accession_number=data["accession_number"],
+                description=data["description"],
+                uploaded_by=request.user,
+            )
+        except services.DuplicateArtwork as exc:
+            duplicate = exc.existing
+            form.add_error("image", str(exc))
+        except services.ArtworkRejected as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            messages.success(request, f"“{artwork.title}” is stored; its type is being worked out.")
+            return redirect("catalogue:artwork-detail", pk=artwork.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "catalogue/artwork_upload.html", {"form": form, "duplicate": duplicate}, status=status)
+
+
+@login_required
+def artwork_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    artwork = get_object_or_404(Artwork.objects.select_related("curator_type", "uploaded_by"), pk=pk)
+    prediction = selectors.artwork_prediction(artwork=artwork)
+    types = selectors.artwork_types()
+    probabilities = []
+    if prediction is not None:
+        probabilities = sorted(
+            ((t, float(prediction.probabilities.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]
+        )
+    return render(
+        request,
+        "catalogue/artwork_detail.html",
+        {
+            "artwork": artwork,
+            "prediction": prediction,
+            "probabilities": probabilities,
+            "effective_type": artwork.curator_type or (prediction.predicted_type if prediction else None),
+            "similar": selectors.artwork_similar(artwork=artwork) if prediction else [],
+            "types_by_id": {t.pk: t for t in types},
+            "history": selectors.artwork_label_history(artwork=artwork),
+            "label_form": LabelForm(initial={"type": artwork.curator_type.slug if artwork.curator_type else None}),
+            "can_curate": request.user.has_perm("catalogue.change_artwork"),
+        },
+    )
+
+
+@login_required
+def artwork_status(request: HttpRequest, pk: int) -> JsonResponse:
+    """Polled by the artwork page while the work is pending or processing."""
+    artwork = get_object_or_404(Artwork, pk=pk)
+    return JsonResponse({"id": artwork.pk, "status": artwork.status, "error": artwork.error})
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def artwork_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    artwork = get_object_or_404(Artwork, pk=pk)
+    services.artwork_retry(artwork=artwork)
+    messages.info(request, "Classification queued again.")
+    return redirect("catalogue:artwork-detail", pk=pk)
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def artwork_label(request: HttpRequest, pk: int) -> HttpResponse:
+    artwork = get_object_or_404(Artwork, pk=pk)
+    form = LabelForm(request.POST)
+    if form.is_valid():
+        services.label_correct(
+            artwork=artwork, to_type=form.cleaned_data["type"], user=request.user,
+            source=LabelCorrection.Source.REVIEW if request.POST.get("source") == "review" else LabelCorrection.Source.PORTAL,
+            note=form.cleaned_data["note"],
+        )
+        messages.success(request, f"Type set to {form.cleaned_data['type'].name}.")
+    else:
+        messages.error(request, "Choose one of the five types.")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = reverse("catalogue:artwork-detail", args=[pk])
+    return redirect(next_url)

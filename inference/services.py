@@ -1,0 +1,62 @@
+"""Writes to the model registry: registering version folders and choosing the active version."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from inference import registry
+from inference.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+def model_versions_sync() -> list[ModelVersion]:
+    """Register every version folder found in ARTSITE_MODEL_DIRS (new ones added, cards refreshed)."""
+    versions = []
+    for card in registry.list_cards():
+        name = card["version"]
+        path = str(registry.find_version(name))
+        version, _ = ModelVersion.objects.update_or_create(version=name, defaults={"path": path, "card": card})
+        versions.append(version)
+    return versions
+
+
+def default_version_name() -> str | None:
+    """The version to activate on a fresh database: ARTSITE_DEFAULT_MODEL, else the shipped `DEFAULT` file."""
+    if settings.ARTSITE_DEFAULT_MODEL:
+        return str(settings.ARTSITE_DEFAULT_MODEL)
+    marker = settings.ARTSITE_MODEL_DIRS[0] / "DEFAULT"
+    if marker.exists():
+        return marker.read_text().strip() or None
+    cards = registry.list_cards()
+    return cards[-1]["version"] if cards else None
+
+
+def model_ensure_active() -> ModelVersion | None:
+    """Make sure some version is active: sync the folders, then activate the default if none is."""
+    model_versions_sync()
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is not None:
+        return active
+    name = default_version_name()
+    if name is None:
+        logger.warning("no model version found in %s", settings.ARTSITE_MODEL_DIRS)
+        return None
+    return model_version_set_active(version=ModelVersion.objects.get(version=name))
+
+
+def model_version_set_active(*, version: ModelVersion) -> ModelVersion:
+    """Switch the serving version at once (callers make sure its embeddings are complete)."""
+    with transaction.atomic():
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(
+            is_active=False, status=ModelVersion.Status.AVAILABLE
+        )
+        version.is_active = True
+        version.status = ModelVersion.Status.ACTIVE
+        version.activated_at = timezone.now()
+        version.save(update_fields=["is_active", "status", "activated_at"])
+    return version

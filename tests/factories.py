@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import itertools
+
+import factory
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from catalogue import services
+from catalogue.models import Artwork, ArtworkType, Prediction
+from tests.images import image_bytes
+
+_seeds = itertools.count(1000)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw")
+
+
+class CuratorFactory(UserFactory):
+    is_staff = True
+
+    @factory.post_generation
+    def groups(self, create: bool, extracted: object, **kwargs: object) -> None:
+        self.groups.add(Group.objects.get(name="Curators"))
+
+
+class ViewerFactory(UserFactory):
+    @factory.post_generation
+    def groups(self, create: bool, extracted: object, **kwargs: object) -> None:
+        self.groups.add(Group.objects.get(name="Viewers"))
+
+
+class ArtworkFactory(factory.django.DjangoModelFactory):
+    """An artwork stored through the real upload service (file, thumbnail, histogram), not enqueued."""
+
+    class Meta:
+        model = Artwork
+
+    title = factory.Sequence(lambda n: f"Artwork {n}")
+    artist = "Unknown"
+
+    @classmethod
+    def _create(cls, model_class: type, *args: object, **kwargs: object) -> Artwork:
+        status = kwargs.pop("status", None)
+        data = kwargs.pop("data", None) or image_bytes(next(_seeds))
+        artwork = services.artwork_create(data=data, enqueue=False, **kwargs)  # type: ignore[arg-type]
+        if status:
+            Artwork.objects.filter(pk=artwork.pk).update(status=status)
+            artwork.status = status
+        return artwork
+
+
+def prediction_for(artwork: Artwork, *, version: object, type_slug: str, embedding: np.ndarray, confidence: float = 0.9) -> Prediction:
+    """Give an artwork a prediction with a chosen embedding (selector tests compare against numpy)."""
+    artwork_type = ArtworkType.objects.get(slug=type_slug)
+    slugs = list(ArtworkType.objects.values_list("slug", flat=True))
+    rest = (1 - confidence) / (len(slugs) - 1)
+    return Prediction.objects.create(
+        artwork=artwork,
+        model_version=version,
+        predicted_type=artwork_type,
+        confidence=confidence,
+        probabilities={s: (confidence if s == type_slug else rest) for s in slugs},
+        embedding=np.asarray(embedding, dtype=np.float32),
+    )
