@@ -6,13 +6,26 @@ the database (a model swap switches at once, and back, without recomputing).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Count, F, FilteredRelation, Q, QuerySet
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    FilteredRelation,
+    FloatField,
+    Func,
+    IntegerField,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from pgvector.django import CosineDistance
 
@@ -197,6 +210,48 @@ def _run_vector_query(qs: QuerySet[Prediction], k: int, *, exact: bool) -> list[
         return list(qs[:k])
 
 
+@dataclass(frozen=True)
+class ImageClassification:
+    """What the active model says of an image that is not in the catalogue (the API's ``classify/``)."""
+
+    version: ModelVersion
+    predicted_type: ArtworkType
+    confidence: float
+    probabilities: dict[str, float]  # {type slug: probability}, in the model card's class order
+    similar: list[SimilarWork]
+    timings: dict[str, float]  # seconds spent in "model" and "search" (the API reports them in Server-Timing)
+
+
+def image_classify(*, image: Any, k: int = 5) -> ImageClassification:
+    """Classify a decoded RGB ``PIL.Image`` with the active model version and find the k most similar ready works.
+
+    Stores nothing. Raises ``inference.registry.ModelUnavailable`` when no version is active or it cannot load.
+    """
+    import time
+
+    from inference.loader import get_classifier
+    from inference.registry import ModelUnavailable
+
+    version = model_version_active()
+    if version is None:
+        raise ModelUnavailable("(none)", "no model version is active")
+    classifier = get_classifier(version.version)
+    started = time.perf_counter()
+    probabilities, embeddings = classifier.predict_images([image])
+    predicted = time.perf_counter()
+    similar = embedding_nearest(embedding=embeddings[0], version=version, k=k)
+    searched = time.perf_counter()
+    probs = {slug: float(p) for slug, p in zip(classifier.classes, probabilities[0], strict=True)}
+    best = max(probs, key=probs.__getitem__)
+    types = {t.slug: t for t in artwork_types()}
+    if best not in types:
+        raise ModelUnavailable(version.version, f"it predicts the type {best!r}, which the catalogue does not have")
+    return ImageClassification(
+        version=version, predicted_type=types[best], confidence=probs[best], probabilities=probs, similar=similar,
+        timings={"model": predicted - started, "search": searched - predicted},
+    )
+
+
 def artwork_label_history(*, artwork: Artwork) -> QuerySet[LabelCorrection]:
     return artwork.label_corrections.select_related("from_type", "to_type", "user")
 
@@ -209,3 +264,321 @@ def catalogue_counts() -> dict[str, int]:
     counts["total"] = sum(counts.values())
     return counts
 
+
+
+# --- Curation: the review queue, model-curator agreement, the collection map, training examples ---------------
+
+REVIEW_ORDERS = {
+    "confidence": "Lowest confidence first",
+    "entropy": "Highest entropy first",
+    "margin": "Smallest margin between the top two types first",
+}
+
+
+class ProbabilityEntropy(Func):
+    """Shannon entropy (nats) of a ``{slug: probability}`` jsonb object: high when the model hesitates."""
+
+    output_field = FloatField()
+    template = (
+        "(SELECT COALESCE(-SUM(_pe.v * LN(GREATEST(_pe.v, 1e-12))), 0) "
+        "FROM (SELECT (_e.value)::float8 AS v FROM jsonb_each_text(%(expressions)s) AS _e) AS _pe)"
+    )
+
+
+class ProbabilityMargin(Func):
+    """Top probability minus the runner-up's, from a ``{slug: probability}`` jsonb object: small when torn."""
+
+    output_field = FloatField()
+    template = (
+        "(SELECT COALESCE(_pm.p[1], 0) - COALESCE(_pm.p[2], 0) FROM (SELECT array_agg((_e.value)::float8 "
+        "ORDER BY (_e.value)::float8 DESC) AS p FROM jsonb_each_text(%(expressions)s) AS _e) AS _pm)"
+    )
+
+
+def review_queue(*, order: str = "confidence", exclude_ids: Iterable[int] = ()) -> QuerySet[Artwork]:
+    """Ready artworks without a curator label, the ones the active model is least sure of first.
+
+    ``order``: ``confidence`` (lowest top probability first), ``entropy`` (highest entropy of the probabilities
+    first) or ``margin`` (smallest gap between the top two types first); anything else means ``confidence``.
+    Rows carry the :func:`artworks_with_prediction` annotations plus ``pred_entropy`` and ``pred_margin``.
+    """
+    qs = (
+        artworks_with_prediction()
+        .filter(status=Artwork.Status.READY, curator_type__isnull=True, pred_type_id__isnull=False)
+        .annotate(
+            pred_entropy=ProbabilityEntropy("pred__probabilities"),
+            pred_margin=ProbabilityMargin("pred__probabilities"),
+        )
+    )
+    excluded = [int(pk) for pk in exclude_ids]
+    if excluded:
+        qs = qs.exclude(pk__in=excluded)
+    if order == "entropy":
+        return qs.order_by("-pred_entropy", "pred_confidence", "id")
+    if order == "margin":
+        return qs.order_by("pred_margin", "pred_confidence", "id")
+    return qs.order_by("pred_confidence", "id")
+
+
+@dataclass(frozen=True)
+class TypeAgreement:
+    """How the model fared on the curator-labelled works of one type."""
+
+    artwork_type: ArtworkType
+    labelled: int  # works the curators gave this type (that the model version predicted)
+    agreed: int  # ... of which the model said the same
+    predicted: int  # labelled works the model called this type, rightly or not
+
+    @property
+    def rate(self) -> float | None:
+        """Share of the curators' works of this type the model got right (recall)."""
+        return self.agreed / self.labelled if self.labelled else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.agreed / self.predicted if self.predicted else None
+
+
+@dataclass(frozen=True)
+class ModelAgreement:
+    """Model versus curators on the curator-labelled works one model version has predicted.
+
+    ``matrix[i][j]``: works the curators call ``types[i]`` that the model called ``types[j]`` (rows: curator,
+    columns: model), as in the model card's confusion matrix (rows: truth, columns: prediction).
+    """
+
+    version: ModelVersion | None
+    types: list[ArtworkType]
+    matrix: list[list[int]]
+
+    @property
+    def compared(self) -> int:
+        return sum(sum(row) for row in self.matrix)
+
+    @property
+    def agreed(self) -> int:
+        return sum(self.matrix[i][i] for i in range(len(self.types)))
+
+    @property
+    def rate(self) -> float | None:
+        return self.agreed / self.compared if self.compared else None
+
+    @property
+    def per_type(self) -> list[TypeAgreement]:
+        return [
+            TypeAgreement(
+                artwork_type=t,
+                labelled=sum(self.matrix[i]),
+                agreed=self.matrix[i][i],
+                predicted=sum(row[i] for row in self.matrix),
+            )
+            for i, t in enumerate(self.types)
+        ]
+
+
+def _agreement_counts(version_ids: Sequence[int] | None) -> dict[int, dict[tuple[int, int], int]]:
+    """{version id: {(curator type id, predicted type id): works}} in one grouped query."""
+    qs = Prediction.objects.filter(artwork__curator_type__isnull=False)
+    if version_ids is not None:
+        qs = qs.filter(model_version_id__in=list(version_ids))
+    counts: dict[int, dict[tuple[int, int], int]] = {}
+    rows = (
+        qs.values_list("model_version_id", "artwork__curator_type_id", "predicted_type_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for version_id, curator_type_id, predicted_type_id, n in rows:
+        counts.setdefault(version_id, {})[(curator_type_id, predicted_type_id)] = n
+    return counts
+
+
+def _agreement(version: ModelVersion | None, counts: dict[tuple[int, int], int], types: list[ArtworkType]) -> ModelAgreement:
+    index = {t.pk: i for i, t in enumerate(types)}
+    matrix = [[0] * len(types) for _ in types]
+    for (curator_type_id, predicted_type_id), n in counts.items():
+        if curator_type_id in index and predicted_type_id in index:
+            matrix[index[curator_type_id]][index[predicted_type_id]] += n
+    return ModelAgreement(version=version, types=types, matrix=matrix)
+
+
+def model_agreement(*, version: ModelVersion | None = None) -> ModelAgreement:
+    """Agreement between one model version (default: the active one) and the curators' labels."""
+    version = version if version is not None else model_version_active()
+    types = artwork_types()
+    if version is None:
+        return _agreement(None, {}, types)
+    return _agreement(version, _agreement_counts([version.pk]).get(version.pk, {}), types)
+
+
+def model_agreements() -> list[ModelAgreement]:
+    """Agreement per model version, for every version that has predicted a curator-labelled work (the active
+    version always, even with nothing to compare yet); the active version first, then the newest."""
+    counts = _agreement_counts(None)
+    types = artwork_types()
+    versions = [v for v in ModelVersion.objects.order_by("-is_active", "-created_at") if v.is_active or v.pk in counts]
+    return [_agreement(v, counts.get(v.pk, {}), types) for v in versions]
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    reviewed: int  # ready works with a curator label
+    remaining: int  # ready works still waiting for one (the queue)
+    agreement: ModelAgreement  # the active model against the curators so far
+
+    @property
+    def total(self) -> int:
+        return self.reviewed + self.remaining
+
+
+def review_progress() -> ReviewProgress:
+    ready = Artwork.objects.filter(status=Artwork.Status.READY)
+    return ReviewProgress(
+        reviewed=ready.filter(curator_type__isnull=False).count(),
+        remaining=review_queue().count(),
+        agreement=model_agreement(),
+    )
+
+
+def artworks_unfinished(*, limit: int = 200) -> QuerySet[Artwork]:
+    """Failed, pending and processing artworks (the jobs a curator may retry), failed first, oldest first."""
+    order = {Artwork.Status.FAILED: 0, Artwork.Status.PROCESSING: 1, Artwork.Status.PENDING: 2}
+    rank = Case(*(When(status=s, then=Value(r)) for s, r in order.items()), output_field=IntegerField())
+    return (
+        Artwork.objects.filter(status__in=list(order))
+        .annotate(status_rank=rank)
+        .order_by("status_rank", "updated_at", "id")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class MapPoint:
+    artwork_id: int
+    title: str
+    x: float  # 0..1, left to right
+    y: float  # 0..1, top to bottom
+    type_id: int | None  # the effective type
+    curated: bool
+
+
+@dataclass(frozen=True)
+class CollectionMap:
+    version: ModelVersion | None
+    points: list[MapPoint]
+    total: int  # ready works with an embedding of this version (points holds a sample when there are more)
+    explained_variance: tuple[float, float]  # share of the variance along each of the two axes
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.points) < self.total
+
+
+def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """Project rows onto their first two principal components (SVD of the centred matrix).
+
+    Returns (n × 2 coordinates, explained variance ratio of the two axes). Each axis's sign is fixed so that its
+    largest loading is positive, so the same data always gives the same picture.
+    """
+    x = np.asarray(vectors, dtype=np.float64)
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros((0, 2)), (0.0, 0.0)
+    centred = x - x.mean(axis=0, keepdims=True)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    components = np.zeros((2, x.shape[1]))
+    k = min(2, vt.shape[0])
+    components[:k] = vt[:k]
+    for i in range(k):
+        if components[i, np.argmax(np.abs(components[i]))] < 0:
+            components[i] *= -1
+    coords = centred @ components.T
+    variance = singular**2
+    total = float(variance.sum())
+    explained = [float(variance[i] / total) if total > 0 and i < len(variance) else 0.0 for i in range(2)]
+    return coords, (explained[0], explained[1])
+
+
+def collection_map(*, version: ModelVersion | None = None, limit: int = 5000, seed: int = 0) -> CollectionMap:
+    """Every ready artwork's embedding (default: the active version's) projected to 2-D with PCA.
+
+    Above ``limit`` works a fixed random sample of ``limit`` is drawn (the same one each time for a given
+    catalogue), since a picture with more points is neither readable nor quick to draw. Coordinates are scaled
+    into 0..1 keeping the aspect ratio, so distances on the map stay comparable along both axes.
+    """
+    version = version if version is not None else model_version_active()
+    if version is None:
+        return CollectionMap(version=None, points=[], total=0, explained_variance=(0.0, 0.0))
+    base = Prediction.objects.filter(model_version=version, artwork__status=Artwork.Status.READY)
+    ids = list(base.order_by("artwork_id").values_list("artwork_id", flat=True))
+    total = len(ids)
+    if total > limit:
+        rng = np.random.default_rng(seed)
+        ids = sorted(int(i) for i in rng.choice(np.asarray(ids), size=max(0, limit), replace=False))
+        base = base.filter(artwork_id__in=ids)
+    rows = list(
+        base.order_by("artwork_id").values_list(
+            "artwork_id", "artwork__title", "predicted_type_id", "artwork__curator_type_id", "embedding"
+        )
+    )
+    if not rows:
+        return CollectionMap(version=version, points=[], total=total, explained_variance=(0.0, 0.0))
+    coords, explained = pca_2d(np.stack([np.asarray(row[4], dtype=np.float32) for row in rows]))
+    low = coords.min(axis=0)
+    span = float((coords.max(axis=0) - low).max()) or 1.0
+    extent = (coords.max(axis=0) - low) / span
+    # Centre the shorter axis in the unit square.
+    scaled = (coords - low) / span + (1.0 - extent) / 2
+    points = [
+        MapPoint(
+            artwork_id=row[0], title=row[1], x=float(xy[0]), y=float(1.0 - xy[1]),
+            type_id=row[3] or row[2], curated=row[3] is not None,
+        )
+        for row, xy in zip(rows, scaled, strict=True)
+    ]
+    return CollectionMap(version=version, points=points, total=total, explained_variance=explained)
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One artwork as a training example: where its image is, its effective type, and whether a curator said so."""
+
+    artwork_id: int
+    image_name: str  # the name in default_storage
+    type_slug: str
+    curator_labelled: bool
+
+    def open(self) -> Any:
+        """The stored image as a binary file (works with any storage backend); close it after use."""
+        return default_storage.open(self.image_name, "rb")
+
+    def read_bytes(self) -> bytes:
+        with self.open() as handle:
+            return handle.read()
+
+    @property
+    def path(self) -> str | None:
+        """A local filesystem path when the storage has one (FileSystemStorage), else ``None`` (S3: use open())."""
+        try:
+            return default_storage.path(self.image_name)
+        except NotImplementedError:
+            return None
+
+
+def training_examples(*, version: ModelVersion | None = None, curator_only: bool = False) -> list[TrainingExample]:
+    """Ready artworks with their effective types, for training on the catalogue; curator labels first.
+
+    The effective type is the curator's when there is one, else the prediction of ``version`` (default: the active
+    version); ready works with neither are left out. Within each group, oldest first (a stable order, so a seeded
+    split of the list is reproducible).
+    """
+    version = version if version is not None else model_version_active()
+    qs = artworks_with_prediction(version).filter(status=Artwork.Status.READY, effective_type_id__isnull=False)
+    if curator_only:
+        qs = qs.filter(curator_type__isnull=False)
+    slugs = dict(ArtworkType.objects.values_list("pk", "slug"))
+    rows = qs.order_by("id").values_list("pk", "image", "effective_type_id", "curator_type_id")
+    examples = [
+        TrainingExample(artwork_id=pk, image_name=image, type_slug=slugs[type_id], curator_labelled=curated is not None)
+        for pk, image, type_id, curated in rows
+    ]
+    # Curator labels first; sorted() is stable, so each group keeps the id order.
+    return sorted(examples, key=lambda e: not e.curator_labelled)

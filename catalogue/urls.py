@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalogue import views
+from catalogue import curation_views, views
 
 app_name = "catalogue"
 urlpatterns = [
@@ -10,4 +10,12 @@ urlpatterns = [
     path("artworks/<int:pk>/status/", views.artwork_status, name="artwork-status"),
     path("artworks/<int:pk>/retry/", views.artwork_retry, name="artwork-retry"),
     path("artworks/<int:pk>/label/", views.artwork_label, name="artwork-label"),
+    # Curation (catalogue/curation_views.py)
+    path("review/", curation_views.review_queue, name="review"),
+    path("review/<int:pk>/label/", curation_views.review_label, name="review-label"),
+    path("review/<int:pk>/skip/", curation_views.review_skip, name="review-skip"),
+    path("review/reset/", curation_views.review_reset, name="review-reset"),
+    path("quality/", curation_views.quality, name="quality"),
+    path("quality/retry/", curation_views.quality_retry, name="quality-retry"),
+    path("map/", curation_views.collection_map, name="map"),
 ]

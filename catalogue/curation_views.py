@@ -1,0 +1,257 @@
+"""Curation pages: the review queue, the quality page and the collection map.
+
+Thin views (STYLE rule 1): they parse the request, call one selector or service, and shape the output. Everyone
+logged in may look; only users with ``catalogue.change_artwork`` (Curators) may label or retry, and the templates
+show the controls only to them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
+
+from catalogue import selectors, services
+from catalogue.forms import LabelForm
+from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from inference.models import ModelVersion
+
+SKIPPED_SESSION_KEY = "review_skipped"
+MAX_SKIPPED = 500
+MAP_LIMIT = 5000
+MAP_SIZE = 1000  # SVG user units; the picture scales to the page
+MAP_PADDING = 24
+# One colour per type, by type position (colour-blind-safe Okabe–Ito hues); grey for works with no type.
+TYPE_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]
+NO_TYPE_COLOUR = "#999999"
+
+
+def _review_order(request: HttpRequest) -> str:
+    order = request.GET.get("order") or request.POST.get("order") or "confidence"
+    return order if order in selectors.REVIEW_ORDERS else "confidence"
+
+
+def _review_url(order: str) -> str:
+    url = reverse("catalogue:review")
+    return f"{url}?{urlencode({'order': order})}" if order != "confidence" else url
+
+
+def _skipped(request: HttpRequest) -> list[int]:
+    return [int(pk) for pk in request.session.get(SKIPPED_SESSION_KEY, []) if str(pk).isdigit()]
+
+
+# --- Review queue -------------------------------------------------------------------------------------------------
+
+
+@login_required
+def review_queue(request: HttpRequest) -> HttpResponse:
+    order = _review_order(request)
+    skipped = _skipped(request)
+    queue = selectors.review_queue(order=order, exclude_ids=skipped)
+    artwork = queue.first()
+    types = selectors.artwork_types()
+    context: dict[str, Any] = {
+        "artwork": artwork,
+        "order": order,
+        "orders": selectors.REVIEW_ORDERS.items(),
+        "progress": selectors.review_progress(),
+        "skipped": len(skipped),
+        "types": types,
+        "can_curate": request.user.has_perm("catalogue.change_artwork"),
+    }
+    if artwork is not None:
+        probs = artwork.pred_probabilities or {}
+        by_id = {t.pk: t for t in types}
+        context.update(
+            predicted=by_id.get(artwork.pred_type_id),
+            probabilities=sorted(((t, float(probs.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]),
+            similar=selectors.artwork_similar(artwork=artwork),
+            types_by_id=by_id,
+            upcoming=list(queue[1:7]),
+        )
+    progress = context["progress"]
+    context["reviewed_share"] = round(100 * progress.reviewed / progress.total, 1) if progress.total else 0
+    return render(request, "catalogue/review.html", context)
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def review_label(request: HttpRequest, pk: int) -> HttpResponse:
+    """Confirm the model's type (``confirm``) or set one (``type``), then show the next work in the queue."""
+    artwork = get_object_or_404(Artwork, pk=pk)
+    order = _review_order(request)
+    note = (request.POST.get("note") or "").strip()[:1000]
+    if request.POST.get("confirm"):
+        prediction = selectors.artwork_prediction(artwork=artwork)
+        if prediction is None:
+            messages.error(request, f"“{artwork.title}” has no prediction from the active model to confirm.")
+            return redirect(_review_url(order))
+        to_type: ArtworkType = prediction.predicted_type
+        note = note or "Confirmed the model's type in the review queue."
+    else:
+        form = LabelForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose one of the five types.")
+            return redirect(_review_url(order))
+        to_type = form.cleaned_data["type"]
+    services.label_correct(
+        artwork=artwork, to_type=to_type, user=request.user, source=LabelCorrection.Source.REVIEW, note=note
+    )
+    messages.success(request, f"“{artwork.title}”: {to_type.name}.")
+    return redirect(_review_url(order))
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def review_skip(request: HttpRequest, pk: int) -> HttpResponse:
+    """Put a work aside for this session (it stays in the queue for everyone else)."""
+    skipped = [p for p in _skipped(request) if p != pk] + [pk]
+    request.session[SKIPPED_SESSION_KEY] = skipped[-MAX_SKIPPED:]
+    return redirect(_review_url(_review_order(request)))
+
+
+@require_POST
+@login_required
+def review_reset(request: HttpRequest) -> HttpResponse:
+    request.session.pop(SKIPPED_SESSION_KEY, None)
+    return redirect(_review_url(_review_order(request)))
+
+
+# --- Quality ------------------------------------------------------------------------------------------------------
+
+
+def _heatmap_rows(agreement: selectors.ModelAgreement) -> list[dict[str, Any]]:
+    """The confusion matrix as table rows whose cells carry a colour strength (share of the row)."""
+    rows = []
+    for i, (artwork_type, counts) in enumerate(zip(agreement.types, agreement.matrix, strict=True)):
+        total = sum(counts)
+        cells = [
+            {
+                "count": n,
+                "share": n / total if total else 0.0,
+                "alpha": round(0.08 + 0.85 * n / total, 3) if total and n else 0,
+                "diagonal": i == j,
+            }
+            for j, n in enumerate(counts)
+        ]
+        rows.append({"type": artwork_type, "cells": cells, "total": total})
+    return rows
+
+
+@login_required
+def quality(request: HttpRequest) -> HttpResponse:
+    agreements = selectors.model_agreements()
+    chosen = request.GET.get("version")
+    selected = next((a for a in agreements if a.version and a.version.version == chosen), None)
+    if selected is None:
+        selected = agreements[0] if agreements else selectors.model_agreement()
+    return render(
+        request,
+        "catalogue/quality.html",
+        {
+            "versions": [
+                {"agreement": a, "card_accuracy": a.version.metrics.get("accuracy") if a.version else None}
+                for a in agreements
+            ],
+            "selected": selected,
+            "heatmap": _heatmap_rows(selected),
+            "unfinished": list(selectors.artworks_unfinished()),
+            "counts": selectors.catalogue_counts(),
+            "can_curate": request.user.has_perm("catalogue.change_artwork"),
+        },
+    )
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def quality_retry(request: HttpRequest) -> HttpResponse:
+    """Queue classification again for the chosen unfinished works (``artwork`` ids), or all failed ones."""
+    unfinished = Artwork.objects.filter(
+        status__in=[Artwork.Status.FAILED, Artwork.Status.PENDING, Artwork.Status.PROCESSING]
+    )
+    if request.POST.get("all_failed"):
+        chosen = unfinished.filter(status=Artwork.Status.FAILED)
+    else:
+        ids = [int(v) for v in request.POST.getlist("artwork") if v.isdigit()]
+        chosen = unfinished.filter(pk__in=ids)
+    count = 0
+    for artwork in chosen:
+        services.artwork_retry(artwork=artwork)
+        count += 1
+    if count:
+        messages.success(request, f"{count} artwork(s) queued for classification again.")
+    else:
+        messages.info(request, "Nothing to retry.")
+    return redirect("catalogue:quality")
+
+
+# --- Collection map -----------------------------------------------------------------------------------------------
+
+
+def type_colours(types: list[ArtworkType]) -> dict[int, str]:
+    return {t.pk: TYPE_COLOURS[i % len(TYPE_COLOURS)] for i, t in enumerate(types)}
+
+
+def map_svg(points: list[selectors.MapPoint], colours: dict[int, str], names: dict[int, str]) -> SafeString:
+    """The map as inline SVG: one linked circle per work, its title (and type) as the hover tooltip."""
+    inner = MAP_SIZE - 2 * MAP_PADDING
+    radius = 6 if len(points) <= 300 else 4 if len(points) <= 2000 else 3
+    dots = format_html_join(
+        "",
+        '<a href="{}"><circle cx="{}" cy="{}" r="{}" fill="{}"{}><title>{} — {}{}</title></circle></a>',
+        (
+            (
+                reverse("catalogue:artwork-detail", args=[p.artwork_id]),
+                f"{MAP_PADDING + p.x * inner:.1f}",
+                f"{MAP_PADDING + p.y * inner:.1f}",
+                radius,
+                colours.get(p.type_id or -1, NO_TYPE_COLOUR),
+                SafeString(' stroke="#222" stroke-width="1"') if p.curated else "",
+                p.title,
+                names.get(p.type_id or -1, "no type"),
+                " (curator)" if p.curated else "",
+            )
+            for p in points
+        ),
+    )
+    return format_html(
+        '<svg class="collection-map" id="collection-map" viewBox="0 0 {} {}" role="img" '
+        'aria-label="Collection map: each work placed by its embedding">{}</svg>',
+        MAP_SIZE, MAP_SIZE, dots,
+    )
+
+
+@login_required
+def collection_map(request: HttpRequest) -> HttpResponse:
+    version = None
+    if request.GET.get("version"):
+        version = get_object_or_404(ModelVersion, version=request.GET["version"])
+    cmap = selectors.collection_map(version=version, limit=MAP_LIMIT)
+    types = selectors.artwork_types()
+    colours = type_colours(types)
+    names = {t.pk: t.name for t in types}
+    counts: dict[int, int] = {}
+    for point in cmap.points:
+        counts[point.type_id or -1] = counts.get(point.type_id or -1, 0) + 1
+    legend = [{"name": t.name, "colour": colours[t.pk], "count": counts.get(t.pk, 0)} for t in types]
+    return render(
+        request,
+        "catalogue/collection_map.html",
+        {
+            "map": cmap,
+            "svg": map_svg(cmap.points, colours, names) if cmap.points else "",
+            "legend": legend,
+            "versions": ModelVersion.objects.all(),
+        },
+    )

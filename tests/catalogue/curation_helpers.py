@@ -1,0 +1,46 @@
+"""Helpers for the curation tests: ready artworks with chosen predictions (no model run needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from catalogue.models import Artwork, ArtworkType, Prediction
+from tests.factories import ArtworkFactory
+
+SLUGS = ["drawings", "engraving", "iconography", "painting", "sculpture"]
+
+
+def ready_artwork(version, probabilities: dict[str, float], *, embedding=None, seed: int = 0, **kwargs) -> Artwork:
+    """A ready artwork whose prediction by ``version`` has these probabilities (missing types get 0)."""
+    artwork = ArtworkFactory(status=Artwork.Status.READY, **kwargs)
+    probs = {slug: float(probabilities.get(slug, 0.0)) for slug in SLUGS}
+    best = max(probs, key=probs.get)
+    if embedding is None:
+        vector = np.random.default_rng(seed + artwork.pk).normal(size=128)
+        embedding = vector / np.linalg.norm(vector)
+    Prediction.objects.create(
+        artwork=artwork,
+        model_version=version,
+        predicted_type=ArtworkType.objects.get(slug=best),
+        confidence=probs[best],
+        probabilities=probs,
+        embedding=np.asarray(embedding, dtype=np.float32),
+    )
+    return artwork
+
+
+def confident(slug: str, p: float = 0.9) -> dict[str, float]:
+    rest = (1 - p) / 4
+    return {s: (p if s == slug else rest) for s in SLUGS}
+
+
+def type_of(slug: str) -> ArtworkType:
+    return ArtworkType.objects.get(slug=slug)
+
+
+def logged_in(client, user):
+    """``force_login`` with the user as stored: the factories set the password after saving without saving again,
+    so a session made from the in-memory user fails Django's session hash check on the next request."""
+    user.refresh_from_db()
+    client.force_login(user)
+    return client
