@@ -1,9 +1,23 @@
-"""Every REST endpoint, under /api/v1/ (see catalogue/api/)."""
+"""Every REST endpoint, under /api/v1/ (see catalogue/api/): one router for the resources, plain views for actions."""
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from catalogue.api import views
+from catalogue.api.exceptions import api_not_found
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("artworks", views.ArtworkViewSet, basename="api-artwork")
+router.register("types", views.ArtworkTypeViewSet, basename="api-type")
+router.register("models", views.ModelVersionViewSet, basename="api-model")
 
 urlpatterns = [
+    path("classify/", views.ClassifyView.as_view(), name="api-classify"),
+    *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Last: any other path under /api/v1/ answers a JSON 404 (also with DEBUG on, where Django would show HTML).
+    re_path(r"^(?P<path>.*)$", api_not_found),
 ]

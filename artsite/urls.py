@@ -15,3 +15,7 @@ urlpatterns = [
 if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
     # Media from the local filesystem storage. In production behind a proxy, the proxy serves /media/ instead.
     urlpatterns += [path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", serve, {"document_root": settings.MEDIA_ROOT})]
+
+# JSON for /api/ paths, Django's pages elsewhere (catalogue/api/exceptions.py).
+handler404 = "catalogue.api.exceptions.handler404"
+handler500 = "catalogue.api.exceptions.handler500"

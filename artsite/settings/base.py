@@ -159,6 +159,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # Every API error is JSON of one shape: {"status", "code", "message", "fields"} (catalogue/api/exceptions.py).
+    "EXCEPTION_HANDLER": "catalogue.api.exceptions.api_exception_handler",
     "PAGE_SIZE": 24,
     "DEFAULT_THROTTLE_RATES": {
         "classify": env("ARTSITE_THROTTLE_CLASSIFY", default="600/min"),
@@ -171,6 +173,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ArtworkStatusEnum": "catalogue.models.Artwork.Status",
+        "ModelVersionStatusEnum": "inference.models.ModelVersion.Status",
+    },
 }
 
 LOGGING = {

@@ -1,0 +1,371 @@
+"""Input and output shapes of the API. Inputs validate requests (and name the query parameters in the schema);
+outputs shape the selectors' objects. Nothing here writes: the views hand validated input to the services.
+
+Output serializers expect in their context ``request`` (for absolute URLs), ``types`` ({type id: slug}) and,
+for artworks, ``model_version`` (the active version's name or ``None``).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from catalogue import selectors
+from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.selectors import MAX_SIMILAR, SimilarWork
+from inference.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+ORDERINGS = {
+    "created_at": "created_at",
+    "-created_at": "-created_at",
+    "title": "title",
+    "-title": "-title",
+    "artist": "artist",
+    "-artist": "-artist",
+    "confidence": "pred_confidence",
+    "-confidence": "-pred_confidence",
+}
+
+
+def _absolute(request: Any, url: str) -> str:
+    return request.build_absolute_uri(url) if request is not None else url
+
+
+def _file_url(request: Any, field: Any) -> str | None:
+    return _absolute(request, field.url) if field and field.name else None
+
+
+def validate_type_slug(value: str) -> ArtworkType:
+    artwork_type = selectors.artwork_type_by_slug(value)
+    if artwork_type is None:
+        choices = ", ".join(t.slug for t in selectors.artwork_types())
+        raise serializers.ValidationError(f"Unknown type “{value}”; choose one of: {choices}.", code="unknown_type")
+    return artwork_type
+
+
+# --- Errors -------------------------------------------------------------------------------------------------------
+
+
+class ExistingArtworkSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.URLField(help_text="The API URL of the artwork that already holds this file.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one shape of every error the API returns."""
+
+    status = serializers.IntegerField(help_text="The HTTP status code, repeated.")
+    code = serializers.CharField(
+        help_text="Machine-readable reason: not_authenticated, authentication_failed, permission_denied, not_found, "
+        "method_not_allowed, throttled, required, invalid, unknown_type, max_value, not_image, unsupported_format, "
+        "truncated, corrupt, empty, too_large, too_many_pixels, duplicate, duplicate_accession, not_classified, "
+        "model_unavailable, ..."
+    )
+    message = serializers.CharField(help_text="What went wrong, in words for people.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Problems per request field; empty when the error is not about a field.",
+    )
+    existing = ExistingArtworkSerializer(required=False, help_text="Only on 409 duplicate: the existing artwork.")
+
+
+# --- Types and model versions -------------------------------------------------------------------------------------
+
+
+class ArtworkTypeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ArtworkType
+        fields = ["slug", "name", "position"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    architecture = serializers.SerializerMethodField()
+    input_size = serializers.SerializerMethodField()
+    classes = serializers.SerializerMethodField()
+    temperature = serializers.SerializerMethodField()
+    metrics = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "version", "status", "is_active", "created_at", "activated_at",
+            "architecture", "input_size", "classes", "temperature", "metrics",
+        ]
+
+    def get_architecture(self, obj: ModelVersion) -> str | None:
+        value = obj.card.get("architecture")
+        return str(value) if value is not None else None
+
+    def get_input_size(self, obj: ModelVersion) -> int | None:
+        value = obj.card.get("input_size")
+        return int(value) if isinstance(value, int | float) else None
+
+    def get_classes(self, obj: ModelVersion) -> list[str]:
+        return [str(c) for c in obj.card.get("classes", [])]
+
+    def get_temperature(self, obj: ModelVersion) -> float | None:
+        value = obj.card.get("temperature")
+        return float(value) if isinstance(value, int | float) else None
+
+    @extend_schema_field(
+        serializers.DictField(help_text="The model card's metrics as measured at training: accuracy, per-type "
+                              "precision and recall, calibration, latency...")
+    )
+    def get_metrics(self, obj: ModelVersion) -> dict[str, Any]:
+        return obj.metrics
+
+
+# --- Artworks -----------------------------------------------------------------------------------------------------
+
+
+class PredictionSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="The type the model predicts (slug).")
+    confidence = serializers.FloatField(help_text="The predicted type's probability.")
+    probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{type slug: probability}")
+    model_version = serializers.CharField()
+
+
+class ArtworkSerializer(serializers.Serializer):
+    """An artwork with the active model's prediction. Instances come from ``selectors.artworks_with_prediction``."""
+
+    id = serializers.IntegerField(read_only=True)
+    url = serializers.SerializerMethodField(help_text="This resource in the API.")
+    page_url = serializers.SerializerMethodField(help_text="The artwork's page in the portal.")
+    title = serializers.CharField()
+    artist = serializers.CharField()
+    date = serializers.CharField()
+    accession_number = serializers.CharField(allow_null=True)
+    description = serializers.CharField()
+    image_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    file_size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    status = serializers.ChoiceField(choices=Artwork.Status.choices)
+    error = serializers.CharField(help_text="Why the classification failed (status failed), else empty.")
+    type = serializers.SerializerMethodField(
+        help_text="The effective type: the curator's if set, else the active model's prediction; null while pending."
+    )
+    curator_type = serializers.SerializerMethodField(help_text="The type a curator set, or null.")
+    prediction = serializers.SerializerMethodField(help_text="The active model version's prediction, or null.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    processed_at = serializers.DateTimeField(allow_null=True)
+
+    def _slug(self, type_id: int | None) -> str | None:
+        return self.context["types"].get(type_id) if type_id else None
+
+    def get_url(self, obj: Artwork) -> str:
+        return _absolute(self.context.get("request"), reverse("api-artwork-detail", args=[obj.pk]))
+
+    def get_page_url(self, obj: Artwork) -> str:
+        return _absolute(self.context.get("request"), reverse("catalogue:artwork-detail", args=[obj.pk]))
+
+    def get_image_url(self, obj: Artwork) -> str | None:
+        return _file_url(self.context.get("request"), obj.image)
+
+    def get_thumbnail_url(self, obj: Artwork) -> str | None:
+        return _file_url(self.context.get("request"), obj.thumbnail)
+
+    def get_type(self, obj: Artwork) -> str | None:
+        return self._slug(getattr(obj, "effective_type_id", None) or obj.curator_type_id)
+
+    def get_curator_type(self, obj: Artwork) -> str | None:
+        return self._slug(obj.curator_type_id)
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, obj: Artwork) -> dict[str, Any] | None:
+        type_id = getattr(obj, "pred_type_id", None)
+        if type_id is None:
+            return None
+        return {
+            "type": self._slug(type_id),
+            "confidence": obj.pred_confidence,  # type: ignore[attr-defined]
+            "probabilities": obj.pred_probabilities,  # type: ignore[attr-defined]
+            "model_version": self.context.get("model_version"),
+        }
+
+
+class ArtworkAcceptedSerializer(ArtworkSerializer):
+    """The upload's answer (202): the stored artwork, pending; poll ``url`` until ``status`` is ready or failed."""
+
+
+class ArtworkCreateSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="JPEG, PNG, WebP or TIFF.")
+    title = serializers.CharField(max_length=300)
+    artist = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    date = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    accession_number = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ArtworkUpdateSerializer(serializers.Serializer):
+    """Metadata a PATCH may change; any other key is refused (rather than silently ignored)."""
+
+    title = serializers.CharField(max_length=300, required=False)
+    artist = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    date = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    accession_number = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(getattr(self.initial_data, "keys", lambda: [])()) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [f"“{name}” cannot be changed; editable: {', '.join(self.fields)}."] for name in unknown},
+                code="not_editable",
+            )
+        return attrs
+
+
+class ArtworkListQuerySerializer(serializers.Serializer):
+    """Query parameters of ``GET artworks/``."""
+
+    type = serializers.CharField(required=False, help_text="Effective type (slug; 'painting' or 'paintings').")
+    status = serializers.ChoiceField(choices=Artwork.Status.choices, required=False)
+    labelled = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="true: only works a curator labelled; false: only works without a curator label.",
+    )
+    min_confidence = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    max_confidence = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    model_version = serializers.CharField(required=False, help_text="Only works this model version has classified.")
+    search = serializers.CharField(required=False, help_text="Words in the title, the artist or the accession number.")
+    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, help_text="Default: -created_at.")
+
+    def validate_type(self, value: str) -> ArtworkType:
+        return validate_type_slug(value)
+
+    def validate_model_version(self, value: str) -> str:
+        if not ModelVersion.objects.filter(version=value).exists():
+            raise serializers.ValidationError(f"Unknown model version “{value}”.", code="unknown_model_version")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        low, high = attrs.get("min_confidence"), attrs.get("max_confidence")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError(
+                {"min_confidence": ["min_confidence is larger than max_confidence."]}, code="invalid"
+            )
+        return attrs
+
+
+class TypeFilterSerializer(serializers.Serializer):
+    type = serializers.CharField(required=False, help_text="Only works of this effective type (slug).")
+
+    def validate_type(self, value: str) -> ArtworkType:
+        return validate_type_slug(value)
+
+
+class SimilarQuerySerializer(TypeFilterSerializer):
+    k = serializers.IntegerField(
+        required=False, default=5, min_value=1, max_value=MAX_SIMILAR, help_text=f"How many (1 to {MAX_SIMILAR})."
+    )
+
+
+class SimilarWorkSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    artist = serializers.CharField()
+    type = serializers.CharField(help_text="The work's effective type (slug).")
+    similarity = serializers.FloatField(help_text="Cosine similarity of the embeddings, 1 = identical.")
+    url = serializers.URLField(help_text="The work in the API.")
+    page_url = serializers.URLField(help_text="The work's page in the portal.")
+    image_url = serializers.URLField(allow_null=True)
+    thumbnail_url = serializers.URLField(allow_null=True)
+    thumbnail_base64 = serializers.CharField(
+        required=False, allow_null=True,
+        help_text="Only with ?inline=1: the JPEG thumbnail, base64-encoded (null if its file cannot be read).",
+    )
+
+    @classmethod
+    def shape(cls, work: SimilarWork, *, request: Any, types: dict[int, str], inline: bool = False) -> dict[str, Any]:
+        artwork = work.artwork
+        item: dict[str, Any] = {
+            "id": artwork.pk,
+            "title": artwork.title,
+            "artist": artwork.artist,
+            "type": types.get(work.effective_type_id),
+            "similarity": round(work.similarity, 6),
+            "url": _absolute(request, reverse("api-artwork-detail", args=[artwork.pk])),
+            "page_url": _absolute(request, reverse("catalogue:artwork-detail", args=[artwork.pk])),
+            "image_url": _file_url(request, artwork.image),
+            "thumbnail_url": _file_url(request, artwork.thumbnail),
+        }
+        if inline:
+            item["thumbnail_base64"] = _thumbnail_base64(artwork)
+        return item
+
+
+def _thumbnail_base64(artwork: Artwork) -> str | None:
+    if not artwork.thumbnail:
+        return None
+    try:
+        with artwork.thumbnail.open("rb") as handle:
+            return base64.b64encode(handle.read()).decode("ascii")
+    except OSError:
+        logger.warning("thumbnail of artwork %s cannot be read", artwork.pk, exc_info=True)
+        return None
+
+
+class SimilarResponseSerializer(serializers.Serializer):
+    artwork_id = serializers.IntegerField()
+    model_version = serializers.CharField()
+    k = serializers.IntegerField()
+    type = serializers.CharField(allow_null=True, help_text="The type filter, or null.")
+    results = SimilarWorkSerializer(many=True, help_text="Most similar first.")
+
+
+class LabelInputSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="The artwork's type (slug).")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+
+    def validate_type(self, value: str) -> ArtworkType:
+        return validate_type_slug(value)
+
+
+class LabelCorrectionSerializer(serializers.ModelSerializer):
+    from_type = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    to_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = LabelCorrection
+        fields = ["id", "from_type", "to_type", "user", "source", "note", "created_at"]
+
+
+class LabelResponseSerializer(serializers.Serializer):
+    correction = LabelCorrectionSerializer()
+    artwork = ArtworkSerializer()
+
+
+# --- Classify -----------------------------------------------------------------------------------------------------
+
+
+class ClassifyInputSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="JPEG, PNG, WebP or TIFF; the same limits as uploads. Not stored.")
+
+
+class ClassifyQuerySerializer(serializers.Serializer):
+    inline = serializers.BooleanField(
+        required=False, default=False,
+        help_text="1/true: add each similar work's thumbnail as base64 (as the seed project's clients expect).",
+    )
+
+
+class ClassifyResultSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="The predicted type (slug).")
+    type_name = serializers.CharField()
+    confidence = serializers.FloatField(help_text="The predicted type's probability (calibrated).")
+    probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{type slug: probability}")
+    model_version = serializers.CharField()
+    similar = SimilarWorkSerializer(many=True, help_text="The most similar works in the catalogue, most similar first.")
+

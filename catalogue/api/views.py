@@ -1,0 +1,346 @@
+"""The REST API's views: each parses input with a serializer, calls one service or selector, and shapes output.
+
+Authentication and the base permission are global (settings ``REST_FRAMEWORK``); each view names the Django model
+permissions its actions need (see ``permissions.py``). Errors of every kind leave as JSON of one shape
+(``exceptions.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalogue import selectors, services
+from catalogue.api import serializers as s
+from catalogue.api.exceptions import ApiError
+from catalogue.api.permissions import ActionPermissions
+from catalogue.api.throttles import ScopedThrottle
+from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from inference.models import ModelVersion
+from inference.selectors import model_version_active
+
+MAX_ID = 2**63 - 1  # larger ids cannot exist (bigint); asking for one is a 404, not a database error
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input (see `fields`).",
+    401: "No credentials, or an unknown or inactive token.",
+    403: "The account lacks the permission (Viewers read; Curators write).",
+    404: "No such resource.",
+    409: "Conflict.",
+    413: "The file (or its pixel count) is over the limit.",
+    415: "Not an image in an accepted format (JPEG, PNG, WebP, TIFF).",
+    429: "Rate limit reached; see the Retry-After header.",
+    503: "No model can classify right now.",
+}
+
+
+def errors(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """Schema entries for error responses (all with :class:`ErrorSerializer`)."""
+    return {
+        code: OpenApiResponse(s.ErrorSerializer, description=descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code]))
+        for code in codes
+    }
+
+
+def _types() -> dict[int, str]:
+    return {t.pk: t.slug for t in selectors.artwork_types()}
+
+
+class ApiPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+# --- Artworks -----------------------------------------------------------------------------------------------------
+
+IMAGE_ERRORS = {
+    "e400": "Invalid input: a missing field, an empty, truncated or damaged file (see `code` and `fields`).",
+    "e413": "The file is larger than the upload limit, or its pixel count is (a decompression bomb).",
+}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List artworks",
+        description="The catalogue, newest first, with the active model's predictions; filter, search, order, page.",
+        parameters=[s.ArtworkListQuerySerializer],
+        responses={200: s.ArtworkSerializer(many=True), **errors(400, 401, 403, 404, e404="Invalid page.")},
+    ),
+    create=extend_schema(
+        summary="Upload an artwork",
+        description="Stores the image and its metadata; the classification runs in the worker. Answers 202 with the "
+        "artwork (status `pending`) and its URL, to poll until `status` is `ready` or `failed`. The same file "
+        "uploaded twice answers 409 with the existing artwork. Throttled (scope `upload`).",
+        request={"multipart/form-data": s.ArtworkCreateSerializer},
+        responses={
+            202: s.ArtworkAcceptedSerializer,
+            **errors(400, 401, 403, 409, 413, 415, 429, **IMAGE_ERRORS, e409="The file (or the accession number) is "
+                     "already in the catalogue; `existing` names the artwork."),
+        },
+    ),
+    retrieve=extend_schema(
+        summary="An artwork",
+        description="Metadata, status and error, the active model's prediction with its probabilities, and the "
+        "effective and curator types.",
+        responses={200: s.ArtworkSerializer, **errors(401, 403, 404)},
+    ),
+    partial_update=extend_schema(
+        summary="Change an artwork's metadata",
+        description="Title, artist, date, accession number, description. Curators only.",
+        request=s.ArtworkUpdateSerializer,
+        responses={200: s.ArtworkSerializer, **errors(400, 401, 403, 404, 409, e409="Accession number taken.")},
+    ),
+    destroy=extend_schema(
+        summary="Delete an artwork",
+        description="Deletes the artwork, its predictions and audit trail, and its files. Curators only.",
+        responses={204: None, **errors(401, 403, 404)},
+    ),
+)
+class ArtworkViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    permission_classes = [ActionPermissions]
+    throttle_classes = [ScopedThrottle]
+    pagination_class = ApiPagination
+    serializer_class = s.ArtworkSerializer
+    lookup_value_regex = r"[0-9]+"
+    read_permissions = ["catalogue.view_artwork"]
+    required_permissions = {
+        "list": ["catalogue.view_artwork"],
+        "retrieve": ["catalogue.view_artwork"],
+        "similar": ["catalogue.view_artwork"],
+        "create": ["catalogue.add_artwork"],
+        "partial_update": ["catalogue.change_artwork"],
+        "label": ["catalogue.change_artwork"],
+        "destroy": ["catalogue.delete_artwork"],
+    }
+
+    @property
+    def throttle_scope(self) -> str | None:
+        return "upload" if getattr(self, "action", None) == "create" else None
+
+    def get_queryset(self) -> Any:
+        return selectors.artworks_with_prediction()
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        version = model_version_active()
+        return {**super().get_serializer_context(), "types": _types(), "model_version": version and version.version}
+
+    def get_object(self) -> Artwork:
+        pk = int(self.kwargs["pk"])
+        artwork = self.get_queryset().filter(pk=pk).first() if pk <= MAX_ID else None
+        if artwork is None:
+            raise NotFound(f"There is no artwork {self.kwargs['pk']}.")
+        return artwork
+
+    def _detail(self, pk: int) -> dict[str, Any]:
+        return s.ArtworkSerializer(self.get_queryset().get(pk=pk), context=self.get_serializer_context()).data
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        query = s.ArtworkListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        artworks = selectors.artwork_list(
+            type_slug=q["type"].slug if q.get("type") else None,
+            status=q.get("status"),
+            search=q.get("search"),
+            labelled=q.get("labelled"),
+            min_confidence=q.get("min_confidence"),
+            max_confidence=q.get("max_confidence"),
+            model_version=q.get("model_version"),
+            ordering=s.ORDERINGS.get(q.get("ordering", "")),
+        )
+        page = self.paginate_queryset(artworks)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        form = s.ArtworkCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        artwork = services.artwork_create(
+            data=services.read_upload(data["image"]),
+            title=data["title"],
+            artist=data["artist"],
+            date=data["date"],
+            accession_number=data.get("accession_number"),
+            description=data["description"],
+            uploaded_by=request.user,
+        )
+        body = self._detail(artwork.pk)
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        artwork = self.get_object()
+        form = s.ArtworkUpdateSerializer(data=request.data, partial=True)
+        form.is_valid(raise_exception=True)
+        services.artwork_update(artwork=artwork, **form.validated_data)
+        return Response(self._detail(artwork.pk))
+
+    def perform_destroy(self, instance: Artwork) -> None:
+        services.artwork_delete(artwork=instance)
+
+    @extend_schema(
+        summary="Works similar to an artwork",
+        description="The k works whose embeddings (active model version) are nearest by cosine similarity, most "
+        "similar first, optionally only of one effective type. 409 while the artwork is not classified yet.",
+        parameters=[s.SimilarQuerySerializer],
+        responses={
+            200: s.SimilarResponseSerializer,
+            **errors(400, 401, 403, 404, 409, e400="Bad `k` (1 to 50) or unknown `type`.",
+                     e409="The artwork has no prediction of the active model yet."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def similar(self, request: Request, pk: str | None = None) -> Response:
+        artwork = self.get_object()
+        query = s.SimilarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        k, artwork_type = query.validated_data["k"], query.validated_data.get("type")
+        if artwork.pred_type_id is None:  # type: ignore[attr-defined]
+            raise ApiError(
+                f"Artwork {artwork.pk} has no prediction of the active model yet (status: {artwork.status}).",
+                status_code=status.HTTP_409_CONFLICT, code="not_classified",
+            )
+        works = selectors.artwork_similar(artwork=artwork, k=k, type_slug=artwork_type.slug if artwork_type else None)
+        context = self.get_serializer_context()
+        return Response({
+            "artwork_id": artwork.pk,
+            "model_version": context["model_version"],
+            "k": k,
+            "type": artwork_type.slug if artwork_type else None,
+            "results": [s.SimilarWorkSerializer.shape(w, request=request, types=context["types"]) for w in works],
+        })
+
+    @extend_schema(
+        summary="Correct an artwork's type",
+        description="Sets the curator's type (it becomes the effective type) and records the change, who made it "
+        "and the note in the audit trail. Curators only.",
+        request=s.LabelInputSerializer,
+        responses={201: s.LabelResponseSerializer, **errors(400, 401, 403, 404, e400="Missing or unknown `type`.")},
+    )
+    @action(detail=True, methods=["post"])
+    def label(self, request: Request, pk: str | None = None) -> Response:
+        artwork = self.get_object()
+        form = s.LabelInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        correction = services.label_correct(
+            artwork=artwork, to_type=form.validated_data["type"], user=request.user,
+            source=LabelCorrection.Source.API, note=form.validated_data["note"],
+        )
+        return Response(
+            {"correction": s.LabelCorrectionSerializer(correction).data, "artwork": self._detail(artwork.pk)},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+# --- Types and model versions -------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The artwork types", responses={200: s.ArtworkTypeSerializer(many=True), **errors(401, 403)}),
+    retrieve=extend_schema(summary="One artwork type", responses={200: s.ArtworkTypeSerializer, **errors(401, 403, 404)}),
+)
+class ArtworkTypeViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = ArtworkType.objects.all()
+    serializer_class = s.ArtworkTypeSerializer
+    permission_classes = [ActionPermissions]
+    read_permissions = ["catalogue.view_artworktype"]
+    pagination_class = None
+    lookup_field = "slug"
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The model versions",
+        description="Every registered version, the active one first, with its model card's metrics.",
+        responses={200: s.ModelVersionSerializer(many=True), **errors(401, 403)},
+    ),
+    retrieve=extend_schema(summary="One model version", responses={200: s.ModelVersionSerializer, **errors(401, 403, 404)}),
+)
+class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = ModelVersion.objects.order_by("-is_active", "-created_at")
+    serializer_class = s.ModelVersionSerializer
+    permission_classes = [ActionPermissions]
+    read_permissions = ["inference.view_modelversion"]
+    pagination_class = None
+    lookup_field = "version"
+    lookup_value_regex = r"[^/]+"
+
+
+# --- Classify -----------------------------------------------------------------------------------------------------
+
+
+class ClassifyView(APIView):
+    """Classify an image without storing it. Reports where the time went in a ``Server-Timing`` header
+    (parse, decode, model, search, serialise, render and app = the whole view, in milliseconds)."""
+
+    parser_classes = [MultiPartParser, FormParser]
+    permission_classes = [ActionPermissions]
+    required_permissions = {"post": ["catalogue.view_artwork"]}
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "classify"
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        self.timings: dict[str, float] = {}
+        self._started = time.perf_counter()
+        return super().dispatch(request, *args, **kwargs)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+            started = time.perf_counter()
+            response.render()  # here rather than in Django's handler, so that the timing covers it
+            self.timings["render"] = time.perf_counter() - started
+        self.timings["app"] = time.perf_counter() - self._started
+        response["Server-Timing"] = ", ".join(f"{name};dur={sec * 1000:.2f}" for name, sec in self.timings.items())
+        return response
+
+    @extend_schema(
+        summary="Classify an image (not stored)",
+        description="Runs the active model on the image and finds the five most similar works in the catalogue. "
+        "`?inline=1` adds each similar work's thumbnail as base64. The image is checked exactly as an upload is "
+        "(format, size, pixel count, truncation). Throttled (scope `classify`).",
+        parameters=[s.ClassifyQuerySerializer],
+        request={"multipart/form-data": s.ClassifyInputSerializer},
+        responses={200: s.ClassifyResultSerializer, **errors(400, 401, 403, 413, 415, 429, 503, **IMAGE_ERRORS)},
+    )
+    def post(self, request: Request) -> Response:
+        timings, clock = self.timings, time.perf_counter()
+        query = s.ClassifyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        form = s.ClassifyInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        timings["parse"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        checked = services.image_check(data=services.read_upload(form.validated_data["image"]))
+        timings["decode"] = time.perf_counter() - clock
+
+        result = selectors.image_classify(image=checked.decoded.image, k=5)
+        timings.update(result.timings)
+
+        clock = time.perf_counter()
+        types = {t.pk: t.slug for t in (result.predicted_type, *selectors.artwork_types())}
+        inline = query.validated_data["inline"]
+        body = {
+            "type": result.predicted_type.slug,
+            "type_name": result.predicted_type.name,
+            "confidence": round(result.confidence, 6),
+            "probabilities": {slug: round(p, 6) for slug, p in result.probabilities.items()},
+            "model_version": result.version.version,
+            "similar": [s.SimilarWorkSerializer.shape(w, request=request, types=types, inline=inline) for w in result.similar],
+        }
+        timings["serialise"] = time.perf_counter() - clock
+        return Response(body)
