@@ -1,0 +1,110 @@
+"""The "Models" page of the admin: every registered model version, its card's metrics, and which one serves.
+
+Read-only on purpose. Activating a version must re-embed the catalogue before the switch (the model-lifecycle
+work owns that); its admin action belongs here — see ``ModelVersionAdmin.actions`` — and must call the lifecycle
+service, never set ``is_active`` by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from inference.models import ModelVersion
+
+
+def _metric(value: Any, *, percent: bool = True) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, int | float):
+        return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+    return str(value)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = (
+        "version", "is_active", "status", "architecture", "accuracy", "macro_f1", "ece", "evaluated_on",
+        "prediction_count", "created_at", "activated_at",
+    )
+    list_filter = ("is_active", "status")
+    search_fields = ("version",)
+    fields = (
+        "version", "is_active", "status", "activated_at", "created_at", "path", "architecture", "accuracy",
+        "macro_f1", "ece", "evaluated_on", "prediction_count", "per_type_metrics", "card_details",
+    )
+    readonly_fields = fields
+    # Hook for the model lifecycle: add an "activate" action here that calls its service (which re-embeds the
+    # catalogue with the chosen version, then switches). Until then versions are activated from the command line.
+    actions: tuple[str, ...] = ()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
+        return super().get_queryset(request).annotate(n_predictions=Count("predictions"))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Models", **(extra_context or {})})
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # versions are registered from their folders (model_versions_sync)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # predictions and embeddings hang on the version
+
+    @admin.display(description="architecture")
+    def architecture(self, obj: ModelVersion) -> str:
+        return str(obj.card.get("architecture", "–"))
+
+    @admin.display(description="accuracy")
+    def accuracy(self, obj: ModelVersion) -> str:
+        return _metric(obj.metrics.get("accuracy"))
+
+    @admin.display(description="macro F1")
+    def macro_f1(self, obj: ModelVersion) -> str:
+        return _metric(obj.metrics.get("macro_f1"))
+
+    @admin.display(description="ECE")
+    def ece(self, obj: ModelVersion) -> str:
+        return _metric(obj.metrics.get("ece"), percent=False)
+
+    @admin.display(description="evaluated on")
+    def evaluated_on(self, obj: ModelVersion) -> str:
+        metrics = obj.metrics
+        n = metrics.get("n")
+        where = metrics.get("evaluated_on") or ""
+        return f"{n} images {where}".strip() if n else (where or "–")
+
+    @admin.display(description="predictions", ordering="n_predictions")
+    def prediction_count(self, obj: ModelVersion) -> int:
+        return int(getattr(obj, "n_predictions", obj.predictions.count()))
+
+    @admin.display(description="per type (card)")
+    def per_type_metrics(self, obj: ModelVersion) -> SafeString | str:
+        per_type = obj.metrics.get("per_type") or {}
+        if not per_type:
+            return "–"
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (slug, _metric(m.get("precision")), _metric(m.get("recall")), _metric(m.get("f1")), m.get("support", "–"))
+                for slug, m in per_type.items()
+            ),
+        )
+        return format_html(
+            "<table><tr><th>type</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{}</table>", rows
+        )
+
+    @admin.display(description="card")
+    def card_details(self, obj: ModelVersion) -> SafeString | str:
+        shown = {k: v for k, v in obj.card.items() if k not in {"metrics", "path"}}
+        if not shown:
+            return "–"
+        return format_html_join("", "<div><code>{}</code>: {}</div>", ((k, str(v)[:300]) for k, v in shown.items()))
