@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 
 from catalogue import services
 
@@ -41,3 +42,26 @@ def classify_artwork(self, artwork_id: int) -> None:  # type: ignore[no-untyped-
 def requeue_pending() -> int:
     """Periodic sweep: artworks left pending (broker was down) or stuck in processing go through again."""
     return services.artworks_requeue_pending()
+
+
+@worker_process_init.connect
+def warm_model(**_: object) -> None:
+    """Load the active model as each worker process starts, so the first upload is as fast as the rest."""
+    from django.conf import settings
+
+    if not getattr(settings, "ARTSITE_WARM_MODEL_ON_START", True):
+        return
+    from django.db import close_old_connections
+
+    from inference.loader import ModelUnavailable, get_classifier
+    from inference.selectors import model_versions_serving
+
+    try:
+        for version in model_versions_serving():
+            get_classifier(version.version)
+    except ModelUnavailable as exc:
+        logger.error("the worker cannot load its model: %s", exc)  # tasks will fail with this reason
+    except Exception:
+        logger.warning("could not warm the model at start; it will load on first use", exc_info=True)
+    finally:
+        close_old_connections()

@@ -100,3 +100,83 @@ def broker():  # type: ignore[no-untyped-def]
     client.flushdb()
     yield client
     client.flushdb()
+
+
+class WorkerProcess:
+    """A real `celery worker` process on the test database, broker, media folder and tiny model."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.processes: list = []
+
+    def start(self, *, warm: bool = True):  # type: ignore[no-untyped-def]
+        import subprocess
+        import sys
+
+        env = {**self.env, "ARTSITE_WARM_MODEL_ON_START": "1" if warm else "0"}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "artsite", "worker", "--pool=prefork", "--concurrency=1",
+             "--loglevel=INFO", "--without-mingle", "--without-gossip", "-n", f"test{len(self.processes)}@%h"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def kill(self, process) -> None:  # type: ignore[no-untyped-def]
+        """SIGKILL the worker and its pool children at once, as the OOM killer or a crashed host would."""
+        import os
+        import signal
+
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                self.kill(process)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings, model_root, broker, tmp_path):  # type: ignore[no-untyped-def]
+    """Start real worker processes with ``.start()``; all are killed at the end of the test.
+
+    Needs committed rows, hence ``transactional_db``: mark such tests
+    ``@pytest.mark.django_db(transaction=True, serialized_rollback=True)`` so the seeded types and groups survive.
+    """
+    from django.db import connection
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "artsite.settings.test",
+        "ARTSITE_DATABASE_NAME": connection.settings_dict["NAME"],
+        "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "ARTSITE_MODEL_DIRS": str(model_root),
+        "ARTSITE_DEFAULT_MODEL": TINY_VERSION,
+        "PYTHONUNBUFFERED": "1",
+    }
+    workers = WorkerProcess(env, tmp_path / "worker.log")
+    yield workers
+    workers.stop_all()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, *, explain=None):  # type: ignore[no-untyped-def]
+    """Poll until ``predicate()`` is truthy; returns its value or fails the test with the timeout (and
+    ``explain()``'s text, e.g. the worker's log)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    details = explain() if explain else ""
+    pytest.fail(f"condition not met within {timeout:.0f}s\n{details[-4000:]}")

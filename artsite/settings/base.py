@@ -144,6 +144,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "max_retries": 1,
 }
 CELERY_TASK_ALWAYS_EAGER = False
+# Each worker process loads the active model when it starts rather than on its first task.
+ARTSITE_WARM_MODEL_ON_START = env.bool("ARTSITE_WARM_MODEL_ON_START", default=True)
 CELERY_BEAT_SCHEDULE = {
     # Nothing stays pending forever: artworks stored while the broker was down go through once it is back.
     "requeue-pending": {"task": "inference.tasks.requeue_pending", "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=60)},

@@ -23,4 +23,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 1,
     "socket_timeout": 2,
     "max_retries": 0,
+    # Look for unacknowledged messages of dead workers every second (default: every ~100 s).
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
 }
