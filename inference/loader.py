@@ -41,18 +41,18 @@ _cache: dict[str, Classifier] = {}
 _threads_configured = False
 
 
-def configure_threads() -> None:
+def configure_threads(threads: int | None = None) -> None:
     """Limit TensorFlow's thread pools before its runtime starts (it cannot change afterwards).
 
-    ``settings.ARTSITE_TF_THREADS`` (default: the CPU count) threads inside an op, one op at a time: on a small
-    machine running several worker processes, more threads than cores only adds contention.
+    ``threads`` (default ``settings.ARTSITE_TF_THREADS``, else the CPU count) threads inside an op and at most two
+    ops at once: on a small machine running several worker processes, more threads than cores only adds contention.
     """
     global _threads_configured
     if _threads_configured:
         return
     import tensorflow as tf
 
-    threads = int(getattr(settings, "ARTSITE_TF_THREADS", 0) or os.cpu_count() or 1)
+    threads = int(threads or getattr(settings, "ARTSITE_TF_THREADS", 0) or os.cpu_count() or 1)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))

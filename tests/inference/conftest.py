@@ -48,11 +48,12 @@ def tiny_model_file(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def model_dirs(tmp_path, settings) -> list[Path]:
-    """Two empty model dirs (shipped, trained) that settings.ARTSITE_MODEL_DIRS points at."""
+    """Two empty model dirs (shipped, trained) that settings.ARTSITE_MODEL_DIRS points at; no default version."""
     dirs = [tmp_path / "weights", tmp_path / "models"]
     for d in dirs:
         d.mkdir()
     settings.ARTSITE_MODEL_DIRS = dirs
+    settings.ARTSITE_DEFAULT_MODEL = ""
     loader.clear_cache()
     yield dirs
     loader.clear_cache()
