@@ -12,6 +12,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES, CELERY_BROKER_URL = services(Path(env("ARTSITE_TEST_VAR_DIR", default=str(VAR_DIR / "test"))))
 # Worker processes started by tests inherit the parent's media folder through DJANGO_MEDIA_ROOT.
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="artsite-test-media-"))
+# Static files are found by the finders in tests; no collectstatic.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
