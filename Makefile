@@ -48,6 +48,9 @@ format: install
 bench-model: install ## Model latency and throughput, beside plain model.predict
 	$(PY) manage.py bench_model
 
+bench-import: install ## Import ../shared/data/art-images into a fresh database (artsite_bench, var/bench/media): images/s beside decode alone and model alone
+	ARTSITE_DATABASE_NAME=artsite_bench DJANGO_MEDIA_ROOT=var/bench/media $(PY) manage.py bench_import ../shared/data/art-images
+
 stop: ## Stop the embedded PostgreSQL and Redis
 	-$(PY) -c "from pathlib import Path; from artsite import embedded; embedded.redis_stop(Path('var/redis'))"
 	-.venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_ctl -D var/postgres/pgdata stop -m fast

@@ -65,11 +65,16 @@ class CheckedImage:
 # --- Upload ---------------------------------------------------------------------------------------------------
 
 
-def image_check(*, data: bytes) -> CheckedImage:
-    """Decode and check an image against the upload limits. Raises :class:`ArtworkRejected`."""
+def image_check(*, data: bytes, draft: int | None = None) -> CheckedImage:
+    """Decode and check an image against the upload limits. Raises :class:`ArtworkRejected`.
+
+    ``draft`` (the import): decode a large JPEG at a reduced scale, no smaller than ``draft`` pixels a side, when
+    only the thumbnail and the model input are needed (see :func:`inference.preprocessing.decode_image`).
+    """
     try:
         decoded = decode_image(
-            data, max_bytes=settings.ARTSITE_MAX_UPLOAD_BYTES, max_pixels=settings.ARTSITE_MAX_IMAGE_PIXELS
+            data, max_bytes=settings.ARTSITE_MAX_UPLOAD_BYTES, max_pixels=settings.ARTSITE_MAX_IMAGE_PIXELS,
+            draft=draft,
         )
     except ImageRejected as exc:
         raise ArtworkRejected(str(exc), reason=exc.reason) from None

@@ -21,6 +21,10 @@ class Command(BaseCommand):
             help="Password for a newly created curator account (an existing account keeps its password).",
         )
         parser.add_argument("--no-migrate", action="store_true", help="Skip running migrations.")
+        parser.add_argument(
+            "--no-curator", action="store_true",
+            help="Do not create the default curator account (production: create accounts with createsuperuser).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["no_migrate"]:
@@ -30,6 +34,8 @@ class Command(BaseCommand):
             self.stderr.write(self.style.WARNING("No model version found: artworks will fail until one is trained."))
         else:
             self.stdout.write(f"Active model: {active.version}")
+        if options["no_curator"]:
+            return
         user, created = catalogue_services.curator_ensure(username=options["username"], password=options["password"])
         if created:
             self.stdout.write(self.style.SUCCESS(
