@@ -30,6 +30,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = None
 
 RESAMPLE = Image.Resampling.BILINEAR
+EXIF_ORIENTATION = 0x0112
 
 
 class ImageRejected(ValueError):
@@ -49,8 +50,15 @@ class DecodedImage:
     height: int
 
 
-def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None = None) -> DecodedImage:
-    """Decode and check an uploaded image. Raises :class:`ImageRejected` with a readable reason."""
+def decode_image(
+    data: bytes, *, max_bytes: int | None = None, max_pixels: int | None = None, draft: int | None = None
+) -> DecodedImage:
+    """Decode and check an uploaded image. Raises :class:`ImageRejected` with a readable reason.
+
+    ``draft``: when only smaller copies are needed (a thumbnail, the model input), a JPEG may be decoded at 1/2,
+    1/4 or 1/8 scale directly by libjpeg, as long as both sides stay at least ``draft`` pixels; much faster for
+    large photographs. ``width`` and ``height`` are still the true size of the image; other formats ignore it.
+    """
     if max_bytes is not None and len(data) > max_bytes:
         raise ImageRejected(
             f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.", reason="too_large"
@@ -79,6 +87,14 @@ def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int |
             f"the limit is {max_pixels / 1e6:.0f} megapixels.",
             reason="too_many_pixels",
         )
+    true_size: tuple[int, int] | None = None
+    if draft and fmt == "JPEG" and min(width, height) >= 2 * draft:
+        try:
+            quarter_turn = image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)
+        except Exception:  # a damaged EXIF block: exif_transpose below ignores it too
+            quarter_turn = False
+        true_size = (height, width) if quarter_turn else (width, height)
+        image.draft(None, (draft, draft))
     try:
         image.load()
         rgb = to_rgb(ImageOps.exif_transpose(image) or image)
@@ -89,7 +105,8 @@ def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int |
         raise ImageRejected(f"The image could not be decoded: {message}.", reason="corrupt") from None
     except (Image.DecompressionBombError, ValueError, SyntaxError) as exc:
         raise ImageRejected(f"The image could not be decoded: {exc}.", reason="corrupt") from None
-    return DecodedImage(image=rgb, format=fmt, extension=ALLOWED_FORMATS[fmt], width=rgb.width, height=rgb.height)
+    true_width, true_height = true_size or rgb.size
+    return DecodedImage(image=rgb, format=fmt, extension=ALLOWED_FORMATS[fmt], width=true_width, height=true_height)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -1,0 +1,227 @@
+"""Benchmark of the bulk import (``make bench-import``): end-to-end images/s beside its two parts, measured in the
+same run on the same files.
+
+1. decode alone: read, hash, decode and check, thumbnail, colour histogram and model-size input — exactly the import's
+   per-image work — in the import's pool of decoder threads, nothing stored;
+2. model alone: the serving version(s) on already-decoded batches (``Classifier.predict_arrays``);
+3. end to end: ``artworks_import`` into a freshly created database (decode, hash, store, thumbnail, insert,
+   classify, embed, index).
+
+The practical limit on this machine is 1 / (1/decode + 1/model): both steps compete for the same cores. The goal is
+end to end >= 75 % of that limit and >= 120 images/s.
+
+The command drops and recreates its database, so it refuses to run unless the database and the media folder are
+named for it (``make bench-import`` sets ``ARTSITE_DATABASE_NAME=artsite_bench`` and
+``DJANGO_MEDIA_ROOT=var/bench/media``); the developer's catalogue is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalogue import importing
+
+DEFAULT_FOLDER = settings.BASE_DIR.parent / "shared" / "data" / "art-images"
+GOAL_SHARE = 0.75
+GOAL_RATE = 120.0
+# Decoded inputs kept for the model-alone measurement (uint8; 512 x 224 x 224 x 3 is 77 MB).
+MODEL_SAMPLE = 512
+MODEL_SECONDS = 8.0
+
+
+class Command(BaseCommand):
+    help = (
+        "Import benchmark: images/s end to end into a fresh database, beside decode alone and model alone measured in "
+        "the same run. Drops and recreates its own database (ARTSITE_DATABASE_NAME must contain 'bench')."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER,
+                            help=f"Folder to import (default {DEFAULT_FOLDER}: train and val).")
+        parser.add_argument("--model", default=None,
+                            help="Model version to activate (default: the version a fresh database activates).")
+        parser.add_argument("--batch-size", type=int, default=importing.DEFAULT_BATCH_SIZE,
+                            help="Import and model batch size.")
+        parser.add_argument("--workers", type=int, default=None, help="Decoder threads (default: CPU cores).")
+        parser.add_argument("--no-draft", action="store_true", help="Decode large JPEGs at full size.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(file=self.stdout, stderr=False)
+        folder: Path = options["folder"]
+        if not folder.is_dir():
+            raise CommandError(f"{folder} is not a folder.")
+        batch_size = options["batch_size"]
+        workers = options["workers"] or os.cpu_count() or 1
+        load = os.getloadavg()[0]
+
+        console.print("Fresh database and media folder...", highlight=False)
+        self._fresh_database()
+        versions = self._activate(options["model"])
+        classifiers = [(v, self._classifier(v.version)) for v in versions]
+        sizes = sorted({c.input_size for _, c in classifiers})
+        draft = None if options["no_draft"] else max(settings.ARTSITE_THUMBNAIL_SIZE, *sizes)
+
+        files = [(path, rel, size) for path, rel, size in importing._walk(folder.resolve(), set())
+                 if path.suffix.lower() in importing.ALLOWED_EXTENSIONS]
+        if not files:
+            raise CommandError(f"No images in {folder}.")
+        for path, _rel, _size in files:  # the page cache holds them for all three measurements alike
+            path.read_bytes()
+
+        console.print(f"Decode alone: {len(files)} images, {workers} threads...", highlight=False)
+        decode_rate, samples = self._decode_alone(files, sizes, draft, workers)
+        console.print("Model alone...", highlight=False)
+        model_rates = {v.version: self._model_alone(c, samples[c.input_size], batch_size) for v, c in classifiers}
+        model_rate = 1.0 / sum(1.0 / r for r in model_rates.values())
+        del samples
+
+        console.print("End to end...", highlight=False)
+        started = time.perf_counter()
+        result = importing.artworks_import(
+            folder=folder, batch_size=batch_size, workers=workers, draft=not options["no_draft"]
+        )
+        elapsed = time.perf_counter() - started
+        end_to_end = result.candidates / elapsed
+        limit = 1.0 / (1.0 / decode_rate + 1.0 / model_rate)
+        self._check(result)
+
+        table = Table(title=f"Import benchmark: {folder} ({len(files)} image files)")
+        table.add_column("measure")
+        table.add_column("images/s", justify="right")
+        table.add_row(f"decode alone (read, hash, decode+check, thumbnail, histogram, resize; {workers} threads)",
+                      f"{decode_rate:.1f}")
+        for version, rate in model_rates.items():
+            classifier = dict((v.version, c) for v, c in classifiers)[version]
+            table.add_row(f"model alone: {version} ({classifier.input_size}px, batch {batch_size}, "
+                          f"XLA {'on' if classifier.jit_compiled else 'off'})", f"{rate:.1f}")
+        table.add_row("practical limit 1/(1/decode + 1/model)", f"{limit:.1f}")
+        table.add_row(f"[bold]end to end[/] ({result.imported} imported, {result.duplicates} duplicates, "
+                      f"{result.unreadable_total} unreadable, {elapsed:.1f} s)", f"[bold]{end_to_end:.1f}[/]")
+        share = end_to_end / limit
+        table.add_row("end to end / limit", f"{share:.0%}")
+        console.print(table)
+        ok_share, ok_rate = share >= GOAL_SHARE, end_to_end >= GOAL_RATE
+        console.print(
+            f"Goal >= {GOAL_SHARE:.0%} of the limit: {'met' if ok_share else 'NOT met'}; "
+            f"goal >= {GOAL_RATE:.0f} images/s: {'met' if ok_rate else 'NOT met'}. "
+            f"Machine: {os.cpu_count()} CPU cores, load average {load:.1f} at the start.",
+            highlight=False,
+        )
+
+    # -- steps --
+
+    def _fresh_database(self) -> None:
+        import psycopg2
+        from django.db import connections
+        from psycopg2 import sql
+
+        database = settings.DATABASES["default"]
+        name = str(database["NAME"])
+        media = Path(settings.MEDIA_ROOT)
+        if "bench" not in name or "bench" not in str(media):
+            raise CommandError(
+                f"bench_import drops and recreates its database; the database is {name!r} and the media folder "
+                f"{media}. Run it with `make bench-import` (ARTSITE_DATABASE_NAME=artsite_bench "
+                "DJANGO_MEDIA_ROOT=var/bench/media) so the catalogue is never touched."
+            )
+        connections.close_all()
+        conn = psycopg2.connect(
+            dbname="postgres", user=database.get("USER") or None, password=database.get("PASSWORD") or None,
+            host=database.get("HOST") or None, port=database.get("PORT") or None,
+        )
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        finally:
+            conn.close()
+        shutil.rmtree(media, ignore_errors=True)
+        call_command("migrate", interactive=False, verbosity=0)
+
+    def _activate(self, version_name: str | None) -> list[Any]:
+        from inference.models import ModelVersion
+        from inference.selectors import model_versions_serving
+        from inference.services import model_ensure_active, model_version_set_active
+
+        active = model_ensure_active()
+        if version_name:
+            version = ModelVersion.objects.filter(version=version_name).first()
+            if version is None:
+                raise CommandError(f"No model version {version_name!r} in {settings.ARTSITE_MODEL_DIRS}.")
+            active = model_version_set_active(version=version)
+        if active is None:
+            raise CommandError(f"No model version in {settings.ARTSITE_MODEL_DIRS}: train one first (make train).")
+        return model_versions_serving()
+
+    def _classifier(self, version: str) -> Any:
+        from inference.loader import ModelUnavailable, get_classifier
+
+        try:
+            return get_classifier(version)
+        except ModelUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _decode_alone(
+        self, files: list[tuple[Path, str, int]], sizes: list[int], draft: int | None, workers: int
+    ) -> tuple[float, dict[int, np.ndarray]]:
+        max_bytes = int(settings.ARTSITE_MAX_UPLOAD_BYTES)
+        thumbnail_size = int(settings.ARTSITE_THUMBNAIL_SIZE)
+
+        def work(entry: tuple[Path, str, int]) -> importing._Item:
+            path, rel, size = entry
+            item = importing._Item(candidate=importing.Candidate(
+                path=path, rel=rel, size=size, artwork_type=None, label_origin="", unknown_folder=None, row=None,
+            ))
+            item = importing._read(item, max_bytes)
+            if item.skip is None:
+                item = importing.prepare_image(item, sizes=sizes, draft=draft, thumbnail_size=thumbnail_size)
+            return item
+
+        samples: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for item in pool.map(work, files, chunksize=1):
+                for size, pixels in item.inputs.items():
+                    if len(samples[size]) < MODEL_SAMPLE:
+                        samples[size].append(pixels)
+                item.release()
+        rate = len(files) / (time.perf_counter() - started)
+        return rate, {size: np.stack(arrays) for size, arrays in samples.items()}
+
+    def _model_alone(self, classifier: Any, pixels: np.ndarray, batch_size: int) -> float:
+        from inference.loader import BATCH_BUCKETS
+
+        batches = [pixels[i : i + batch_size] for i in range(0, len(pixels), batch_size)]
+        # Compile every padded batch shape first (once per process; the end-to-end run then finds them ready too).
+        for size in BATCH_BUCKETS:
+            classifier.predict_arrays(pixels[: min(size, len(pixels))])
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < MODEL_SECONDS:
+            for batch in batches:
+                classifier.predict_arrays(batch)
+                done += len(batch)
+        return done / (time.perf_counter() - started)
+
+    def _check(self, result: importing.ImportResult) -> None:
+        from catalogue.models import Artwork, Prediction
+
+        ready = Artwork.objects.filter(status=Artwork.Status.READY).count()
+        predictions = Prediction.objects.count()
+        if ready != result.imported or predictions < result.imported:
+            raise CommandError(
+                f"The import reported {result.imported} artworks but {ready} are ready with {predictions} predictions."
+            )
