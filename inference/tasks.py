@@ -8,9 +8,13 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
+from artsite import metrics
 from catalogue import services
 
 logger = logging.getLogger(__name__)
+
+# Task counts and durations go to Redis for /metrics (artsite/metrics.py); publishing processes count tasks sent.
+metrics.connect_task_signals()
 
 MAX_RETRIES = 3
 
@@ -65,3 +69,21 @@ def warm_model(**_: object) -> None:
         logger.warning("could not warm the model at start; it will load on first use", exc_info=True)
     finally:
         close_old_connections()
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5, default_retry_delay=10,
+             soft_time_limit=300, time_limit=360)
+def reembed_catalogue(self, version_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Re-embed the catalogue with a version being activated, one batch per run, re-queueing itself until done."""
+    from inference.models import ModelVersion
+    from inference.services import model_reembed_batch
+
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None or version.status != ModelVersion.Status.EMBEDDING:
+        return
+    try:
+        progress = model_reembed_batch(version=version)
+    except Exception as exc:
+        raise self.retry(exc=exc) from exc
+    if progress.remaining > 0:
+        reembed_catalogue.apply_async(args=[version_id])
