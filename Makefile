@@ -8,7 +8,7 @@ DATA ?= ../shared/data/art-images/train
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install run worker web demo test test-fast lint format typecheck bench-model bench-import bench-api bench-search loadtest faults stop clean
+.PHONY: install chromium run worker web demo test test-fast lint format typecheck bench-model bench-import bench-api bench-search loadtest faults stop clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -30,8 +30,17 @@ demo: install ## Import DATA=FOLDER, then run the portal as `make run` does
 	$(PY) manage.py import_artworks "$(DATA)"
 	$(MAKE) run
 
-test: install ## The whole test suite (real PostgreSQL+pgvector and Redis, embedded)
+test: install chromium ## The whole test suite (real PostgreSQL+pgvector and Redis, embedded; headless Chromium)
 	$(PY) -m pytest
+
+# The browser test drives Debian's chromium package through Playwright (never `playwright install`, which
+# downloads a browser). Installed here when missing; without apt or root the browser test skips and says why.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "warning: /usr/bin/chromium is missing and apt-get is unavailable (or not root): the browser test will be skipped"; fi
 
 test-fast: install ## Tests without the slow ones (real worker processes, browser)
 	$(PY) -m pytest -m "not slow"
