@@ -69,7 +69,8 @@ def artwork_type_by_slug(slug: str) -> ArtworkType | None:
     return None
 
 
-def artworks_with_prediction(version: ModelVersion | None = None) -> QuerySet[Artwork]:
+def artworks_with_prediction(version: ModelVersion | None = None) -> QuerySet[Any]:
+    # Typed QuerySet[Any]: the annotations below are not model fields, and django-stubs checks lookups by field.
     """Artworks annotated with the active version's prediction and their effective type.
 
     Annotations: ``pred_type_id``, ``pred_confidence``, ``pred_probabilities``, ``effective_type_id``.
@@ -100,7 +101,7 @@ def artwork_list(
     max_confidence: float | None = None,
     model_version: str | None = None,
     ordering: str | None = None,
-) -> QuerySet[Artwork]:
+) -> QuerySet[Any]:
     """The catalogue, filtered. Unknown filter values filter nothing out rather than fail (the forms validate)."""
     qs = artworks_with_prediction()
     if type_slug:

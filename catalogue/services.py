@@ -170,9 +170,9 @@ def artwork_create(
     try:
         with transaction.atomic():
             artwork.image.save(f"upload.{decoded.extension}", ContentFile(checked.data), save=False)
-            stored.append(artwork.image.name)
+            stored.append(str(artwork.image.name))
             artwork.thumbnail.save("thumb.jpg", ContentFile(thumbnail_bytes(decoded.image)), save=False)
-            stored.append(artwork.thumbnail.name)
+            stored.append(str(artwork.thumbnail.name))
             artwork.save()
             if curator_type is not None:
                 LabelCorrection.objects.create(

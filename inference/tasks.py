@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
@@ -28,7 +28,7 @@ MAX_RETRIES = 3
     soft_time_limit=120,
     time_limit=180,
 )
-def classify_artwork(self, artwork_id: int) -> None:  # type: ignore[no-untyped-def]
+def classify_artwork(self: Task, artwork_id: int) -> None:
     """Classify and embed one artwork. Idempotent: a redelivered or repeated task changes nothing more."""
     try:
         services.artwork_classify(artwork_id=artwork_id)
@@ -73,7 +73,7 @@ def warm_model(**_: object) -> None:
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5, default_retry_delay=10,
              soft_time_limit=300, time_limit=360)
-def reembed_catalogue(self, version_id: int) -> None:  # type: ignore[no-untyped-def]
+def reembed_catalogue(self: Task, version_id: int) -> None:
     """Re-embed the catalogue with a version being activated, one batch per run, re-queueing itself until done."""
     from inference.models import ModelVersion
     from inference.services import model_reembed_batch
