@@ -1,8 +1,8 @@
 """The "Models" page of the admin: every registered model version, its card's metrics, and which one serves.
 
 Read-only on purpose. Activating a version must re-embed the catalogue before the switch (the model-lifecycle
-work owns that); its admin action belongs here — see ``ModelVersionAdmin.actions`` — and must call the lifecycle
-service, never set ``is_active`` by hand.
+work owns that: ``inference.services.model_activate``); its admin action belongs here — see
+``ModelVersionAdmin.actions`` — and must call that service, never set ``is_active`` by hand.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def _metric(value: Any, *, percent: bool = True) -> str:
     return str(value)
 
 
+SHOWN_METRICS = {"accuracy", "macro_f1", "ece", "n", "evaluated_on", "per_type"}
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = (
@@ -36,11 +39,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
     search_fields = ("version",)
     fields = (
         "version", "is_active", "status", "activated_at", "created_at", "path", "architecture", "accuracy",
-        "macro_f1", "ece", "evaluated_on", "prediction_count", "per_type_metrics", "card_details",
+        "macro_f1", "ece", "evaluated_on", "prediction_count", "catalogue_coverage", "per_type_metrics", "card_details",
     )
     readonly_fields = fields
-    # Hook for the model lifecycle: add an "activate" action here that calls its service (which re-embeds the
-    # catalogue with the chosen version, then switches). Until then versions are activated from the command line.
+    # Hook for the model lifecycle: an "activate" action belongs here, calling
+    # ``inference.services.model_activate(version=...)`` (re-embeds the catalogue in the background, then switches),
+    # for superusers only (Curators have view permission on versions). Until it is added, versions are activated
+    # with ``python manage.py activate_model``.
     actions: tuple[str, ...] = ()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
@@ -102,9 +107,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "<table><tr><th>type</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{}</table>", rows
         )
 
+    @admin.display(description="catalogue embedded")
+    def catalogue_coverage(self, obj: ModelVersion) -> str:
+        from inference.services import model_reembed_progress
+
+        progress = model_reembed_progress(version=obj)
+        return f"{progress.done} of {progress.total} ready works have this version's prediction and embedding"
+
     @admin.display(description="card")
     def card_details(self, obj: ModelVersion) -> SafeString | str:
+        # Everything on the card the columns above do not show (e.g. a gold-set comparison from retraining).
         shown = {k: v for k, v in obj.card.items() if k not in {"metrics", "path"}}
+        shown.update({f"metrics.{k}": v for k, v in obj.metrics.items() if k not in SHOWN_METRICS})
         if not shown:
             return "–"
         return format_html_join("", "<div><code>{}</code>: {}</div>", ((k, str(v)[:300]) for k, v in shown.items()))

@@ -227,6 +227,7 @@ def test_models_page_lists_versions_metrics_and_the_active_one(curator_client, a
     assert response.context["action_form"] is None or not response.context["action_form"].fields["action"].choices[1:]
     detail = curator_client.get(reverse("admin:inference_modelversion_change", args=[active_model.pk]))
     assert detail.status_code == 200 and "20.0%" in detail.content.decode()  # the tiny model's card accuracy
+    assert "0 of 0 ready works have this version" in detail.content.decode()
     assert curator_client.post(reverse("admin:inference_modelversion_change", args=[active_model.pk]), {}).status_code == 403
 
 
