@@ -72,7 +72,13 @@ DUPLICATE_IN_RUN = "duplicate_in_run"
 BAD_MANIFEST_ROW = "bad_manifest_row"
 DUPLICATE_ACCESSION = "duplicate_accession"
 READ_ERROR = "read_error"
-NOT_UNREADABLE = {NOT_AN_IMAGE_FILE, DUPLICATE_IN_CATALOGUE, DUPLICATE_IN_RUN, BAD_MANIFEST_ROW, DUPLICATE_ACCESSION}
+NOT_UNREADABLE = {
+    NOT_AN_IMAGE_FILE,
+    DUPLICATE_IN_CATALOGUE,
+    DUPLICATE_IN_RUN,
+    BAD_MANIFEST_ROW,
+    DUPLICATE_ACCESSION,
+}
 
 
 class ImportFailed(Exception):
@@ -104,7 +110,9 @@ class ImportResult:
     bad_rows: list[BadRow] = field(default_factory=list)
     bad_row_files: int = 0  # files not imported because their manifest row is bad
     duplicate_accessions: int = 0
-    unknown_folders: Counter[str] = field(default_factory=Counter)  # top-level folder -> images without a type
+    unknown_folders: Counter[str] = field(
+        default_factory=Counter
+    )  # top-level folder -> images without a type
     unlabelled: int = 0
     labelled: Counter[str] = field(default_factory=Counter)  # type slug -> imported with that label
     predicted: Counter[str] = field(default_factory=Counter)  # type slug -> active model's prediction
@@ -188,21 +196,27 @@ def manifest_read(*, path: Path, folder: Path, types: _Types | None = None) -> M
     manifest = Manifest()
     accessions: dict[str, int] = {}
     for line, record, problem in records:
-        rel = _manifest_rel_path(record.get("path", ""), folder) if record else ""
+        path_value = record.get("path", "")
+        rel = _manifest_rel_path(path_value, folder) if path_value and not _has_surrogates(path_value) else ""
         if problem is None:
             problem = _manifest_row_problem(record, rel, folder, manifest, accessions, types)
         if problem is not None:
             bad = BadRow(line=line, path=rel or str(record.get("path", "") if record else ""), reason=problem)
             manifest.bad_rows.append(bad)
-            if rel and rel not in manifest.rows and rel not in manifest.bad:
-                manifest.bad[rel] = bad
+            if rel and rel not in manifest.rows and rel not in manifest.bad and _walked_image(folder, rel):
+                manifest.bad[rel] = bad  # the walk will meet this file: it is skipped, with this row's reason
             continue
         accession = record.get("accession", "")
         if accession:
             accessions[accession] = line
         manifest.rows[rel] = ManifestRow(
-            line=line, path=rel, title=record.get("title", ""), artist=record.get("artist", ""),
-            date=record.get("date", ""), accession=accession, description=record.get("description", ""),
+            line=line,
+            path=rel,
+            title=record.get("title", ""),
+            artist=record.get("artist", ""),
+            date=record.get("date", ""),
+            accession=accession,
+            description=record.get("description", ""),
             artwork_type=types(record.get("type", "")),
         )
     return manifest
@@ -238,13 +252,14 @@ def _csv_records(raw: bytes, path: Path) -> Iterator[tuple[int, dict[str, str], 
         line, previous_end = previous_end + 1, reader.line_num
         if not any(v.strip() for v in values):
             continue
+        # The record comes along with a problem too, so the file it names is known (and not imported).
+        record = {c: v.strip() for c, v in zip(columns, values, strict=False) if c in MANIFEST_COLUMNS}
         if any(_has_surrogates(v) for v in values):
-            yield line, {}, "bad encoding (not UTF-8)"
-            continue
-        if len(values) > len(columns):
-            yield line, {}, f"{len(values)} values but the header names {len(columns)} columns"
-            continue
-        yield line, {c: v.strip() for c, v in zip(columns, values, strict=False) if c in MANIFEST_COLUMNS}, None
+            yield line, record, "bad encoding (not UTF-8)"
+        elif len(values) > len(columns):
+            yield line, record, f"{len(values)} values but the header names {len(columns)} columns"
+        else:
+            yield line, record, None
 
 
 def _jsonl_records(raw: bytes) -> Iterator[tuple[int, dict[str, str], str | None]]:
@@ -253,30 +268,34 @@ def _jsonl_records(raw: bytes) -> Iterator[tuple[int, dict[str, str], str | None
             continue
         if number == 1 and chunk.startswith(b"\xef\xbb\xbf"):
             chunk = chunk[3:]
+        problem = None
         try:
             text = chunk.decode("utf-8")
         except UnicodeDecodeError:
-            yield number, {}, "bad encoding (not UTF-8)"
-            continue
+            text, problem = chunk.decode("utf-8", errors="surrogateescape"), "bad encoding (not UTF-8)"
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield number, {}, f"not valid JSON ({exc.msg})"
+            yield number, {}, problem or f"not valid JSON ({exc.msg})"
             continue
         if not isinstance(record, dict):
             yield number, {}, "not a JSON object"
             continue
         cleaned: dict[str, str] = {}
-        problem = None
         for key, value in record.items():
             key = str(key).strip().lower()
             if key not in MANIFEST_COLUMNS or value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, str | int | float):
-                problem = f"'{key}' must be a string"
-                break
+                problem = problem or f"'{key}' must be a string"
+                continue
             cleaned[key] = str(value).strip()
         yield number, cleaned, problem
+
+
+def _walked_image(folder: Path, rel: str) -> bool:
+    full = (folder / rel).resolve()
+    return full.is_relative_to(folder) and full.is_file() and full.suffix.lower() in ALLOWED_EXTENSIONS
 
 
 def _has_surrogates(value: str) -> bool:
@@ -298,7 +317,12 @@ def _manifest_rel_path(value: str, folder: Path) -> str:
 
 
 def _manifest_row_problem(
-    record: dict[str, str], rel: str, folder: Path, manifest: Manifest, accessions: dict[str, int], types: _Types
+    record: dict[str, str],
+    rel: str,
+    folder: Path,
+    manifest: Manifest,
+    accessions: dict[str, int],
+    types: _Types,
 ) -> str | None:
     if not rel:
         return "no path"
@@ -486,16 +510,34 @@ def artworks_import(
     (path, reason, detail). Raises :class:`ImportFailed` before writing anything if the run cannot start.
     """
     run = _ImportRun(
-        folder=Path(folder), manifest=Path(manifest) if manifest else None, dry_run=dry_run, enqueue=enqueue,
-        limit=limit, batch_size=batch_size, workers=workers, draft=draft, report=report, events=events,
+        folder=Path(folder),
+        manifest=Path(manifest) if manifest else None,
+        dry_run=dry_run,
+        enqueue=enqueue,
+        limit=limit,
+        batch_size=batch_size,
+        workers=workers,
+        draft=draft,
+        report=report,
+        events=events,
     )
     return run.run()
 
 
 class _ImportRun:
     def __init__(
-        self, *, folder: Path, manifest: Path | None, dry_run: bool, enqueue: bool, limit: int | None,
-        batch_size: int, workers: int | None, draft: bool, report: TextIO | None, events: ImportEvents | None,
+        self,
+        *,
+        folder: Path,
+        manifest: Path | None,
+        dry_run: bool,
+        enqueue: bool,
+        limit: int | None,
+        batch_size: int,
+        workers: int | None,
+        draft: bool,
+        report: TextIO | None,
+        events: ImportEvents | None,
     ) -> None:
         if not folder.is_dir():
             raise ImportFailed(f"{folder} is not a folder.")
@@ -523,7 +565,9 @@ class _ImportRun:
         self.seen: set[bytes] = set()  # dry run only: it inserts no rows through which to find repeats
         self.pending_hashes: dict[str, str] = {}  # hashes in the current batch -> path
         report_path = getattr(report, "name", None)
-        self.exclude = {p for p in (self.manifest_path, Path(report_path).resolve() if report_path else None) if p}
+        self.exclude = {
+            p for p in (self.manifest_path, Path(report_path).resolve() if report_path else None) if p
+        }
 
     # -- set-up --
 
@@ -536,7 +580,9 @@ class _ImportRun:
         from inference.services import model_ensure_active
 
         versions = model_versions_serving()
-        if not versions and model_ensure_active() is not None:  # a fresh database: activate the default version
+        if (
+            not versions and model_ensure_active() is not None
+        ):  # a fresh database: activate the default version
             versions = model_versions_serving()
         if not versions:
             self.result.warnings.append(
@@ -548,7 +594,9 @@ class _ImportRun:
             try:
                 classifier = get_classifier(version.version)
             except ModelUnavailable as exc:
-                raise ImportFailed(f"{exc} Fix it, or import with --async and let the workers retry.") from None
+                raise ImportFailed(
+                    f"{exc} Fix it, or import with --async and let the workers retry."
+                ) from None
             self.versions.append(_Version(model_version=version, classifier=classifier))
         self.result.versions = [v.model_version.version for v in self.versions]
 
@@ -561,12 +609,16 @@ class _ImportRun:
     def run(self) -> ImportResult:
         started = time.perf_counter()
         self.manifest = (
-            manifest_read(path=self.manifest_path, folder=self.folder, types=self.types) if self.manifest_path else None
+            manifest_read(path=self.manifest_path, folder=self.folder, types=self.types)
+            if self.manifest_path
+            else None
         )
         if self.manifest is not None:
             self.result.bad_rows = list(self.manifest.bad_rows)
             for bad in self.manifest.bad_rows:
-                if bad.path not in self.manifest.bad:  # a file that is not there: it is never walked
+                # Rows naming no image the walk will meet (missing, outside, not an image) are reported here;
+                # the others when their file comes by.
+                if bad.path not in self.manifest.bad and bad.path not in self.manifest.rows:
                     self.report.skip(bad.path, BAD_MANIFEST_ROW, f"line {bad.line}: {bad.reason}")
         self._load_models()
         if self.use_draft and self.sizes:
@@ -602,7 +654,9 @@ class _ImportRun:
                 return
             if path.suffix.lower() not in ALLOWED_EXTENSIONS:
                 self.result.other_files += 1
-                self.report.skip(rel, NOT_AN_IMAGE_FILE, "Not a JPEG, PNG, WebP or TIFF file name; not imported.")
+                self.report.skip(
+                    rel, NOT_AN_IMAGE_FILE, "Not a JPEG, PNG, WebP or TIFF file name; not imported."
+                )
                 continue
             count += 1
             row = self.manifest.rows.get(rel) if self.manifest else None
@@ -610,8 +664,13 @@ class _ImportRun:
             if row is not None and row.artwork_type is not None:
                 artwork_type, origin = row.artwork_type, f"manifest line {row.line}"
             candidate = Candidate(
-                path=path, rel=rel, size=size, artwork_type=artwork_type, label_origin=origin,
-                unknown_folder=unknown if artwork_type is None else None, row=row,
+                path=path,
+                rel=rel,
+                size=size,
+                artwork_type=artwork_type,
+                label_origin=origin,
+                unknown_folder=unknown if artwork_type is None else None,
+                row=row,
             )
             item = _Item(candidate=candidate)
             if self.manifest is not None and rel in self.manifest.bad:
@@ -630,7 +689,9 @@ class _ImportRun:
         bytes_in_flight = 0
         exhausted = False
         while True:
-            while not exhausted and len(reads) < window and (bytes_in_flight < MAX_BYTES_IN_FLIGHT or not reads):
+            while (
+                not exhausted and len(reads) < window and (bytes_in_flight < MAX_BYTES_IN_FLIGHT or not reads)
+            ):
                 item = next(candidates, None)
                 if item is None:
                     exhausted = True
@@ -652,13 +713,21 @@ class _ImportRun:
             if exhausted and not reads:
                 return
 
-    def _route(self, group: list[_Item], decodes: deque[Future[_Item] | _Item], executor: ThreadPoolExecutor) -> None:
+    def _route(
+        self, group: list[_Item], decodes: deque[Future[_Item] | _Item], executor: ThreadPoolExecutor
+    ) -> None:
         """One query for the group's hashes: catalogued ones skip the decoder (pending ones are resumed)."""
         hashes = [item.sha256 for item in group if item.skip is None]
-        existing = {
-            sha: (pk, status)
-            for sha, pk, status in Artwork.objects.filter(sha256__in=hashes).values_list("sha256", "id", "status")
-        } if hashes else {}
+        existing = (
+            {
+                sha: (pk, status)
+                for sha, pk, status in Artwork.objects.filter(sha256__in=hashes).values_list(
+                    "sha256", "id", "status"
+                )
+            }
+            if hashes
+            else {}
+        )
         for item in group:
             if item.skip is None and item.sha256 in existing:
                 item.existing = existing[item.sha256]
@@ -671,7 +740,11 @@ class _ImportRun:
             if item.skip is None:
                 decodes.append(
                     executor.submit(
-                        prepare_image, item, sizes=self.sizes, draft=self.draft, thumbnail_size=self.thumbnail_size
+                        prepare_image,
+                        item,
+                        sizes=self.sizes,
+                        draft=self.draft,
+                        thumbnail_size=self.thumbnail_size,
                     )
                 )
             else:
@@ -728,7 +801,9 @@ class _ImportRun:
 
     def _skip_duplicate(self, item: _Item, artwork_id: int) -> None:
         if artwork_id > self.start_max_id:
-            self._skip(item, DUPLICATE_IN_RUN, f"The same file was imported earlier in this run as #{artwork_id}.")
+            self._skip(
+                item, DUPLICATE_IN_RUN, f"The same file was imported earlier in this run as #{artwork_id}."
+            )
         else:
             self._skip(item, DUPLICATE_IN_CATALOGUE, f"Already in the catalogue as #{artwork_id}.")
 
@@ -782,7 +857,9 @@ class _ImportRun:
                     Artwork.objects.bulk_create(artworks)
                     LabelCorrection.objects.bulk_create(
                         LabelCorrection(
-                            artwork=artwork, from_type=None, to_type=item.candidate.artwork_type,
+                            artwork=artwork,
+                            from_type=None,
+                            to_type=item.candidate.artwork_type,
                             source=LabelCorrection.Source.IMPORT,
                             note=f"Type given at import ({item.candidate.label_origin}).",
                         )
@@ -806,10 +883,18 @@ class _ImportRun:
         existing = dict(
             Artwork.objects.filter(sha256__in=[i.sha256 for i in items]).values_list("sha256", "id")
         )
-        accessions = [i.candidate.row.accession for i in items if i.candidate.row and i.candidate.row.accession]
-        taken = set(
-            Artwork.objects.filter(accession_number__in=accessions).values_list("accession_number", flat=True)
-        ) if accessions else set()
+        accessions = [
+            i.candidate.row.accession for i in items if i.candidate.row and i.candidate.row.accession
+        ]
+        taken = (
+            set(
+                Artwork.objects.filter(accession_number__in=accessions).values_list(
+                    "accession_number", flat=True
+                )
+            )
+            if accessions
+            else set()
+        )
         kept = []
         for item in items:
             row = item.candidate.row
@@ -817,7 +902,8 @@ class _ImportRun:
                 self._skip_duplicate(item, existing[item.sha256])
             elif row is not None and row.accession and row.accession in taken:
                 self._skip(
-                    item, DUPLICATE_ACCESSION,
+                    item,
+                    DUPLICATE_ACCESSION,
                     f"manifest line {row.line}: accession number {row.accession} is already used by another artwork.",
                 )
             else:
@@ -886,11 +972,16 @@ class _ImportRun:
                 pixels = np.stack([item.inputs[classifier.input_size] for _, item in todo])
                 probabilities, embeddings = classifier.predict_arrays(pixels)
                 services.prediction_store(
-                    artwork_ids=ids, model_version=version.model_version, classes=classifier.classes,
-                    probabilities=probabilities, embeddings=embeddings,
+                    artwork_ids=ids,
+                    model_version=version.model_version,
+                    classes=classifier.classes,
+                    probabilities=probabilities,
+                    embeddings=embeddings,
                 )
                 if version.model_version.is_active:
-                    self.result.predicted.update(classifier.classes[int(i)] for i in np.argmax(probabilities, 1))
+                    self.result.predicted.update(
+                        classifier.classes[int(i)] for i in np.argmax(probabilities, 1)
+                    )
             now = timezone.now()
             Artwork.objects.filter(pk__in=ids, status=Artwork.Status.PENDING).update(
                 status=Artwork.Status.READY, error="", processed_at=now, updated_at=now
@@ -898,8 +989,10 @@ class _ImportRun:
         self.result.classified += len(ids)
 
     def _enqueue(self, ids: list[int]) -> None:
-        if not ids:
-            return
+        if ids:
+            transaction.on_commit(lambda: self._send(ids))  # at once: the rows were committed just before
+
+    def _send(self, ids: list[int]) -> None:
         if services.classification_enqueue(artwork_ids=ids):
             self.result.queued += len(ids)
         else:

@@ -46,12 +46,24 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER,
-                            help=f"Folder to import (default {DEFAULT_FOLDER}: train and val).")
-        parser.add_argument("--model", default=None,
-                            help="Model version to activate (default: the version a fresh database activates).")
-        parser.add_argument("--batch-size", type=int, default=importing.DEFAULT_BATCH_SIZE,
-                            help="Import and model batch size.")
+        parser.add_argument(
+            "folder",
+            nargs="?",
+            type=Path,
+            default=DEFAULT_FOLDER,
+            help=f"Folder to import (default {DEFAULT_FOLDER}: train and val).",
+        )
+        parser.add_argument(
+            "--model",
+            default=None,
+            help="Model version to activate (default: the version a fresh database activates).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=importing.DEFAULT_BATCH_SIZE,
+            help="Import and model batch size.",
+        )
         parser.add_argument("--workers", type=int, default=None, help="Decoder threads (default: CPU cores).")
         parser.add_argument("--no-draft", action="store_true", help="Decode large JPEGs at full size.")
 
@@ -74,8 +86,11 @@ class Command(BaseCommand):
         sizes = sorted({c.input_size for _, c in classifiers})
         draft = None if options["no_draft"] else max(settings.ARTSITE_THUMBNAIL_SIZE, *sizes)
 
-        files = [(path, rel, size) for path, rel, size in importing._walk(folder.resolve(), set())
-                 if path.suffix.lower() in importing.ALLOWED_EXTENSIONS]
+        files = [
+            (path, rel, size)
+            for path, rel, size in importing._walk(folder.resolve(), set())
+            if path.suffix.lower() in importing.ALLOWED_EXTENSIONS
+        ]
         if not files:
             raise CommandError(f"No images in {folder}.")
         for path, _rel, _size in files:  # the page cache holds them for all three measurements alike
@@ -84,7 +99,9 @@ class Command(BaseCommand):
         console.print(f"Decode alone: {len(files)} images, {workers} threads...", highlight=False)
         decode_rate, samples = self._decode_alone(files, sizes, draft, workers)
         console.print("Model alone...", highlight=False)
-        model_rates = {v.version: self._model_alone(c, samples[c.input_size], batch_size) for v, c in classifiers}
+        model_rates = {
+            v.version: self._model_alone(c, samples[c.input_size], batch_size) for v, c in classifiers
+        }
         model_rate = 1.0 / sum(1.0 / r for r in model_rates.values())
         del samples
 
@@ -101,15 +118,23 @@ class Command(BaseCommand):
         table = Table(title=f"Import benchmark: {folder} ({len(files)} image files)")
         table.add_column("measure")
         table.add_column("images/s", justify="right")
-        table.add_row(f"decode alone (read, hash, decode+check, thumbnail, histogram, resize; {workers} threads)",
-                      f"{decode_rate:.1f}")
+        table.add_row(
+            f"decode alone (read, hash, decode+check, thumbnail, histogram, resize; {workers} threads)",
+            f"{decode_rate:.1f}",
+        )
         for version, rate in model_rates.items():
             classifier = dict((v.version, c) for v, c in classifiers)[version]
-            table.add_row(f"model alone: {version} ({classifier.input_size}px, batch {batch_size}, "
-                          f"XLA {'on' if classifier.jit_compiled else 'off'})", f"{rate:.1f}")
+            table.add_row(
+                f"model alone: {version} ({classifier.input_size}px, batch {batch_size}, "
+                f"XLA {'on' if classifier.jit_compiled else 'off'})",
+                f"{rate:.1f}",
+            )
         table.add_row("practical limit 1/(1/decode + 1/model)", f"{limit:.1f}")
-        table.add_row(f"[bold]end to end[/] ({result.imported} imported, {result.duplicates} duplicates, "
-                      f"{result.unreadable_total} unreadable, {elapsed:.1f} s)", f"[bold]{end_to_end:.1f}[/]")
+        table.add_row(
+            f"[bold]end to end[/] ({result.imported} imported, {result.duplicates} duplicates, "
+            f"{result.unreadable_total} unreadable, {elapsed:.1f} s)",
+            f"[bold]{end_to_end:.1f}[/]",
+        )
         share = end_to_end / limit
         table.add_row("end to end / limit", f"{share:.0%}")
         console.print(table)
@@ -139,13 +164,18 @@ class Command(BaseCommand):
             )
         connections.close_all()
         conn = psycopg2.connect(
-            dbname="postgres", user=database.get("USER") or None, password=database.get("PASSWORD") or None,
-            host=database.get("HOST") or None, port=database.get("PORT") or None,
+            dbname="postgres",
+            user=database.get("USER") or None,
+            password=database.get("PASSWORD") or None,
+            host=database.get("HOST") or None,
+            port=database.get("PORT") or None,
         )
         conn.autocommit = True
         try:
             with conn.cursor() as cursor:
-                cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                cursor.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
                 cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         finally:
             conn.close()
@@ -164,7 +194,9 @@ class Command(BaseCommand):
                 raise CommandError(f"No model version {version_name!r} in {settings.ARTSITE_MODEL_DIRS}.")
             active = model_version_set_active(version=version)
         if active is None:
-            raise CommandError(f"No model version in {settings.ARTSITE_MODEL_DIRS}: train one first (make train).")
+            raise CommandError(
+                f"No model version in {settings.ARTSITE_MODEL_DIRS}: train one first (make train)."
+            )
         return model_versions_serving()
 
     def _classifier(self, version: str) -> Any:
@@ -183,9 +215,17 @@ class Command(BaseCommand):
 
         def work(entry: tuple[Path, str, int]) -> importing._Item:
             path, rel, size = entry
-            item = importing._Item(candidate=importing.Candidate(
-                path=path, rel=rel, size=size, artwork_type=None, label_origin="", unknown_folder=None, row=None,
-            ))
+            item = importing._Item(
+                candidate=importing.Candidate(
+                    path=path,
+                    rel=rel,
+                    size=size,
+                    artwork_type=None,
+                    label_origin="",
+                    unknown_folder=None,
+                    row=None,
+                )
+            )
             item = importing._read(item, max_bytes)
             if item.skip is None:
                 item = importing.prepare_image(item, sizes=sizes, draft=draft, thumbnail_size=thumbnail_size)

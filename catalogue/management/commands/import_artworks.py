@@ -25,25 +25,46 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("folder", type=Path, help="Folder to import, walked recursively.")
         parser.add_argument(
-            "--manifest", type=Path, default=None,
+            "--manifest",
+            type=Path,
+            default=None,
             help="CSV (with a header) or JSON-lines file with columns path, title, artist, date, accession, type, "
-                 "description; path is relative to FOLDER. Bad rows are reported with their line number and skipped.",
+            "description; path is relative to FOLDER. Bad rows are reported with their line number and skipped.",
         )
         parser.add_argument(
-            "--async", dest="enqueue", action="store_true",
+            "--async",
+            dest="enqueue",
+            action="store_true",
             help="Queue classification for the Celery workers instead of classifying in this process.",
         )
-        parser.add_argument("--report", type=Path, default=None,
-                            help="Write every skipped file with its reason to this CSV file.")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="Read, check and count everything, but write nothing (no rows, no files, no tasks).")
-        parser.add_argument("--limit", type=int, default=None, help="Consider at most N image files (to try it out).")
-        parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                            help=f"Images stored and classified together (default {DEFAULT_BATCH_SIZE}).")
-        parser.add_argument("--workers", type=int, default=None,
-                            help="Decoding threads (default: the number of CPU cores).")
-        parser.add_argument("--no-draft", action="store_true",
-                            help="Decode large JPEGs at full size (slower; the stored file is the original either way).")
+        parser.add_argument(
+            "--report",
+            type=Path,
+            default=None,
+            help="Write every skipped file with its reason to this CSV file.",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Read, check and count everything, but write nothing (no rows, no files, no tasks).",
+        )
+        parser.add_argument(
+            "--limit", type=int, default=None, help="Consider at most N image files (to try it out)."
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=DEFAULT_BATCH_SIZE,
+            help=f"Images stored and classified together (default {DEFAULT_BATCH_SIZE}).",
+        )
+        parser.add_argument(
+            "--workers", type=int, default=None, help="Decoding threads (default: the number of CPU cores)."
+        )
+        parser.add_argument(
+            "--no-draft",
+            action="store_true",
+            help="Decode large JPEGs at full size (slower; the stored file is the original either way).",
+        )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar (logs, CI).")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -64,12 +85,20 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         console = Console(file=self.stdout, stderr=False)
         columns = (
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
         )
         report = open(options["report"], "w", newline="", encoding="utf-8") if options["report"] else None  # noqa: SIM115
         progress = Progress(*columns, console=console, disable=options["no_progress"])
-        task = progress.add_task("Importing" if not options["dry_run"] else "Checking (dry run)", total=None, rate="")
+        task = progress.add_task(
+            "Importing" if not options["dry_run"] else "Checking (dry run)", total=None, rate=""
+        )
 
         def advance(n: int) -> None:
             progress.advance(task, n)
@@ -81,9 +110,16 @@ class Command(BaseCommand):
         try:
             with progress, report if report else contextlib.nullcontext():
                 result = artworks_import(
-                    folder=options["folder"], manifest=options["manifest"], dry_run=options["dry_run"],
-                    enqueue=options["enqueue"], limit=options["limit"], batch_size=options["batch_size"],
-                    workers=options["workers"], draft=not options["no_draft"], report=report, events=events,
+                    folder=options["folder"],
+                    manifest=options["manifest"],
+                    dry_run=options["dry_run"],
+                    enqueue=options["enqueue"],
+                    limit=options["limit"],
+                    batch_size=options["batch_size"],
+                    workers=options["workers"],
+                    draft=not options["no_draft"],
+                    report=report,
+                    events=events,
                 )
         except ImportFailed as exc:
             raise CommandError(str(exc)) from exc
