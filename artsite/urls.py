@@ -4,7 +4,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.static import serve
 
+from artsite import health, metrics
+
 urlpatterns = [
+    # Operations: no login (load balancers, compose healthchecks, Prometheus); see artsite/health.py, metrics.py.
+    path("healthz", health.healthz_view, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

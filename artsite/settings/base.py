@@ -38,6 +38,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its timing covers every other middleware (artsite/metrics.py).
+    "artsite.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -180,6 +182,10 @@ SPECTACULAR_SETTINGS = {
         "ModelVersionStatusEnum": "inference.models.ModelVersion.Status",
     },
 }
+
+# --- Operations (artsite/health.py, artsite/metrics.py) ------------------------------------------------------------
+# When set, GET /metrics needs `Authorization: Bearer <token>`; unset, it is open like /healthz.
+ARTSITE_METRICS_TOKEN = env("ARTSITE_METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,92 @@
+"""/healthz: database, broker and model, 200 when all serve and 503 with the reason when one does not."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def get_health(client):  # type: ignore[no-untyped-def]
+    response = client.get("/healthz")
+    assert response["Content-Type"] == "application/json"
+    assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+    return response.status_code, response.json()
+
+
+def test_healthy_without_login(client, active_model, broker):
+    status, body = get_health(client)
+    assert status == 200, body
+    assert body["ok"] is True
+    assert body["database"]["ok"] and body["broker"]["ok"]
+    assert body["model"] == {**body["model"], "ok": True, "version": active_model.version, "loaded": True}
+    assert body["model"]["classes"] == ["drawings", "engraving", "iconography", "painting", "sculpture"]
+
+
+def test_no_active_model_is_unhealthy(client, db, broker):
+    status, body = get_health(client)
+    assert status == 503
+    assert body["ok"] is False and body["model"]["ok"] is False
+    assert body["model"]["error"] == "no model version is active"
+    assert body["database"]["ok"] and body["broker"]["ok"]
+
+
+def test_model_file_missing_is_unhealthy_with_the_reason(client, own_model, broker):
+    (own_model / "model.keras").unlink()
+    status, body = get_health(client)
+    assert status == 503
+    assert body["model"]["version"] == "ops-model"
+    assert "model.keras is missing" in body["model"]["error"]
+
+
+def test_model_folder_missing_is_unhealthy(client, own_model, broker):
+    import shutil
+
+    shutil.rmtree(own_model)
+    status, body = get_health(client)
+    assert status == 503
+    assert "no folder named 'ops-model'" in body["model"]["error"]
+
+
+def test_corrupt_model_is_unhealthy_with_the_reason(client, own_model, broker):
+    (own_model / "model.keras").write_bytes(b"this is not a keras zip")
+    status, body = get_health(client)
+    assert status == 503
+    assert "could not be loaded" in body["model"]["error"]
+
+
+def test_model_damaged_after_it_loaded_is_noticed(client, own_model, broker):
+    status, body = get_health(client)
+    assert status == 200 and body["model"]["loaded"] is True
+    path = own_model / "model.keras"
+    path.write_bytes(b"damaged on disk while serving")
+    stat = path.stat()
+    # A different mtime even where the clock is coarse.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    status, body = get_health(client)
+    assert status == 503
+    assert "could not be loaded" in body["model"]["error"]
+
+
+def test_a_repaired_model_is_healthy_again(client, own_model, broker, model_root):
+    import shutil
+
+    from tests.conftest import TINY_VERSION
+
+    good = (own_model / "model.keras").read_bytes()
+    (own_model / "model.keras").write_bytes(b"broken")
+    assert get_health(client)[0] == 503
+    shutil.copy(model_root / TINY_VERSION / "model.keras", own_model / "model.keras")
+    assert (own_model / "model.keras").read_bytes() == good
+    status, body = get_health(client)
+    assert status == 200, body
+
+
+def test_broker_down_is_unhealthy(client, active_model, settings, stopped_redis):
+    settings.CELERY_BROKER_URL = stopped_redis
+    status, body = get_health(client)
+    assert status == 503
+    assert body["broker"]["ok"] is False and body["broker"]["error"]
+    assert body["database"]["ok"] and body["model"]["ok"]
