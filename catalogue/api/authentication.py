@@ -28,7 +28,9 @@ class BearerOrTokenAuthentication(TokenAuthentication):
         if len(auth) == 1:
             raise exceptions.AuthenticationFailed(_("Invalid token header. No credentials provided."))
         if len(auth) > 2:
-            raise exceptions.AuthenticationFailed(_("Invalid token header. Token string should not contain spaces."))
+            raise exceptions.AuthenticationFailed(
+                _("Invalid token header. Token string should not contain spaces.")
+            )
         try:
             key = auth[1].decode()
         except UnicodeError:
@@ -49,5 +51,7 @@ class BearerOrTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
         token = build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")
-        token["description"] = "`Authorization: Token <key>`; keys from `python manage.py drf_create_token USER`."
+        token["description"] = (
+            "`Authorization: Token <key>`; keys from `python manage.py drf_create_token USER`."
+        )
         return [token, {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`."}]

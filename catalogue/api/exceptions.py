@@ -21,6 +21,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve, reverse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -100,14 +101,23 @@ def _translate(exc: Exception, context: dict[str, Any]) -> Exception:
         request = context.get("request")
         url = reverse("api-artwork-detail", args=[exc.existing.pk])
         return ApiError(
-            str(exc), status_code=status.HTTP_409_CONFLICT, code="duplicate",
+            str(exc),
+            status_code=status.HTTP_409_CONFLICT,
+            code="duplicate",
             fields={exc.field: [str(exc)]},
-            extra={"existing": {"id": exc.existing.pk, "url": request.build_absolute_uri(url) if request else url}},
+            extra={
+                "existing": {
+                    "id": exc.existing.pk,
+                    "url": request.build_absolute_uri(url) if request else url,
+                }
+            },
         )
     if isinstance(exc, ArtworkRejected):
         return ApiError(
-            str(exc), status_code=REJECTION_STATUS.get(exc.reason, status.HTTP_400_BAD_REQUEST),
-            code=exc.reason, fields={exc.field: [str(exc)]},
+            str(exc),
+            status_code=REJECTION_STATUS.get(exc.reason, status.HTTP_400_BAD_REQUEST),
+            code=exc.reason,
+            fields={exc.field: [str(exc)]},
         )
     if isinstance(exc, ModelUnavailable):
         logger.error("classification refused: %s", exc)
@@ -119,7 +129,8 @@ def _translate(exc: Exception, context: dict[str, Any]) -> Exception:
     if isinstance(exc, RequestDataTooBig):
         return ApiError(
             "The request body is larger than the server accepts.",
-            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, code="too_large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            code="too_large",
         )
     if isinstance(exc, SuspiciousOperation):
         return ApiError(f"The request could not be read: {exc}", code="bad_request")
@@ -144,7 +155,11 @@ def _validation_summary(detail: Any) -> tuple[str, str, dict[str, list[str]]]:
         items = detail if isinstance(detail, list) else [detail]
         fields["non_field_errors"] = [_flatten(e) for e in items]
         codes.extend(getattr(e, "code", "invalid") or "invalid" for e in items)
-    parts = [msgs[0] if name == "non_field_errors" else f"{name}: {msgs[0]}" for name, msgs in fields.items() if msgs]
+    parts = [
+        msgs[0] if name == "non_field_errors" else f"{name}: {msgs[0]}"
+        for name, msgs in fields.items()
+        if msgs
+    ]
     message = "Invalid request — " + "; ".join(parts) if parts else "Invalid request."
     code = codes[0] if len(set(codes)) == 1 else "invalid"
     return code, message, fields
@@ -165,6 +180,7 @@ def _json_error(status_code: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(status_code, code, message), status=status_code)
 
 
+@csrf_exempt  # a PATCH or DELETE to a wrong path gets this 404, not Django's HTML CSRF page
 def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     """The last pattern under /api/v1/: a JSON 404 for any path no endpoint matches (also when DEBUG is on)."""
     message = f"No API endpoint at {request.path}."

@@ -46,7 +46,9 @@ def validate_type_slug(value: str) -> ArtworkType:
     artwork_type = selectors.artwork_type_by_slug(value)
     if artwork_type is None:
         choices = ", ".join(t.slug for t in selectors.artwork_types())
-        raise serializers.ValidationError(f"Unknown type “{value}”; choose one of: {choices}.", code="unknown_type")
+        raise serializers.ValidationError(
+            f"Unknown type “{value}”; choose one of: {choices}.", code="unknown_type"
+        )
     return artwork_type
 
 
@@ -73,7 +75,9 @@ class ErrorSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Problems per request field; empty when the error is not about a field.",
     )
-    existing = ExistingArtworkSerializer(required=False, help_text="Only on 409 duplicate: the existing artwork.")
+    existing = ExistingArtworkSerializer(
+        required=False, help_text="Only on 409 duplicate: the existing artwork."
+    )
 
 
 # --- Types and model versions -------------------------------------------------------------------------------------
@@ -95,8 +99,16 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "version", "status", "is_active", "created_at", "activated_at",
-            "architecture", "input_size", "classes", "temperature", "metrics",
+            "version",
+            "status",
+            "is_active",
+            "created_at",
+            "activated_at",
+            "architecture",
+            "input_size",
+            "classes",
+            "temperature",
+            "metrics",
         ]
 
     def get_architecture(self, obj: ModelVersion) -> str | None:
@@ -115,8 +127,10 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return float(value) if isinstance(value, int | float) else None
 
     @extend_schema_field(
-        serializers.DictField(help_text="The model card's metrics as measured at training: accuracy, per-type "
-                              "precision and recall, calibration, latency...")
+        serializers.DictField(
+            help_text="The model card's metrics as measured at training: accuracy, per-type "
+            "precision and recall, calibration, latency..."
+        )
     )
     def get_metrics(self, obj: ModelVersion) -> dict[str, Any]:
         return obj.metrics
@@ -128,7 +142,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 class PredictionSerializer(serializers.Serializer):
     type = serializers.CharField(help_text="The type the model predicts (slug).")
     confidence = serializers.FloatField(help_text="The predicted type's probability.")
-    probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{type slug: probability}")
+    probabilities = serializers.DictField(
+        child=serializers.FloatField(), help_text="{type slug: probability}"
+    )
     model_version = serializers.CharField()
 
 
@@ -155,7 +171,9 @@ class ArtworkSerializer(serializers.Serializer):
         help_text="The effective type: the curator's if set, else the active model's prediction; null while pending."
     )
     curator_type = serializers.SerializerMethodField(help_text="The type a curator set, or null.")
-    prediction = serializers.SerializerMethodField(help_text="The active model version's prediction, or null.")
+    prediction = serializers.SerializerMethodField(
+        help_text="The active model version's prediction, or null."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     processed_at = serializers.DateTimeField(allow_null=True)
@@ -203,7 +221,9 @@ class ArtworkCreateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=300)
     artist = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
     date = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    accession_number = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True)
+    accession_number = serializers.CharField(
+        max_length=100, required=False, allow_blank=True, allow_null=True
+    )
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -213,14 +233,19 @@ class ArtworkUpdateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=300, required=False)
     artist = serializers.CharField(max_length=300, required=False, allow_blank=True)
     date = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    accession_number = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True)
+    accession_number = serializers.CharField(
+        max_length=100, required=False, allow_blank=True, allow_null=True
+    )
     description = serializers.CharField(required=False, allow_blank=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(getattr(self.initial_data, "keys", lambda: [])()) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(
-                {name: [f"“{name}” cannot be changed; editable: {', '.join(self.fields)}."] for name in unknown},
+                {
+                    name: [f"“{name}” cannot be changed; editable: {', '.join(self.fields)}."]
+                    for name in unknown
+                },
                 code="not_editable",
             )
         return attrs
@@ -229,24 +254,36 @@ class ArtworkUpdateSerializer(serializers.Serializer):
 class ArtworkListQuerySerializer(serializers.Serializer):
     """Query parameters of ``GET artworks/``."""
 
-    type = serializers.CharField(required=False, help_text="Effective type (slug; 'painting' or 'paintings').")
+    type = serializers.CharField(
+        required=False, help_text="Effective type (slug; 'painting' or 'paintings')."
+    )
     status = serializers.ChoiceField(choices=Artwork.Status.choices, required=False)
     labelled = serializers.BooleanField(
-        required=False, allow_null=True, default=None,
+        required=False,
+        allow_null=True,
+        default=None,
         help_text="true: only works a curator labelled; false: only works without a curator label.",
     )
     min_confidence = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
     max_confidence = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
-    model_version = serializers.CharField(required=False, help_text="Only works this model version has classified.")
-    search = serializers.CharField(required=False, help_text="Words in the title, the artist or the accession number.")
-    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, help_text="Default: -created_at.")
+    model_version = serializers.CharField(
+        required=False, help_text="Only works this model version has classified."
+    )
+    search = serializers.CharField(
+        required=False, help_text="Words in the title, the artist or the accession number."
+    )
+    ordering = serializers.ChoiceField(
+        choices=list(ORDERINGS), required=False, help_text="Default: -created_at."
+    )
 
     def validate_type(self, value: str) -> ArtworkType:
         return validate_type_slug(value)
 
     def validate_model_version(self, value: str) -> str:
         if not ModelVersion.objects.filter(version=value).exists():
-            raise serializers.ValidationError(f"Unknown model version “{value}”.", code="unknown_model_version")
+            raise serializers.ValidationError(
+                f"Unknown model version “{value}”.", code="unknown_model_version"
+            )
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +304,11 @@ class TypeFilterSerializer(serializers.Serializer):
 
 class SimilarQuerySerializer(TypeFilterSerializer):
     k = serializers.IntegerField(
-        required=False, default=5, min_value=1, max_value=MAX_SIMILAR, help_text=f"How many (1 to {MAX_SIMILAR})."
+        required=False,
+        default=5,
+        min_value=1,
+        max_value=MAX_SIMILAR,
+        help_text=f"How many (1 to {MAX_SIMILAR}).",
     )
 
 
@@ -282,12 +323,15 @@ class SimilarWorkSerializer(serializers.Serializer):
     image_url = serializers.URLField(allow_null=True)
     thumbnail_url = serializers.URLField(allow_null=True)
     thumbnail_base64 = serializers.CharField(
-        required=False, allow_null=True,
+        required=False,
+        allow_null=True,
         help_text="Only with ?inline=1: the JPEG thumbnail, base64-encoded (null if its file cannot be read).",
     )
 
     @classmethod
-    def shape(cls, work: SimilarWork, *, request: Any, types: dict[int, str], inline: bool = False) -> dict[str, Any]:
+    def shape(
+        cls, work: SimilarWork, *, request: Any, types: dict[int, str], inline: bool = False
+    ) -> dict[str, Any]:
         artwork = work.artwork
         item: dict[str, Any] = {
             "id": artwork.pk,
@@ -351,12 +395,15 @@ class LabelResponseSerializer(serializers.Serializer):
 
 
 class ClassifyInputSerializer(serializers.Serializer):
-    image = serializers.FileField(help_text="JPEG, PNG, WebP or TIFF; the same limits as uploads. Not stored.")
+    image = serializers.FileField(
+        help_text="JPEG, PNG, WebP or TIFF; the same limits as uploads. Not stored."
+    )
 
 
 class ClassifyQuerySerializer(serializers.Serializer):
     inline = serializers.BooleanField(
-        required=False, default=False,
+        required=False,
+        default=False,
         help_text="1/true: add each similar work's thumbnail as base64 (as the seed project's clients expect).",
     )
 
@@ -365,7 +412,10 @@ class ClassifyResultSerializer(serializers.Serializer):
     type = serializers.CharField(help_text="The predicted type (slug).")
     type_name = serializers.CharField()
     confidence = serializers.FloatField(help_text="The predicted type's probability (calibrated).")
-    probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{type slug: probability}")
+    probabilities = serializers.DictField(
+        child=serializers.FloatField(), help_text="{type slug: probability}"
+    )
     model_version = serializers.CharField()
-    similar = SimilarWorkSerializer(many=True, help_text="The most similar works in the catalogue, most similar first.")
-
+    similar = SimilarWorkSerializer(
+        many=True, help_text="The most similar works in the catalogue, most similar first."
+    )

@@ -47,7 +47,9 @@ ERROR_DESCRIPTIONS = {
 def errors(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
     """Schema entries for error responses (all with :class:`ErrorSerializer`)."""
     return {
-        code: OpenApiResponse(s.ErrorSerializer, description=descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code]))
+        code: OpenApiResponse(
+            s.ErrorSerializer, description=descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])
+        )
         for code in codes
     }
 
@@ -84,8 +86,18 @@ IMAGE_ERRORS = {
         request={"multipart/form-data": s.ArtworkCreateSerializer},
         responses={
             202: s.ArtworkAcceptedSerializer,
-            **errors(400, 401, 403, 409, 413, 415, 429, **IMAGE_ERRORS, e409="The file (or the accession number) is "
-                     "already in the catalogue; `existing` names the artwork."),
+            **errors(
+                400,
+                401,
+                403,
+                409,
+                413,
+                415,
+                429,
+                **IMAGE_ERRORS,
+                e409="The file (or the accession number) is "
+                "already in the catalogue; `existing` names the artwork.",
+            ),
         },
     ),
     retrieve=extend_schema(
@@ -98,7 +110,10 @@ IMAGE_ERRORS = {
         summary="Change an artwork's metadata",
         description="Title, artist, date, accession number, description. Curators only.",
         request=s.ArtworkUpdateSerializer,
-        responses={200: s.ArtworkSerializer, **errors(400, 401, 403, 404, 409, e409="Accession number taken.")},
+        responses={
+            200: s.ArtworkSerializer,
+            **errors(400, 401, 403, 404, 409, e409="Accession number taken."),
+        },
     ),
     destroy=extend_schema(
         summary="Delete an artwork",
@@ -136,7 +151,11 @@ class ArtworkViewSet(
 
     def get_serializer_context(self) -> dict[str, Any]:
         version = model_version_active()
-        return {**super().get_serializer_context(), "types": _types(), "model_version": version and version.version}
+        return {
+            **super().get_serializer_context(),
+            "types": _types(),
+            "model_version": version and version.version,
+        }
 
     def get_object(self) -> Artwork:
         pk = int(self.kwargs["pk"])
@@ -198,8 +217,15 @@ class ArtworkViewSet(
         parameters=[s.SimilarQuerySerializer],
         responses={
             200: s.SimilarResponseSerializer,
-            **errors(400, 401, 403, 404, 409, e400="Bad `k` (1 to 50) or unknown `type`.",
-                     e409="The artwork has no prediction of the active model yet."),
+            **errors(
+                400,
+                401,
+                403,
+                404,
+                409,
+                e400="Bad `k` (1 to 50) or unknown `type`.",
+                e409="The artwork has no prediction of the active model yet.",
+            ),
         },
     )
     @action(detail=True, methods=["get"])
@@ -211,24 +237,34 @@ class ArtworkViewSet(
         if artwork.pred_type_id is None:  # type: ignore[attr-defined]
             raise ApiError(
                 f"Artwork {artwork.pk} has no prediction of the active model yet (status: {artwork.status}).",
-                status_code=status.HTTP_409_CONFLICT, code="not_classified",
+                status_code=status.HTTP_409_CONFLICT,
+                code="not_classified",
             )
-        works = selectors.artwork_similar(artwork=artwork, k=k, type_slug=artwork_type.slug if artwork_type else None)
+        works = selectors.artwork_similar(
+            artwork=artwork, k=k, type_slug=artwork_type.slug if artwork_type else None
+        )
         context = self.get_serializer_context()
-        return Response({
-            "artwork_id": artwork.pk,
-            "model_version": context["model_version"],
-            "k": k,
-            "type": artwork_type.slug if artwork_type else None,
-            "results": [s.SimilarWorkSerializer.shape(w, request=request, types=context["types"]) for w in works],
-        })
+        return Response(
+            {
+                "artwork_id": artwork.pk,
+                "model_version": context["model_version"],
+                "k": k,
+                "type": artwork_type.slug if artwork_type else None,
+                "results": [
+                    s.SimilarWorkSerializer.shape(w, request=request, types=context["types"]) for w in works
+                ],
+            }
+        )
 
     @extend_schema(
         summary="Correct an artwork's type",
         description="Sets the curator's type (it becomes the effective type) and records the change, who made it "
         "and the note in the audit trail. Curators only.",
         request=s.LabelInputSerializer,
-        responses={201: s.LabelResponseSerializer, **errors(400, 401, 403, 404, e400="Missing or unknown `type`.")},
+        responses={
+            201: s.LabelResponseSerializer,
+            **errors(400, 401, 403, 404, e400="Missing or unknown `type`."),
+        },
     )
     @action(detail=True, methods=["post"])
     def label(self, request: Request, pk: str | None = None) -> Response:
@@ -236,8 +272,11 @@ class ArtworkViewSet(
         form = s.LabelInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         correction = services.label_correct(
-            artwork=artwork, to_type=form.validated_data["type"], user=request.user,
-            source=LabelCorrection.Source.API, note=form.validated_data["note"],
+            artwork=artwork,
+            to_type=form.validated_data["type"],
+            user=request.user,
+            source=LabelCorrection.Source.API,
+            note=form.validated_data["note"],
         )
         return Response(
             {"correction": s.LabelCorrectionSerializer(correction).data, "artwork": self._detail(artwork.pk)},
@@ -249,8 +288,12 @@ class ArtworkViewSet(
 
 
 @extend_schema_view(
-    list=extend_schema(summary="The artwork types", responses={200: s.ArtworkTypeSerializer(many=True), **errors(401, 403)}),
-    retrieve=extend_schema(summary="One artwork type", responses={200: s.ArtworkTypeSerializer, **errors(401, 403, 404)}),
+    list=extend_schema(
+        summary="The artwork types", responses={200: s.ArtworkTypeSerializer(many=True), **errors(401, 403)}
+    ),
+    retrieve=extend_schema(
+        summary="One artwork type", responses={200: s.ArtworkTypeSerializer, **errors(401, 403, 404)}
+    ),
 )
 class ArtworkTypeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ArtworkType.objects.all()
@@ -267,7 +310,9 @@ class ArtworkTypeViewSet(viewsets.ReadOnlyModelViewSet):
         description="Every registered version, the active one first, with its model card's metrics.",
         responses={200: s.ModelVersionSerializer(many=True), **errors(401, 403)},
     ),
-    retrieve=extend_schema(summary="One model version", responses={200: s.ModelVersionSerializer, **errors(401, 403, 404)}),
+    retrieve=extend_schema(
+        summary="One model version", responses={200: s.ModelVersionSerializer, **errors(401, 403, 404)}
+    ),
 )
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ModelVersion.objects.order_by("-is_active", "-created_at")
@@ -304,7 +349,9 @@ class ClassifyView(APIView):
             response.render()  # here rather than in Django's handler, so that the timing covers it
             self.timings["render"] = time.perf_counter() - started
         self.timings["app"] = time.perf_counter() - self._started
-        response["Server-Timing"] = ", ".join(f"{name};dur={sec * 1000:.2f}" for name, sec in self.timings.items())
+        response["Server-Timing"] = ", ".join(
+            f"{name};dur={sec * 1000:.2f}" for name, sec in self.timings.items()
+        )
         return response
 
     @extend_schema(
@@ -314,7 +361,10 @@ class ClassifyView(APIView):
         "(format, size, pixel count, truncation). Throttled (scope `classify`).",
         parameters=[s.ClassifyQuerySerializer],
         request={"multipart/form-data": s.ClassifyInputSerializer},
-        responses={200: s.ClassifyResultSerializer, **errors(400, 401, 403, 413, 415, 429, 503, **IMAGE_ERRORS)},
+        responses={
+            200: s.ClassifyResultSerializer,
+            **errors(400, 401, 403, 413, 415, 429, 503, **IMAGE_ERRORS),
+        },
     )
     def post(self, request: Request) -> Response:
         timings, clock = self.timings, time.perf_counter()
@@ -340,7 +390,10 @@ class ClassifyView(APIView):
             "confidence": round(result.confidence, 6),
             "probabilities": {slug: round(p, 6) for slug, p in result.probabilities.items()},
             "model_version": result.version.version,
-            "similar": [s.SimilarWorkSerializer.shape(w, request=request, types=types, inline=inline) for w in result.similar],
+            "similar": [
+                s.SimilarWorkSerializer.shape(w, request=request, types=types, inline=inline)
+                for w in result.similar
+            ],
         }
         timings["serialise"] = time.perf_counter() - clock
         return Response(body)

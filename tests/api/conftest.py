@@ -84,11 +84,17 @@ def catalogue(active_model):  # type: ignore[no-untyped-def]
     artworks = []
     for i, embedding in enumerate(embeddings):
         artwork = ArtworkFactory(
-            status="ready", title=f"Work {i:02d}", artist="Hals" if i % 3 == 0 else "Rembrandt",
+            status="ready",
+            title=f"Work {i:02d}",
+            artist="Hals" if i % 3 == 0 else "Rembrandt",
             accession_number=f"ACC-{i:03d}",
         )
         prediction_for(
-            artwork, version=active_model, type_slug=TYPES[i % 5], embedding=embedding, confidence=0.5 + i * 0.04
+            artwork,
+            version=active_model,
+            type_slug=TYPES[i % 5],
+            embedding=embedding,
+            confidence=0.5 + i * 0.04,
         )
         artworks.append(artwork)
     return artworks, embeddings

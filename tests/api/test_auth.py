@@ -11,6 +11,9 @@ from tests.images import image_bytes
 
 pytestmark = pytest.mark.django_db
 
+# force_login would otherwise use the first of AUTHENTICATION_BACKENDS, which need not be able to load users.
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
 
 def _upload(seed: int = 1) -> dict:
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -43,11 +46,17 @@ def _requests(artwork_id: int, version: str) -> list[tuple[str, str, dict | None
 
 
 def _call(client: APIClient, method: str, path: str, body: dict | None, fmt: str | None):  # type: ignore[no-untyped-def]
-    return getattr(client, method)(path, body, format=fmt) if body is not None else getattr(client, method)(path)
+    return (
+        getattr(client, method)(path, body, format=fmt) if body is not None else getattr(client, method)(path)
+    )
 
 
 def _is_write(method: str, path: str) -> bool:
-    return method in ("patch", "delete") or path.endswith("/label/") or (method, path) == ("post", "/api/v1/artworks/")
+    return (
+        method in ("patch", "delete")
+        or path.endswith("/label/")
+        or (method, path) == ("post", "/api/v1/artworks/")
+    )
 
 
 def test_every_endpoint_refuses_anonymous_with_401_json(catalogue, active_model, anon):
@@ -82,13 +91,19 @@ def test_token_and_bearer_both_authenticate(viewer_token, keyword):
     client.credentials(HTTP_AUTHORIZATION=f"{keyword} {viewer_token}")
     response = client.get("/api/v1/types/")
     assert response.status_code == 200
-    assert [t["slug"] for t in response.json()] == ["drawings", "engraving", "iconography", "painting", "sculpture"]
+    assert [t["slug"] for t in response.json()] == [
+        "drawings",
+        "engraving",
+        "iconography",
+        "painting",
+        "sculpture",
+    ]
 
 
 def test_session_auth_works_for_the_browsable_api(client, viewer):
     # The factories set the password without saving it; a session must match the stored password hash.
     viewer.save()
-    client.force_login(viewer)
+    client.force_login(viewer, backend=MODEL_BACKEND)
     assert client.get("/api/v1/types/").status_code == 200
     page = client.get("/api/v1/types/", HTTP_ACCEPT="text/html")
     assert page.status_code == 200 and b"<html" in page.content.lower()
@@ -121,7 +136,11 @@ def test_curator_may_do_everything(catalogue, active_model, curator_api, broker)
     requests.sort(key=lambda r: r[0] == "delete")
     for method, path, body, fmt in requests:
         response = _call(curator_api, method, path, body, fmt)
-        assert response.status_code == expected.get((method, path), 200), (method, path, response.content[:300])
+        assert response.status_code == expected.get((method, path), 200), (
+            method,
+            path,
+            response.content[:300],
+        )
     assert not Artwork.objects.filter(pk=artwork.pk).exists()
 
 
@@ -142,7 +161,10 @@ def test_superuser_may_write_without_group(catalogue, django_user_model):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin).key}")
     artwork = catalogue[0][0]
-    assert client.patch(f"/api/v1/artworks/{artwork.pk}/", {"artist": "Vermeer"}, format="json").status_code == 200
+    assert (
+        client.patch(f"/api/v1/artworks/{artwork.pk}/", {"artist": "Vermeer"}, format="json").status_code
+        == 200
+    )
 
 
 def test_drf_create_token_command_makes_a_working_token(viewer):
