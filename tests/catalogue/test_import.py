@@ -207,30 +207,42 @@ def test_interrupted_run_is_completed_by_the_next_one(active_model, collection):
     assert stored_files() == referenced_files() and len(stored_files()) == 12
 
 
-def test_artworks_stored_but_not_classified_are_classified_by_the_next_run(
-    active_model, collection, monkeypatch
-):
-    calls = {"n": 0}
-    classify = importing._ImportRun._classify
+def test_artworks_left_pending_are_classified_by_the_next_run(collection, settings, model_root, tmp_path):
+    settings.ARTSITE_MODEL_DIRS = [tmp_path / "no-models"]  # no model yet: stored, left pending
+    first, _ = run(collection)
+    assert first.imported == 6 and first.left_pending == 6 and first.classified == 0
+    assert "No model version is active" in first.warnings[0]
+    assert set(Artwork.objects.values_list("status", flat=True)) == {Artwork.Status.PENDING}
 
-    def killed_on_second_batch(self, todo):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Killed  # rows of batch 2 are committed; their classification never happens
-        return classify(self, todo)
+    settings.ARTSITE_MODEL_DIRS = [model_root]
+    result, _ = run(collection, batch_size=4)
 
-    monkeypatch.setattr(importing._ImportRun, "_classify", killed_on_second_batch)
-    with pytest.raises(Killed):
-        artworks_import(folder=collection, batch_size=2)
-    monkeypatch.setattr(importing._ImportRun, "_classify", classify)
-    assert Artwork.objects.filter(status=Artwork.Status.PENDING).count() == 2
-    assert Prediction.objects.count() == 2
-
-    result, _ = run(collection, batch_size=2)
-
-    assert result.resumed == 2 and result.imported == 2 and result.classified == 4
+    assert result.resumed == 6 and result.classified == 6 and result.imported == 0
+    assert result.duplicates_in_run == 1  # the copy of the vase, met after the vase itself
     assert set(Artwork.objects.values_list("status", flat=True)) == {Artwork.Status.READY}
     assert Prediction.objects.count() == 6
+    assert stored_files() == referenced_files()
+
+
+def test_a_batch_interrupted_inside_its_transaction_leaves_nothing_behind(
+    active_model, collection, monkeypatch
+):
+    from catalogue import services
+
+    calls = {"n": 0}
+    store = services.prediction_store
+
+    def killed_on_second_batch(**kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed
+        return store(**kwargs)
+
+    monkeypatch.setattr(services, "prediction_store", killed_on_second_batch)
+    with pytest.raises(Killed):
+        artworks_import(folder=collection, batch_size=2)
+    assert Artwork.objects.count() == 2  # batch 1 only: batch 2's rows never committed
+    assert set(Artwork.objects.values_list("status", flat=True)) == {Artwork.Status.READY}
     assert stored_files() == referenced_files()
 
 
