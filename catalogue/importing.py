@@ -61,6 +61,8 @@ from inference.preprocessing import ALLOWED_EXTENSIONS, to_model_input
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 64
+DECODE_AHEAD = 4  # batches
+READERS = 2  # threads reading and hashing files (I/O: a slow disk or network share)
 # Bytes of file data held between reading and storing (files are up to ARTSITE_MAX_UPLOAD_BYTES each).
 MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 MANIFEST_COLUMNS = ("path", "title", "artist", "date", "accession", "type", "description")
@@ -640,12 +642,15 @@ class _ImportRun:
         self.start_max_id = Artwork.objects.aggregate(m=Max("id"))["m"] or 0
         if self.events.total:
             self.events.total(self._count_candidates())
-        executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="import")
+        # Readers apart from decoders, so that reading ahead never queues behind a batch of decoding.
+        reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="import-read")
+        decoder = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="import-decode")
         try:
-            self._pipeline(executor)
+            self._pipeline(reader, decoder)
             self._flush()
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            reader.shutdown(wait=True, cancel_futures=True)
+            decoder.shutdown(wait=True, cancel_futures=True)
             self.result.elapsed = time.perf_counter() - started
         return self.result
 
@@ -692,17 +697,21 @@ class _ImportRun:
                 item.skip = (READ_ERROR, "The file could not be read.")
             yield item
 
-    def _pipeline(self, executor: ThreadPoolExecutor) -> None:
+    def _pipeline(self, reader: ThreadPoolExecutor, decoder: ThreadPoolExecutor) -> None:
         """Read ahead and decode ahead in the pool, a few batches deep, consuming results in walk order."""
         candidates = self._candidates()
-        window = 2 * self.batch_size
+        # Decoding runs up to DECODE_AHEAD batches ahead, so the decoders never run dry while the main thread
+        # runs the model and writes a batch.
+        read_window, decode_window = 2 * self.batch_size, DECODE_AHEAD * self.batch_size
         reads: deque[Future[_Item] | _Item] = deque()
         decodes: deque[Future[_Item] | _Item] = deque()
         bytes_in_flight = 0
         exhausted = False
         while True:
             while (
-                not exhausted and len(reads) < window and (bytes_in_flight < MAX_BYTES_IN_FLIGHT or not reads)
+                not exhausted
+                and len(reads) < read_window
+                and (bytes_in_flight < MAX_BYTES_IN_FLIGHT or not reads)
             ):
                 item = next(candidates, None)
                 if item is None:
@@ -710,12 +719,12 @@ class _ImportRun:
                     break
                 if item.skip is None:
                     bytes_in_flight += max(0, item.candidate.size)
-                    reads.append(executor.submit(_read, item, self.max_bytes))
+                    reads.append(reader.submit(_read, item, self.max_bytes))
                 else:
                     reads.append(item)
-            if reads and len(decodes) < window:
+            if reads and len(decodes) < decode_window:
                 group = [_result(reads.popleft()) for _ in range(min(len(reads), self.batch_size))]
-                self._route(group, decodes, executor)
+                self._route(group, decodes, decoder)
                 continue
             if decodes:
                 item = _result(decodes.popleft())
