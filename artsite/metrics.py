@@ -43,6 +43,8 @@ def broker_redis(url: str | None = None, *, timeout: float = 1.0) -> Any:
     Understands ``redis://``, ``rediss://``, ``unix://`` and kombu's ``redis+socket:///path`` (the embedded Redis).
     """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     url = url or settings.CELERY_BROKER_URL
     key = f"{url}|{timeout}"
@@ -52,7 +54,13 @@ def broker_redis(url: str | None = None, *, timeout: float = 1.0) -> Any:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+            # No retries: redis-py 8 retries three times with growing back-off by default, seconds per call
+            # while Redis is down; every caller here has an answer for "Redis is down" that must come at once.
+            options = {
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
+                "retry": Retry(NoBackoff(), 0),
+            }
             if url.startswith("redis+socket://"):
                 path = url.removeprefix("redis+socket://").split("?", 1)[0]
                 client = redis.Redis(unix_socket_path=path, **options)

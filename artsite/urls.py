@@ -2,16 +2,17 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.static import serve
 
-from artsite import health, metrics
+from artsite import health, metrics, security
 
 urlpatterns = [
     # Operations: no login (load balancers, compose healthchecks, Prometheus); see artsite/health.py, metrics.py.
     path("healthz", health.healthz_view, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    # Both log-in pages are rate-limited (artsite/security.py); the admin's is matched before admin.site.urls.
+    path("admin/login/", security.login_rate_limited(admin.site.login)),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", security.login_rate_limited(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("artsite.api_router")),
     path("", include("catalogue.urls")),
@@ -19,7 +20,10 @@ urlpatterns = [
 
 if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
     # Media from the local filesystem storage. In production behind a proxy, the proxy serves /media/ instead.
-    urlpatterns += [path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", serve, {"document_root": settings.MEDIA_ROOT})]
+    # Only images, with headers that keep anything in them from running (artsite/security.py).
+    urlpatterns += [
+        path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", security.media_serve, {"document_root": settings.MEDIA_ROOT})
+    ]
 
 # JSON for /api/ paths, Django's pages elsewhere (catalogue/api/exceptions.py).
 handler404 = "catalogue.api.exceptions.handler404"

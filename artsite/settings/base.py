@@ -77,6 +77,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# The first backend refuses log-ins from an (IP, username) with too many recent failures (artsite/security.py).
+AUTHENTICATION_BACKENDS = [
+    "artsite.security.LoginRateLimitBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+ARTSITE_LOGIN_FAILURES = env.int("ARTSITE_LOGIN_FAILURES", default=5)
+ARTSITE_LOGIN_IP_FAILURES = env.int("ARTSITE_LOGIN_IP_FAILURES", default=50)
+ARTSITE_LOGIN_WINDOW_SECONDS = env.int("ARTSITE_LOGIN_WINDOW_SECONDS", default=900)
+# Proxies in front of the app that append to X-Forwarded-For (0: use the connection's address).
+ARTSITE_TRUSTED_PROXIES = env.int("ARTSITE_TRUSTED_PROXIES", default=0)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalogue:artwork-list"
 LOGOUT_REDIRECT_URL = "login"
