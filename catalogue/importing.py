@@ -127,6 +127,7 @@ class ImportResult:
     versions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    model_load_seconds: float = 0.0  # part of elapsed: loading (and compiling) the model on first use
 
     @property
     def duplicates(self) -> int:
@@ -498,7 +499,8 @@ def prepare_image(item: _Item, *, sizes: Sequence[int], draft: int | None, thumb
 @dataclass
 class _Version:
     model_version: Any
-    classifier: Any
+    input_size: int
+    classifier: Any = None  # loaded when the first batch needs it (a run with nothing new never loads it)
 
 
 def artworks_import(
@@ -584,7 +586,7 @@ class _ImportRun:
     # -- set-up --
 
     def _load_models(self) -> None:
-        from inference.loader import ModelUnavailable, get_classifier
+        from inference.registry import MODEL_FILE, ModelUnavailable, find_version, read_card
         from inference.selectors import model_versions_serving
 
         if self.dry_run or self.enqueue:
@@ -605,18 +607,42 @@ class _ImportRun:
             )
             return
         for version in versions:
+            entry = _Version(model_version=version, input_size=0)
             try:
-                classifier = get_classifier(version.version)
-            except ModelUnavailable as exc:
+                path = find_version(version.version)
+                if not (path / MODEL_FILE).is_file():
+                    raise ModelUnavailable(version.version, f"{path / MODEL_FILE} is missing")
+                entry.input_size = int(read_card(path).get("input_size") or 0)
+            except (ModelUnavailable, ValueError) as exc:
                 raise ImportFailed(
                     f"{exc} Fix it, or import with --async and let the workers retry."
                 ) from None
-            self.versions.append(_Version(model_version=version, classifier=classifier))
+            if not entry.input_size:  # a card without it: the model itself says
+                self._classifier(entry)
+            self.versions.append(entry)
         self.result.versions = [v.model_version.version for v in self.versions]
+
+    def _classifier(self, version: _Version) -> Any:
+        from inference.loader import ModelUnavailable, get_classifier
+
+        if version.classifier is None:
+            started = time.perf_counter()
+            try:
+                version.classifier = get_classifier(version.model_version.version)
+            except ModelUnavailable as exc:
+                # Nothing of the batch that needed it has been written yet.
+                raise ImportFailed(
+                    f"{exc} Fix it, or import with --async and let the workers retry."
+                ) from None
+            self.result.model_load_seconds += time.perf_counter() - started
+            if version.input_size and version.classifier.input_size != version.input_size:
+                raise ImportFailed(f"Model {version.model_version.version}: the card and the model disagree.")
+            version.input_size = version.classifier.input_size
+        return version.classifier
 
     @property
     def sizes(self) -> list[int]:
-        return sorted({v.classifier.input_size for v in self.versions})
+        return sorted({v.input_size for v in self.versions})
 
     # -- main loop --
 
@@ -882,7 +908,7 @@ class _ImportRun:
         if not items:
             return
         for version in self.versions:
-            classifier = version.classifier
+            classifier = self._classifier(version)
             pixels = np.stack([item.inputs[classifier.input_size] for item in items])
             probabilities, embeddings = classifier.predict_arrays(pixels)
             for item, probs, embedding in zip(items, probabilities, embeddings, strict=True):

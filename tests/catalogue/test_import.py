@@ -444,6 +444,44 @@ def test_without_an_active_model_artworks_stay_pending_with_a_warning(collection
     assert "No model version is active" in result.warnings[0]
 
 
+def test_missing_model_stops_the_import_before_anything_is_written(
+    active_model, collection, settings, tmp_path
+):
+    settings.ARTSITE_MODEL_DIRS = [tmp_path / "elsewhere"]  # the active version's folder is gone
+    with pytest.raises(ImportFailed, match="test-tiny"):
+        artworks_import(folder=collection)
+    assert Artwork.objects.count() == 0 and stored_files() == set()
+
+
+def test_damaged_model_stops_the_import_before_anything_is_written(
+    active_model, collection, settings, tmp_path
+):
+    import shutil
+
+    from inference.loader import clear_cache
+
+    damaged = tmp_path / "models"
+    shutil.copytree(Path(active_model.path), damaged / active_model.version)
+    (damaged / active_model.version / "model.keras").write_bytes(b"not a zip")
+    settings.ARTSITE_MODEL_DIRS = [damaged]
+    clear_cache()
+    try:
+        with pytest.raises(ImportFailed, match="unavailable"):
+            artworks_import(folder=collection)
+    finally:
+        clear_cache()
+    assert Artwork.objects.count() == 0 and stored_files() == set()
+
+
+def test_a_finished_folder_does_not_even_load_the_model(active_model, collection):
+    run(collection)
+    from inference.loader import clear_cache
+
+    clear_cache()
+    result, _ = run(collection)
+    assert result.imported == 0 and result.model_load_seconds == 0.0
+
+
 def test_command_prints_a_summary_and_writes_the_report(active_model, collection, tmp_path):
     out = io.StringIO()
     report = tmp_path / "skipped.csv"

@@ -174,7 +174,12 @@ class Command(BaseCommand):
             table.add_row("Accession number already used", str(result.duplicate_accessions))
         table.add_row("Other files (not images)", str(result.other_files))
         table.add_row("Image files considered", str(result.candidates))
-        table.add_row("Elapsed", f"{result.elapsed:.1f} s")
+        loading = (
+            f" (loading the model {result.model_load_seconds:.1f} s)"
+            if result.model_load_seconds >= 0.1
+            else ""
+        )
+        table.add_row("Elapsed", f"{result.elapsed:.1f} s{loading}")
         table.add_row("Images per second", f"{result.images_per_second:.1f}")
         console.print(table)
         for warning in result.warnings:
