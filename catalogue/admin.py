@@ -191,7 +191,7 @@ class ArtworkAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
         type_fields: tuple[str, ...] = ("curator_type",)
         if obj is not None and self.has_change_permission(request, obj):
-            type_fields = ("curator_type", "set_type", "type_note")
+            type_fields = ("set_type", "type_note")  # set_type starts at the current label
         return [
             (None, {"fields": ("image_preview", *METADATA_FIELDS)}),
             ("Type", {"fields": (*type_fields, "prediction_summary", "similar_works")}),

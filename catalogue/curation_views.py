@@ -14,9 +14,9 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html
 from django.utils.http import urlencode
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
 from catalogue import selectors, services
@@ -204,31 +204,30 @@ def type_colours(types: list[ArtworkType]) -> dict[int, str]:
 
 
 def map_svg(points: list[selectors.MapPoint], colours: dict[int, str], names: dict[int, str]) -> SafeString:
-    """The map as inline SVG: one linked circle per work, its title (and type) as the hover tooltip."""
+    """The map as inline SVG: one linked circle per work, its title (and type) as the hover tooltip.
+
+    Built with plain string formatting for speed (5,000 points): every value is a number or one of our own
+    constants except the title and type name, which are escaped.
+    """
     inner = MAP_SIZE - 2 * MAP_PADDING
     radius = 6 if len(points) <= 300 else 4 if len(points) <= 2000 else 3
-    dots = format_html_join(
-        "",
-        '<a href="{}"><circle cx="{}" cy="{}" r="{}" fill="{}"{}><title>{} — {}{}</title></circle></a>',
-        (
-            (
-                reverse("catalogue:artwork-detail", args=[p.artwork_id]),
-                f"{MAP_PADDING + p.x * inner:.1f}",
-                f"{MAP_PADDING + p.y * inner:.1f}",
-                radius,
-                colours.get(p.type_id or -1, NO_TYPE_COLOUR),
-                SafeString(' stroke="#222" stroke-width="1"') if p.curated else "",
-                p.title,
-                names.get(p.type_id or -1, "no type"),
-                " (curator)" if p.curated else "",
-            )
-            for p in points
-        ),
-    )
+    # Reversing once and splicing the id in is ~50× cheaper than reverse() per point.
+    prefix, suffix = reverse("catalogue:artwork-detail", args=[0]).rsplit("0", 1)
+    type_names = {pk: escape(name) for pk, name in names.items()}
+    dots = []
+    for p in points:
+        type_id = p.type_id or -1
+        outline = ' stroke="#222" stroke-width="1"' if p.curated else ""
+        dots.append(
+            f'<a href="{prefix}{int(p.artwork_id)}{suffix}"><circle cx="{MAP_PADDING + p.x * inner:.1f}" '
+            f'cy="{MAP_PADDING + p.y * inner:.1f}" r="{radius}" fill="{colours.get(type_id, NO_TYPE_COLOUR)}"'
+            f"{outline}><title>{escape(p.title)} — {type_names.get(type_id, 'no type')}"
+            f"{' (curator)' if p.curated else ''}</title></circle></a>"
+        )
     return format_html(
         '<svg class="collection-map" id="collection-map" viewBox="0 0 {} {}" role="img" '
         'aria-label="Collection map: each work placed by its embedding">{}</svg>',
-        MAP_SIZE, MAP_SIZE, dots,
+        MAP_SIZE, MAP_SIZE, mark_safe("".join(dots)),  # assembled from escaped parts above
     )
 
 

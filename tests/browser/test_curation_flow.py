@@ -79,7 +79,9 @@ def test_upload_predict_review_and_audit_in_a_browser(
     live_server, browser_page, e2e_curator, active_model, celery_worker_process, tmp_path
 ):
     from catalogue.models import Artwork, LabelCorrection
+    from tests.catalogue.curation_helpers import reopen_broker_pool
 
+    reopen_broker_pool()  # the upload's enqueue runs in the live server thread, with this process's Celery app
     celery_worker_process.start()
     page = browser_page
     base = live_server.url

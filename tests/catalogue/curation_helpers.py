@@ -44,3 +44,23 @@ def logged_in(client, user):
     user.refresh_from_db()
     client.force_login(user)
     return client
+
+
+def reopen_broker_pool() -> None:
+    """Point Celery back at the test broker with a fresh producer pool, if an earlier test left it otherwise.
+
+    ``test_enqueue_with_broker_down`` (test_classify_service.py) leaves ``app.conf.broker_url`` at its dead
+    address (it restores it while the ``settings`` fixture still holds the override) and closes kombu's pool for
+    good (``force_close_all()`` defaults to ``close_pool=True``); every later enqueue in the process then fails
+    quietly and the artwork stays pending.
+    """
+    from django.conf import settings
+    from kombu import pools
+
+    from artsite.celery import app
+
+    if app.conf.broker_url != settings.CELERY_BROKER_URL or getattr(app.pool, "_closed", False):
+        app.conf.broker_url = settings.CELERY_BROKER_URL
+        pools.reset()  # the closed pool is also kept in kombu's global registry, and a producer pool wraps it
+        app._pool = None
+        app.amqp._producer_pool = None

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from catalogue.models import Artwork, LabelCorrection
 from inference.models import ModelVersion
-from tests.catalogue.curation_helpers import confident, logged_in, ready_artwork, type_of
+from tests.catalogue.curation_helpers import confident, logged_in, ready_artwork, reopen_broker_pool, type_of
 from tests.factories import ArtworkFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -183,6 +183,7 @@ def test_set_type_action_labels_every_selected_work(curator_client, works):
 
 
 def test_reprocess_action_queues_classification(curator_client, works, broker, django_capture_on_commit_callbacks):
+    reopen_broker_pool()
     with django_capture_on_commit_callbacks(execute=True):
         response = run_action(curator_client, "reprocess", [works["failed"]])
     assert "1 artwork(s) queued" in response.content.decode()

@@ -12,7 +12,14 @@ from django.urls import reverse
 from catalogue import selectors, services
 from catalogue.models import Artwork, LabelCorrection
 from inference.models import ModelVersion
-from tests.catalogue.curation_helpers import SLUGS, confident, logged_in, ready_artwork, type_of
+from tests.catalogue.curation_helpers import (
+    SLUGS,
+    confident,
+    logged_in,
+    ready_artwork,
+    reopen_broker_pool,
+    type_of,
+)
 from tests.factories import ArtworkFactory
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +116,7 @@ def test_quality_page_with_no_model_or_labels(curator_client, db):
 
 
 def test_unfinished_jobs_are_listed_and_retried(curator_client, broker, django_capture_on_commit_callbacks):
+    reopen_broker_pool()
     failed = ArtworkFactory(status=Artwork.Status.FAILED)
     Artwork.objects.filter(pk=failed.pk).update(error="The stored image cannot be read")
     other_failed = ArtworkFactory(status=Artwork.Status.FAILED)
