@@ -60,6 +60,9 @@ bench-model: install ## Model latency and throughput, beside plain model.predict
 bench-import: install ## Import ../shared/data/art-images into a fresh database (artsite_bench, var/bench/media): images/s beside decode alone and model alone
 	ARTSITE_DATABASE_NAME=artsite_bench DJANGO_MEDIA_ROOT=var/bench/media $(PY) manage.py bench_import ../shared/data/art-images
 
+bench-api: install ## POST /api/v1/classify/ on gunicorn, >= 10,000 artworks (artsite_bench_api, var/bench-api/media): server p50/p95, req/s
+	ARTSITE_DATABASE_NAME=artsite_bench_api DJANGO_MEDIA_ROOT=var/bench-api/media $(PY) manage.py bench_api
+
 stop: ## Stop the embedded PostgreSQL and Redis
 	-$(PY) -c "from pathlib import Path; from artsite import embedded; embedded.redis_stop(Path('var/redis'))"
 	-.venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_ctl -D var/postgres/pgdata stop -m fast
