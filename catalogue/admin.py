@@ -105,7 +105,8 @@ class ModelVersionFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
-            (v.version, f"{v.version} (active)" if v.is_active else v.version) for v in ModelVersion.objects.all()
+            (v.version, f"{v.version} (active)" if v.is_active else v.version)
+            for v in ModelVersion.objects.all()
         ] + [("none", "No model yet")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Artwork]) -> QuerySet[Artwork]:
@@ -130,7 +131,10 @@ class ArtworkAdminForm(forms.ModelForm):
         "Leave it as it is to keep the current label.",
     )
     type_note = forms.CharField(
-        required=False, max_length=1000, label="Note", help_text="Why the type changed (kept in the type history)."
+        required=False,
+        max_length=1000,
+        label="Note",
+        help_text="Why the type changed (kept in the type history).",
     )
 
     class Meta:
@@ -172,20 +176,44 @@ class LabelCorrectionInline(admin.TabularInline):
 class ArtworkAdmin(admin.ModelAdmin):
     form = ArtworkAdminForm
     list_display = (
-        "thumbnail_tag", "title", "predicted_type", "confidence", "curator_type", "effective_type", "status",
+        "thumbnail_tag",
+        "title",
+        "predicted_type",
+        "confidence",
+        "curator_type",
+        "effective_type",
+        "status",
         "model_version",
     )
     list_display_links = ("thumbnail_tag", "title")
     list_filter = (
-        PredictedTypeFilter, EffectiveTypeFilter, "status", LabelledFilter, ConfidenceBandFilter, ModelVersionFilter,
+        PredictedTypeFilter,
+        EffectiveTypeFilter,
+        "status",
+        LabelledFilter,
+        ConfidenceBandFilter,
+        ModelVersionFilter,
     )
     search_fields = ("title", "artist", "accession_number", "=sha256")
     list_per_page = 50
     inlines = (LabelCorrectionInline,)
     actions = ("confirm_predicted_type", "reprocess")
     readonly_fields = (
-        "image_preview", "prediction_summary", "similar_works", "curator_type", "status", "error", "attempts",
-        "processed_at", "uploaded_by", "sha256", "width", "height", "file_size", "created_at", "updated_at",
+        "image_preview",
+        "prediction_summary",
+        "similar_works",
+        "curator_type",
+        "status",
+        "error",
+        "attempts",
+        "processed_at",
+        "uploaded_by",
+        "sha256",
+        "width",
+        "height",
+        "file_size",
+        "created_at",
+        "updated_at",
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
@@ -200,7 +228,15 @@ class ArtworkAdmin(admin.ModelAdmin):
                 "File",
                 {
                     "classes": ("collapse",),
-                    "fields": ("sha256", "width", "height", "file_size", "uploaded_by", "created_at", "updated_at"),
+                    "fields": (
+                        "sha256",
+                        "width",
+                        "height",
+                        "file_size",
+                        "uploaded_by",
+                        "created_at",
+                        "updated_at",
+                    ),
                 },
             ),
         ]
@@ -209,11 +245,15 @@ class ArtworkAdmin(admin.ModelAdmin):
         # The active version's prediction as annotations (one join), plus the names the list shows.
         return selectors.artworks_with_prediction().annotate(
             pred_version_id=F("pred__model_version_id"),
-            pred_type_name=Subquery(ArtworkType.objects.filter(pk=OuterRef("pred_type_id")).values("name")[:1]),
+            pred_type_name=Subquery(
+                ArtworkType.objects.filter(pk=OuterRef("pred_type_id")).values("name")[:1]
+            ),
             effective_type_name=Subquery(
                 ArtworkType.objects.filter(pk=OuterRef("effective_type_id")).values("name")[:1]
             ),
-            pred_version_name=Subquery(ModelVersion.objects.filter(pk=OuterRef("pred_version_id")).values("version")[:1]),
+            pred_version_name=Subquery(
+                ModelVersion.objects.filter(pk=OuterRef("pred_version_id")).values("version")[:1]
+            ),
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -231,7 +271,9 @@ class ArtworkAdmin(admin.ModelAdmin):
     def thumbnail_tag(self, obj: Artwork) -> SafeString | str:
         if not obj.thumbnail:
             return ""
-        return format_html('<img src="{}" alt="" style="height:48px;max-width:72px;object-fit:cover">', obj.thumbnail.url)
+        return format_html(
+            '<img src="{}" alt="" style="height:48px;max-width:72px;object-fit:cover">', obj.thumbnail.url
+        )
 
     @admin.display(description="predicted type", ordering="pred_type_name")
     def predicted_type(self, obj: Artwork) -> str:
@@ -259,7 +301,11 @@ class ArtworkAdmin(admin.ModelAdmin):
         return format_html(
             '<a href="{}"><img src="{}" alt="{}" style="max-width:320px;max-height:320px"></a>'
             '<div class="help">{}×{} px</div>',
-            obj.image.url, src, obj.title, obj.width, obj.height,
+            obj.image.url,
+            src,
+            obj.title,
+            obj.width,
+            obj.height,
         )
 
     @admin.display(description="model's prediction")
@@ -280,18 +326,27 @@ class ArtworkAdmin(admin.ModelAdmin):
             '<tr><th style="padding-right:1em">{}</th><td style="width:220px">'
             '<div style="background:#79aec8;height:10px;width:{}%"></div></td><td>{}</td></tr>',
             (
-                (t.name, round(100 * float(current.probabilities.get(t.slug, 0.0)), 1),
-                 _percent(current.probabilities.get(t.slug, 0.0)))
+                (
+                    t.name,
+                    round(100 * float(current.probabilities.get(t.slug, 0.0)), 1),
+                    _percent(current.probabilities.get(t.slug, 0.0)),
+                )
                 for t in sorted(types, key=lambda t: -float(current.probabilities.get(t.slug, 0.0)))
             ),
         )
         others = format_html_join(
-            "", "<li>{}: {} ({})</li>",
-            ((p.model_version.version, p.predicted_type.name, _percent(p.confidence)) for p in predictions[1:]),
+            "",
+            "<li>{}: {} ({})</li>",
+            (
+                (p.model_version.version, p.predicted_type.name, _percent(p.confidence))
+                for p in predictions[1:]
+            ),
         )
         return format_html(
             "<p><strong>{}</strong>, {} confident — model {}{}</p><table>{}</table>{}",
-            current.predicted_type.name, _percent(current.confidence), current.model_version.version,
+            current.predicted_type.name,
+            _percent(current.confidence),
+            current.model_version.version,
             " (active)" if current.model_version.is_active else " (not the active version)",
             rows,
             format_html("<p>Other model versions:</p><ul>{}</ul>", others) if predictions[1:] else "",
@@ -334,7 +389,10 @@ class ArtworkAdmin(admin.ModelAdmin):
         current = Artwork.objects.values_list("curator_type_id", flat=True).get(pk=obj.pk)
         if new_type is not None and new_type.pk != current:
             services.label_correct(
-                artwork=obj, to_type=new_type, user=request.user, source=LabelCorrection.Source.ADMIN,
+                artwork=obj,
+                to_type=new_type,
+                user=request.user,
+                source=LabelCorrection.Source.ADMIN,
                 note=form.cleaned_data.get("type_note") or "",
             )
 
@@ -365,7 +423,10 @@ class ArtworkAdmin(admin.ModelAdmin):
                 overruled += 1
             else:
                 services.label_correct(
-                    artwork=artwork, to_type=predicted, user=request.user, source=LabelCorrection.Source.ADMIN,
+                    artwork=artwork,
+                    to_type=predicted,
+                    user=request.user,
+                    source=LabelCorrection.Source.ADMIN,
                     note="Confirmed the model's type (admin bulk action).",
                 )
                 confirmed += 1
@@ -401,7 +462,10 @@ def _set_type_action(type_id: int) -> Any:
                 unchanged += 1
                 continue
             services.label_correct(
-                artwork=artwork, to_type=to_type, user=request.user, source=LabelCorrection.Source.ADMIN,
+                artwork=artwork,
+                to_type=to_type,
+                user=request.user,
+                source=LabelCorrection.Source.ADMIN,
                 note="Set in the admin (bulk action).",
             )
             changed += 1
@@ -430,7 +494,9 @@ class LabelCorrectionAdmin(admin.ModelAdmin):
     @admin.display(description="artwork", ordering="artwork__title")
     def artwork_link(self, obj: LabelCorrection) -> SafeString:
         return format_html(
-            '<a href="{}">{}</a>', reverse("admin:catalogue_artwork_change", args=[obj.artwork_id]), obj.artwork.title
+            '<a href="{}">{}</a>',
+            reverse("admin:catalogue_artwork_change", args=[obj.artwork_id]),
+            obj.artwork.title,
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:

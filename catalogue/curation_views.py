@@ -72,7 +72,9 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         by_id = {t.pk: t for t in types}
         context.update(
             predicted=by_id.get(artwork.pred_type_id),
-            probabilities=sorted(((t, float(probs.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]),
+            probabilities=sorted(
+                ((t, float(probs.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]
+            ),
             similar=selectors.artwork_similar(artwork=artwork),
             types_by_id=by_id,
             upcoming=list(queue[1:7]),
@@ -227,7 +229,9 @@ def map_svg(points: list[selectors.MapPoint], colours: dict[int, str], names: di
     return format_html(
         '<svg class="collection-map" id="collection-map" viewBox="0 0 {} {}" role="img" '
         'aria-label="Collection map: each work placed by its embedding">{}</svg>',
-        MAP_SIZE, MAP_SIZE, mark_safe("".join(dots)),  # assembled from escaped parts above
+        MAP_SIZE,
+        MAP_SIZE,
+        mark_safe("".join(dots)),  # assembled from escaped parts above
     )
 
 

@@ -32,14 +32,36 @@ SHOWN_METRICS = {"accuracy", "macro_f1", "ece", "n", "evaluated_on", "per_type"}
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = (
-        "version", "is_active", "status", "architecture", "accuracy", "macro_f1", "ece", "evaluated_on",
-        "prediction_count", "created_at", "activated_at",
+        "version",
+        "is_active",
+        "status",
+        "architecture",
+        "accuracy",
+        "macro_f1",
+        "ece",
+        "evaluated_on",
+        "prediction_count",
+        "created_at",
+        "activated_at",
     )
     list_filter = ("is_active", "status")
     search_fields = ("version",)
     fields = (
-        "version", "is_active", "status", "activated_at", "created_at", "path", "architecture", "accuracy",
-        "macro_f1", "ece", "evaluated_on", "prediction_count", "catalogue_coverage", "per_type_metrics", "card_details",
+        "version",
+        "is_active",
+        "status",
+        "activated_at",
+        "created_at",
+        "path",
+        "architecture",
+        "accuracy",
+        "macro_f1",
+        "ece",
+        "evaluated_on",
+        "prediction_count",
+        "catalogue_coverage",
+        "per_type_metrics",
+        "card_details",
     )
     readonly_fields = fields
     # Hook for the model lifecycle: an "activate" action belongs here, calling
@@ -51,7 +73,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
         return super().get_queryset(request).annotate(n_predictions=Count("predictions"))
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         return super().changelist_view(request, {"title": "Models", **(extra_context or {})})
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -99,12 +123,19 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "",
             "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (slug, _metric(m.get("precision")), _metric(m.get("recall")), _metric(m.get("f1")), m.get("support", "–"))
+                (
+                    slug,
+                    _metric(m.get("precision")),
+                    _metric(m.get("recall")),
+                    _metric(m.get("f1")),
+                    m.get("support", "–"),
+                )
                 for slug, m in per_type.items()
             ),
         )
         return format_html(
-            "<table><tr><th>type</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{}</table>", rows
+            "<table><tr><th>type</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{}</table>",
+            rows,
         )
 
     @admin.display(description="catalogue embedded")
@@ -121,4 +152,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         shown.update({f"metrics.{k}": v for k, v in obj.metrics.items() if k not in SHOWN_METRICS})
         if not shown:
             return "–"
-        return format_html_join("", "<div><code>{}</code>: {}</div>", ((k, str(v)[:300]) for k, v in shown.items()))
+        return format_html_join(
+            "", "<div><code>{}</code>: {}</div>", ((k, str(v)[:300]) for k, v in shown.items())
+        )

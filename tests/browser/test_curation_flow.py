@@ -22,8 +22,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serializ
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TYPE_KEYS = {"Drawing": "1", "Engraving": "2", "Iconography": "3", "Painting": "4", "Sculpture": "5"}
 PASSWORD = "e2e-secret-pw"
@@ -131,9 +137,17 @@ def test_upload_predict_review_and_audit_in_a_browser(
     page.goto(f"{base}/artworks/{pk}/")
     assert page.inner_text("h2 .badge").strip() == new_type
     history = page.inner_text("table.history")
-    assert predicted in history and new_type in history and "Review queue" in history and "e2e-curator" in history
+    assert (
+        predicted in history
+        and new_type in history
+        and "Review queue" in history
+        and "e2e-curator" in history
+    )
 
     correction = LabelCorrection.objects.get(artwork_id=pk)
     assert (correction.source, correction.from_type.name, correction.to_type.name, correction.user) == (
-        "review", predicted, new_type, e2e_curator
+        "review",
+        predicted,
+        new_type,
+        e2e_curator,
     )

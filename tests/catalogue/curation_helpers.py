@@ -10,7 +10,9 @@ from tests.factories import ArtworkFactory
 SLUGS = ["drawings", "engraving", "iconography", "painting", "sculpture"]
 
 
-def ready_artwork(version, probabilities: dict[str, float], *, embedding=None, seed: int = 0, **kwargs) -> Artwork:
+def ready_artwork(
+    version, probabilities: dict[str, float], *, embedding=None, seed: int = 0, **kwargs
+) -> Artwork:
     """A ready artwork whose prediction by ``version`` has these probabilities (missing types get 0)."""
     artwork = ArtworkFactory(status=Artwork.Status.READY, **kwargs)
     probs = {slug: float(probabilities.get(slug, 0.0)) for slug in SLUGS}

@@ -37,7 +37,9 @@ def works(active_model, curator):
     labelled = ready_artwork(active_model, confident("drawings", 0.85), title="Study of hands")
     from catalogue import services
 
-    services.label_correct(artwork=labelled, to_type=type_of("engraving"), user=curator, source=LabelCorrection.Source.PORTAL)
+    services.label_correct(
+        artwork=labelled, to_type=type_of("engraving"), user=curator, source=LabelCorrection.Source.PORTAL
+    )
     failed = ArtworkFactory(status=Artwork.Status.FAILED, title="Broken scan")
     return {"painting": painting, "doubtful": doubtful, "labelled": labelled, "failed": failed}
 
@@ -53,7 +55,11 @@ def test_list_shows_the_models_view_of_each_work(curator_client, works, active_m
     assert response.status_code == 200
     html = response.content.decode()
     row = next(a for a in response.context["cl"].result_list if a.pk == works["labelled"].pk)
-    assert (row.pred_type_name, row.effective_type_name, row.pred_version_name) == ("Drawing", "Engraving", active_model.version)
+    assert (row.pred_type_name, row.effective_type_name, row.pred_version_name) == (
+        "Drawing",
+        "Engraving",
+        active_model.version,
+    )
     assert works["painting"].thumbnail.url in html
     assert "97%" in html and "42%" in html and "85%" in html
     for column in ("predicted type", "confidence", "curator type", "effective type", "model version"):
@@ -99,7 +105,9 @@ def test_change_page_shows_probabilities_similar_works_and_history(curator_clien
         assert reverse("admin:catalogue_artwork_change", args=[works[other].pk]) in html
     assert 'name="set_type"' in html and 'name="curator_type"' not in html
 
-    history = curator_client.get(reverse("admin:catalogue_artwork_change", args=[works["labelled"].pk])).content.decode()
+    history = curator_client.get(
+        reverse("admin:catalogue_artwork_change", args=[works["labelled"].pk])
+    ).content.decode()
     assert "Type history (audit trail)" in history and "Portal" in history
 
 
@@ -118,16 +126,25 @@ def change_form_data(client, artwork, **overrides):
 def test_setting_the_type_on_the_change_form_is_audited(curator_client, curator, works):
     artwork = works["doubtful"]
     url = reverse("admin:catalogue_artwork_change", args=[artwork.pk])
-    data = change_form_data(curator_client, artwork, set_type=type_of("painting").pk, type_note="signed canvas",
-                            title="Torso fragment (cast)")
+    data = change_form_data(
+        curator_client,
+        artwork,
+        set_type=type_of("painting").pk,
+        type_note="signed canvas",
+        title="Torso fragment (cast)",
+    )
     response = curator_client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     artwork.refresh_from_db()
     assert artwork.curator_type == type_of("painting") and artwork.title == "Torso fragment (cast)"
     correction = LabelCorrection.objects.get(artwork=artwork)
-    assert (correction.source, correction.from_type, correction.to_type, correction.user, correction.note) == (
-        "admin", type_of("sculpture"), type_of("painting"), curator, "signed canvas"
-    )
+    assert (
+        correction.source,
+        correction.from_type,
+        correction.to_type,
+        correction.user,
+        correction.note,
+    ) == ("admin", type_of("sculpture"), type_of("painting"), curator, "signed canvas")
 
     # Saving again without touching the type writes no second record.
     curator_client.post(url, change_form_data(curator_client, artwork, artist="Workshop"))
@@ -138,14 +155,18 @@ def test_setting_the_type_on_the_change_form_is_audited(curator_client, curator,
 def test_change_form_refuses_a_duplicate_accession_number(curator_client, works):
     Artwork.objects.filter(pk=works["painting"].pk).update(accession_number="INV-1")
     data = change_form_data(curator_client, works["doubtful"], accession_number="INV-1")
-    response = curator_client.post(reverse("admin:catalogue_artwork_change", args=[works["doubtful"].pk]), data)
+    response = curator_client.post(
+        reverse("admin:catalogue_artwork_change", args=[works["doubtful"].pk]), data
+    )
     assert response.status_code == 200 and "already exists" in response.content.decode()
     assert Artwork.objects.get(pk=works["doubtful"].pk).accession_number is None
 
 
 def run_action(client, action, artworks):
     return client.post(
-        reverse(CHANGELIST), {"action": action, ACTION_CHECKBOX_NAME: [a.pk for a in artworks], "index": 0}, follow=True
+        reverse(CHANGELIST),
+        {"action": action, ACTION_CHECKBOX_NAME: [a.pk for a in artworks], "index": 0},
+        follow=True,
     )
 
 
@@ -182,7 +203,9 @@ def test_set_type_action_labels_every_selected_work(curator_client, works):
     assert LabelCorrection.objects.filter(source="admin").count() == 3
 
 
-def test_reprocess_action_queues_classification(curator_client, works, broker, django_capture_on_commit_callbacks):
+def test_reprocess_action_queues_classification(
+    curator_client, works, broker, django_capture_on_commit_callbacks
+):
     reopen_broker_pool()
     with django_capture_on_commit_callbacks(execute=True):
         response = run_action(curator_client, "reprocess", [works["failed"]])
@@ -193,7 +216,10 @@ def test_reprocess_action_queues_classification(curator_client, works, broker, d
 
 def test_artworks_are_neither_added_nor_deleted_in_the_admin(curator_client, works):
     assert curator_client.get(reverse("admin:catalogue_artwork_add")).status_code == 403
-    assert curator_client.get(reverse("admin:catalogue_artwork_delete", args=[works["painting"].pk])).status_code == 403
+    assert (
+        curator_client.get(reverse("admin:catalogue_artwork_delete", args=[works["painting"].pk])).status_code
+        == 403
+    )
     actions = curator_client.get(reverse(CHANGELIST)).context["action_form"].fields["action"].choices
     names = [name for name, _ in actions]
     assert "delete_selected" not in names
@@ -210,13 +236,23 @@ def test_audit_trail_is_listed_and_read_only(curator_client, works):
     change_url = reverse("admin:catalogue_labelcorrection_change", args=[correction.pk])
     assert curator_client.get(change_url).status_code == 200  # viewable
     assert curator_client.post(change_url, {"note": "rewritten"}).status_code == 403
-    assert curator_client.post(reverse("admin:catalogue_labelcorrection_delete", args=[correction.pk])).status_code == 403
+    assert (
+        curator_client.post(
+            reverse("admin:catalogue_labelcorrection_delete", args=[correction.pk])
+        ).status_code
+        == 403
+    )
     assert LabelCorrection.objects.get().note == ""
 
 
 def test_models_page_lists_versions_metrics_and_the_active_one(curator_client, active_model):
     ModelVersion.objects.create(
-        version="v-candidate", path="/x", card={"architecture": "efficientnet", "metrics": {"accuracy": 0.913, "macro_f1": 0.9, "ece": 0.031, "n": 400}}
+        version="v-candidate",
+        path="/x",
+        card={
+            "architecture": "efficientnet",
+            "metrics": {"accuracy": 0.913, "macro_f1": 0.9, "ece": 0.031, "n": 400},
+        },
     )
     response = curator_client.get(reverse("admin:inference_modelversion_changelist"))
     assert response.status_code == 200
@@ -225,11 +261,19 @@ def test_models_page_lists_versions_metrics_and_the_active_one(curator_client, a
     assert "v-candidate" in html and "91.3%" in html and "0.031" in html and "400 images" in html
     active_row = next(v for v in response.context["cl"].result_list if v.is_active)
     assert active_row.version == active_model.version
-    assert response.context["action_form"] is None or not response.context["action_form"].fields["action"].choices[1:]
+    assert (
+        response.context["action_form"] is None
+        or not response.context["action_form"].fields["action"].choices[1:]
+    )
     detail = curator_client.get(reverse("admin:inference_modelversion_change", args=[active_model.pk]))
     assert detail.status_code == 200 and "20.0%" in detail.content.decode()  # the tiny model's card accuracy
     assert "0 of 0 ready works have this version" in detail.content.decode()
-    assert curator_client.post(reverse("admin:inference_modelversion_change", args=[active_model.pk]), {}).status_code == 403
+    assert (
+        curator_client.post(
+            reverse("admin:inference_modelversion_change", args=[active_model.pk]), {}
+        ).status_code
+        == 403
+    )
 
 
 def test_viewers_who_are_not_staff_cannot_enter_the_admin(client, viewer, works):
@@ -245,7 +289,10 @@ def test_staff_viewers_see_everything_read_only_without_actions(staff_viewer_cli
     url = reverse("admin:catalogue_artwork_change", args=[works["doubtful"].pk])
     page = staff_viewer_client.get(url)
     assert page.status_code == 200 and 'name="set_type"' not in page.content.decode()
-    assert staff_viewer_client.post(url, {"title": "Renamed", "set_type": type_of("painting").pk}).status_code == 403
+    assert (
+        staff_viewer_client.post(url, {"title": "Renamed", "set_type": type_of("painting").pk}).status_code
+        == 403
+    )
     run_action(staff_viewer_client, "set_type_painting", [works["doubtful"]])
     assert not LabelCorrection.objects.filter(source="admin").exists()
     assert Artwork.objects.get(pk=works["doubtful"].pk).title == "Torso fragment"

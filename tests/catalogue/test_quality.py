@@ -36,14 +36,19 @@ def viewer_client(client, viewer):
 
 
 def label(artwork, slug, user=None):
-    services.label_correct(artwork=artwork, to_type=type_of(slug), user=user, source=LabelCorrection.Source.REVIEW)
+    services.label_correct(
+        artwork=artwork, to_type=type_of(slug), user=user, source=LabelCorrection.Source.REVIEW
+    )
 
 
 @pytest.fixture
 def labelled(active_model, curator):
     """Six labelled works: the model is right on 4 (2 paintings, a sculpture, a drawing) and wrong on 2."""
     cases = [
-        ("painting", "painting"), ("painting", "painting"), ("sculpture", "sculpture"), ("drawings", "drawings"),
+        ("painting", "painting"),
+        ("painting", "painting"),
+        ("sculpture", "sculpture"),
+        ("drawings", "drawings"),
         ("painting", "engraving"),  # the model said painting, the curator engraving
         ("iconography", "painting"),
     ]
@@ -63,19 +68,31 @@ def test_agreement_overall_per_type_and_confusion_matrix(labelled, active_model)
     assert agreement.rate == pytest.approx(4 / 6)
     index = {t.slug: i for i, t in enumerate(agreement.types)}
     expected = np.zeros((5, 5), dtype=int)
-    for predicted, curated in [("painting", "painting")] * 2 + [("sculpture", "sculpture"), ("drawings", "drawings"),
-                                                               ("painting", "engraving"), ("iconography", "painting")]:
+    for predicted, curated in [("painting", "painting")] * 2 + [
+        ("sculpture", "sculpture"),
+        ("drawings", "drawings"),
+        ("painting", "engraving"),
+        ("iconography", "painting"),
+    ]:
         expected[index[curated], index[predicted]] += 1
     assert np.array_equal(np.array(agreement.matrix), expected)
     per_type = {t.artwork_type.slug: t for t in agreement.per_type}
-    assert (per_type["painting"].labelled, per_type["painting"].agreed, per_type["painting"].predicted) == (3, 2, 3)
-    assert per_type["painting"].rate == pytest.approx(2 / 3) and per_type["painting"].precision == pytest.approx(2 / 3)
+    assert (per_type["painting"].labelled, per_type["painting"].agreed, per_type["painting"].predicted) == (
+        3,
+        2,
+        3,
+    )
+    assert per_type["painting"].rate == pytest.approx(2 / 3) and per_type[
+        "painting"
+    ].precision == pytest.approx(2 / 3)
     assert per_type["engraving"].rate == 0.0 and per_type["engraving"].precision is None
     assert per_type["iconography"].rate is None  # no curator calls anything iconography
 
 
 def test_agreement_is_kept_per_model_version(labelled, active_model):
-    other = ModelVersion.objects.create(version="v-older", path="/nowhere", card={"metrics": {"accuracy": 0.5}})
+    other = ModelVersion.objects.create(
+        version="v-older", path="/nowhere", card={"metrics": {"accuracy": 0.5}}
+    )
     ModelVersion.objects.create(version="v-unused", path="/nowhere")
     # The older version predicted two of the labelled works, rightly once.
     from catalogue.models import Prediction
@@ -83,8 +100,12 @@ def test_agreement_is_kept_per_model_version(labelled, active_model):
     for artwork, predicted in [(labelled[0], "painting"), (labelled[4], "engraving")]:
         source = Prediction.objects.get(artwork=artwork, model_version=active_model)
         Prediction.objects.create(
-            artwork=artwork, model_version=other, predicted_type=type_of(predicted), confidence=0.8,
-            probabilities=confident(predicted, 0.8), embedding=source.embedding,
+            artwork=artwork,
+            model_version=other,
+            predicted_type=type_of(predicted),
+            confidence=0.8,
+            probabilities=confident(predicted, 0.8),
+            embedding=source.embedding,
         )
     agreements = selectors.model_agreements()
     assert [a.version.version for a in agreements] == [active_model.version, "v-older"]
@@ -102,7 +123,9 @@ def test_quality_page_draws_the_matrix_and_lists_versions(curator_client, labell
     # The painting row: 2 right (green), 1 called painting by the curator but iconography by the model (red).
     heatmap = response.context["heatmap"]
     painting_row = next(r for r in heatmap if r["type"].slug == "painting")
-    cells = {t.slug: c for t, c in zip(response.context["selected"].types, painting_row["cells"], strict=True)}
+    cells = {
+        t.slug: c for t, c in zip(response.context["selected"].types, painting_row["cells"], strict=True)
+    }
     assert cells["painting"]["count"] == 2 and cells["painting"]["diagonal"]
     assert cells["iconography"]["count"] == 1 and not cells["iconography"]["diagonal"]
     assert "rgba(46, 139, 87, 0.647)" in html  # 2 of 3: the strongest green in the row
@@ -155,7 +178,11 @@ def test_viewers_get_no_retry_buttons_and_cannot_retry(viewer_client, broker):
 
 def test_pca_matches_the_covariance_eigenvectors():
     rng = np.random.default_rng(3)
-    data = rng.normal(size=(200, 8)) @ np.diag([5, 3, 1, 1, 0.5, 0.5, 0.2, 0.1]) @ np.linalg.qr(rng.normal(size=(8, 8)))[0]
+    data = (
+        rng.normal(size=(200, 8))
+        @ np.diag([5, 3, 1, 1, 0.5, 0.5, 0.2, 0.1])
+        @ np.linalg.qr(rng.normal(size=(8, 8)))[0]
+    )
     coords, explained = selectors.pca_2d(data)
     centred = data - data.mean(axis=0)
     eigenvalues, eigenvectors = np.linalg.eigh(np.cov(centred, rowvar=False))
@@ -176,7 +203,9 @@ def test_collection_map_places_every_ready_work_and_separates_clusters(active_mo
     for slug, centre in centres.items():
         for i in range(6):
             vector = centre + rng.normal(size=128) * 0.3
-            works[(slug, i)] = ready_artwork(active_model, confident(slug), embedding=vector / np.linalg.norm(vector))
+            works[(slug, i)] = ready_artwork(
+                active_model, confident(slug), embedding=vector / np.linalg.norm(vector)
+            )
     label(works[("painting", 0)], "engraving", curator)
     ArtworkFactory()  # pending: not on the map
 
@@ -184,7 +213,10 @@ def test_collection_map_places_every_ready_work_and_separates_clusters(active_mo
     assert cmap.total == 12 and len(cmap.points) == 12 and not cmap.sampled
     points = {p.artwork_id: p for p in cmap.points}
     assert all(0 <= p.x <= 1 and 0 <= p.y <= 1 for p in cmap.points)
-    assert points[works[("painting", 0)].pk].type_id == type_of("engraving").pk and points[works[("painting", 0)].pk].curated
+    assert (
+        points[works[("painting", 0)].pk].type_id == type_of("engraving").pk
+        and points[works[("painting", 0)].pk].curated
+    )
     assert points[works[("painting", 1)].pk].type_id == type_of("painting").pk
     # Two tight clusters far apart: the first axis splits them.
     xs = {slug: [points[works[(slug, i)].pk].x for i in range(6)] for slug in centres}
@@ -197,7 +229,9 @@ def test_collection_map_samples_big_catalogues_reproducibly(active_model):
         ready_artwork(active_model, confident(SLUGS[i % 5]), seed=i)
     first = selectors.collection_map(limit=5)
     assert first.total == 12 and len(first.points) == 5 and first.sampled
-    assert [p.artwork_id for p in selectors.collection_map(limit=5).points] == [p.artwork_id for p in first.points]
+    assert [p.artwork_id for p in selectors.collection_map(limit=5).points] == [
+        p.artwork_id for p in first.points
+    ]
 
 
 def test_map_page_links_each_point_with_its_title(viewer_client, active_model):
@@ -205,7 +239,7 @@ def test_map_page_links_each_point_with_its_title(viewer_client, active_model):
     response = viewer_client.get(reverse("catalogue:map"))
     assert response.status_code == 200
     html = response.content.decode()
-    svg = html[html.index("<svg class=\"collection-map\""): html.index("</svg>")]
+    svg = html[html.index('<svg class="collection-map"') : html.index("</svg>")]
     assert svg.count("<circle") == 5
     for artwork in works:
         assert f'<a href="{reverse("catalogue:artwork-detail", args=[artwork.pk])}">' in svg

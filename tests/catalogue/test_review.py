@@ -25,6 +25,7 @@ def curator_client(client, curator):
 def viewer_client(client, viewer):
     return logged_in(client, viewer)
 
+
 # Four works whose order differs by each measure of doubt.
 DOUBTS = {
     "A": {"painting": 0.5, "sculpture": 0.5},
@@ -56,7 +57,9 @@ def test_queue_orders_by_each_measure_of_doubt(doubtful):
     by_conf = sorted(DOUBTS, key=lambda n: max(DOUBTS[n].values()))
     by_entropy = sorted(DOUBTS, key=lambda n: -entropy(DOUBTS[n]))
     by_margin = sorted(DOUBTS, key=lambda n: (round(margin(DOUBTS[n]), 9), max(DOUBTS[n].values())))
-    assert len({tuple(by_conf), tuple(by_entropy), tuple(by_margin)}) == 3, "the fixture must tell the orders apart"
+    assert len({tuple(by_conf), tuple(by_entropy), tuple(by_margin)}) == 3, (
+        "the fixture must tell the orders apart"
+    )
 
     assert queue_names("confidence") == by_conf == ["D", "B", "C", "A"]
     assert queue_names("entropy") == by_entropy == ["B", "D", "C", "A"]
@@ -71,7 +74,9 @@ def test_queue_orders_by_each_measure_of_doubt(doubtful):
 def test_queue_holds_only_ready_unlabelled_works_with_a_prediction(active_model, curator):
     waiting = ready_artwork(active_model, confident("painting", 0.6))
     labelled = ready_artwork(active_model, confident("painting", 0.3))
-    services.label_correct(artwork=labelled, to_type=type_of("sculpture"), user=curator, source=LabelCorrection.Source.PORTAL)
+    services.label_correct(
+        artwork=labelled, to_type=type_of("sculpture"), user=curator, source=LabelCorrection.Source.PORTAL
+    )
     failed = ready_artwork(active_model, confident("painting", 0.2))
     Artwork.objects.filter(pk=failed.pk).update(status=Artwork.Status.FAILED)
     ArtworkFactory()  # pending, no prediction
@@ -83,7 +88,9 @@ def test_queue_holds_only_ready_unlabelled_works_with_a_prediction(active_model,
     assert progress.agreement.compared == 1 and progress.agreement.agreed == 0
 
 
-def test_queue_page_shows_the_most_doubtful_work_its_probabilities_and_similar_works(curator_client, doubtful):
+def test_queue_page_shows_the_most_doubtful_work_its_probabilities_and_similar_works(
+    curator_client, doubtful
+):
     response = curator_client.get(reverse("catalogue:review"))
     assert response.status_code == 200
     assert response.context["artwork"].pk == doubtful["D"].pk
@@ -104,15 +111,20 @@ def test_queue_page_shows_the_most_doubtful_work_its_probabilities_and_similar_w
 def test_picking_a_type_records_a_review_correction_and_shows_the_next(curator_client, curator, doubtful):
     first = doubtful["D"]
     response = curator_client.post(
-        reverse("catalogue:review-label", args=[first.pk]), {"type": "engraving", "note": "plate mark", "order": "confidence"}
+        reverse("catalogue:review-label", args=[first.pk]),
+        {"type": "engraving", "note": "plate mark", "order": "confidence"},
     )
     assert response.status_code == 302 and response.url == reverse("catalogue:review")
     first.refresh_from_db()
     assert first.curator_type == type_of("engraving")
     correction = LabelCorrection.objects.get(artwork=first)
-    assert (correction.source, correction.from_type, correction.to_type, correction.user, correction.note) == (
-        "review", type_of("painting"), type_of("engraving"), curator, "plate mark"
-    )
+    assert (
+        correction.source,
+        correction.from_type,
+        correction.to_type,
+        correction.user,
+        correction.note,
+    ) == ("review", type_of("painting"), type_of("engraving"), curator, "plate mark")
 
     page = curator_client.get(response.url)
     assert page.context["artwork"].pk == doubtful["B"].pk
@@ -133,11 +145,18 @@ def test_confirm_takes_the_models_type_and_keeps_the_order(curator_client, doubt
 
 
 def test_an_unknown_type_changes_nothing(curator_client, doubtful):
-    response = curator_client.post(reverse("catalogue:review-label", args=[doubtful["A"].pk]), {"type": "pottery"}, follow=True)
+    response = curator_client.post(
+        reverse("catalogue:review-label", args=[doubtful["A"].pk]), {"type": "pottery"}, follow=True
+    )
     assert response.status_code == 200
     assert "Choose one of the five types" in response.content.decode()
     assert not LabelCorrection.objects.exists()
-    assert curator_client.post(reverse("catalogue:review-label", args=[999999]), {"type": "painting"}).status_code == 404
+    assert (
+        curator_client.post(
+            reverse("catalogue:review-label", args=[999999]), {"type": "painting"}
+        ).status_code
+        == 404
+    )
 
 
 def test_skip_puts_a_work_aside_for_this_session_only(curator_client, doubtful):
@@ -179,8 +198,12 @@ def test_empty_queue_says_so(curator_client, active_model):
 def test_training_examples_put_curator_labels_first(active_model, curator):
     predicted_only = ready_artwork(active_model, confident("sculpture"))
     corrected = ready_artwork(active_model, confident("painting"))
-    services.label_correct(artwork=corrected, to_type=type_of("drawings"), user=curator, source=LabelCorrection.Source.REVIEW)
-    imported = ArtworkFactory(curator_type=type_of("iconography"), status=Artwork.Status.READY)  # labelled, no prediction
+    services.label_correct(
+        artwork=corrected, to_type=type_of("drawings"), user=curator, source=LabelCorrection.Source.REVIEW
+    )
+    imported = ArtworkFactory(
+        curator_type=type_of("iconography"), status=Artwork.Status.READY
+    )  # labelled, no prediction
     ArtworkFactory(curator_type=type_of("engraving"))  # labelled but still pending: left out
     ArtworkFactory(status=Artwork.Status.READY)  # ready, neither label nor prediction: left out
 
@@ -192,4 +215,7 @@ def test_training_examples_put_curator_labels_first(active_model, curator):
     ]
     assert examples[0].read_bytes() == Artwork.objects.get(pk=corrected.pk).image.read()
     assert examples[0].path and examples[0].path.endswith(corrected.image.name.split("/")[-1])
-    assert [e.artwork_id for e in selectors.training_examples(curator_only=True)] == [corrected.pk, imported.pk]
+    assert [e.artwork_id for e in selectors.training_examples(curator_only=True)] == [
+        corrected.pk,
+        imported.pk,
+    ]
