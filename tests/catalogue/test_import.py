@@ -428,6 +428,9 @@ def test_limit(active_model, collection):
 
 
 def test_async_queues_the_artworks_for_the_workers(collection, broker, django_capture_on_commit_callbacks):
+    from tests.catalogue.curation_helpers import reopen_broker_pool
+
+    reopen_broker_pool()  # an earlier broker-down test may have closed Celery's producer pool
     with django_capture_on_commit_callbacks(execute=True):
         result, _ = run(collection, enqueue=True)
     assert result.imported == 6 and result.queued == 6 and result.classified == 0
