@@ -6,7 +6,7 @@ Everything here is NumPy on predictions; :func:`evaluate_classifier` is the one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -260,7 +260,7 @@ def render_confusion_png(matrix: np.ndarray | list[list[int]], classes: Sequence
     return path
 
 
-def render_curves_png(history: dict[str, Sequence[float]], path: Path | str, *, title: str = "Training") -> Path:
+def render_curves_png(history: Mapping[str, Sequence[float]], path: Path | str, *, title: str = "Training") -> Path:
     """Two panels, loss and accuracy per epoch, one line per series (``loss``/``val_loss``, ``accuracy``/...)."""
     panels = [("loss", [k for k in history if k.endswith("loss")]),
               ("accuracy", [k for k in history if k.endswith("accuracy")])]
@@ -299,3 +299,70 @@ def render_curves_png(history: dict[str, Sequence[float]], path: Path | str, *, 
     path = Path(path)
     image.save(path)
     return path
+
+
+# --- Serving benchmark (not a test: STYLE rule 14) --------------------------------------------------------------
+
+def _percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    ms = np.asarray(seconds, np.float64) * 1000.0
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "mean_ms": float(ms.mean()), "n": int(len(ms))}
+
+
+def benchmark_serving(
+    classifier: Classifier,
+    images: Sequence[Image.Image],
+    *,
+    single_repeats: int = 200,
+    reference_repeats: int = 50,
+    batch_size: int = 64,
+    batch_repeats: int = 10,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Latency of one image and throughput of batches through the warm serving path, beside the same network
+    through ``model.predict``, measured in the same run.
+
+    * single image, serving: ``predict_images([image])`` from a decoded image (resize included);
+    * single image, reference: ``to_model_input`` + ``model.predict`` (what a naive worker would do);
+    * batch: the model step alone on pre-decoded arrays, ``predict_arrays`` vs ``model.predict(batch_size=...)``.
+    """
+    import time
+
+    from inference.preprocessing import to_model_input
+
+    step = progress or (lambda _name: None)
+    size = classifier.input_size
+    arrays = np.stack([to_model_input(image, size) for image in images])
+    batch = np.concatenate([arrays] * (-(-batch_size // len(arrays))))[:batch_size]
+    model = classifier.model
+
+    def timed(function: Callable[[int], object], repeats: int) -> list[float]:
+        function(0)  # warm: traces and compiles outside the measurement
+        samples = []
+        for i in range(repeats):
+            started = time.perf_counter()
+            function(i)
+            samples.append(time.perf_counter() - started)
+        return samples
+
+    step("single image, serving path")
+    serving = _percentiles(timed(lambda i: classifier.predict_images([images[i % len(images)]]), single_repeats))
+    step("single image, model.predict")
+    reference = _percentiles(timed(
+        lambda i: model.predict(to_model_input(images[i % len(images)], size)[None], verbose=0), reference_repeats
+    ))
+    step(f"batch of {batch_size}, serving path")
+    batch_serving = timed(lambda _i: classifier.predict_arrays(batch), batch_repeats)
+    step(f"batch of {batch_size}, model.predict")
+    batch_reference = timed(lambda _i: model.predict(batch, batch_size=batch_size, verbose=0), batch_repeats)
+    serving_ips = batch_size / float(np.median(batch_serving))
+    reference_ips = batch_size / float(np.median(batch_reference))
+    return {
+        "version": classifier.version,
+        "input_size": size,
+        "xla": classifier.jit_compiled,
+        "single": {"serving": serving, "model_predict": reference,
+                   "speedup_p50": reference["p50_ms"] / serving["p50_ms"]},
+        "batch": {"batch_size": batch_size, "serving_images_per_s": serving_ips,
+                  "model_predict_images_per_s": reference_ips, "speedup": serving_ips / reference_ips},
+    }

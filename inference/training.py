@@ -157,6 +157,8 @@ def train(
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # XLA cannot compile the augmentation layers, and for these small convolutions on CPU it was no faster.
+        jit_compile=False,
     )
 
     def as_dataset(images: np.ndarray, labels: np.ndarray, *, shuffle: bool) -> tf.data.Dataset:
@@ -266,9 +268,9 @@ def _write_version(root: Path, version: str, model: Any, card: dict[str, Any], h
         model.save(staging / MODEL_FILE)
         evaluated_on = card["metrics"].get("evaluated_on", "")
         evaluation.render_confusion_png(
-            confusion, classes, staging / "confusion.png", title=f"{version} — {evaluated_on}"
+            confusion, classes, staging / "confusion.png", title=f"{version} - {evaluated_on}"
         )
-        evaluation.render_curves_png(history, staging / "curves.png", title=f"{version} — training")
+        evaluation.render_curves_png(history, staging / "curves.png", title=f"{version} - training")
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         destination = root / version
         staging.rename(destination)

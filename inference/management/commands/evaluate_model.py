@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -53,7 +54,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         # With --json, stdout carries the JSON only; the progress bar goes to stderr.
-        progress_console = Console(file=sys.stderr if options["json"] else self.stdout)
+        progress_console = Console(file=sys.stderr if options["json"] else cast(IO[str], self.stdout))
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=progress_console, transient=options["json"]) as progress:
             sets = {}
@@ -62,20 +63,19 @@ class Command(BaseCommand):
                     continue
                 task = progress.add_task(f"Reading {name}", total=None)
                 try:
-                    sets[name] = read_folder(folder, classifier.input_size, progress=lambda done, total, t=task:
-                                             progress.update(t, completed=done, total=total))
+                    sets[name] = read_folder(folder, classifier.input_size, progress=_advance(progress, task))
                 except (FileNotFoundError, ValueError) as exc:
                     raise CommandError(str(exc)) from exc
             task = progress.add_task(f"Predicting with {version}", total=None)
             metrics = evaluate_classifier(
                 classifier, sets["data"], catalogue=sets.get("catalogue"),
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                progress=_advance(progress, task),
             )
 
         if options["json"]:
             self.stdout.write(json.dumps(metrics, indent=2))
             return
-        console = Console(file=self.stdout)
+        console = Console(file=cast(IO[str], self.stdout))
         table = Table(title=f"{version} on {options['data_dir']} (n={metrics['n']})")
         for column in ("type", "precision", "recall", "F1", "support"):
             table.add_column(column, justify="left" if column == "type" else "right")
@@ -96,3 +96,10 @@ class Command(BaseCommand):
             f"precision@5 {metrics['precision_at_5']:.3f} ({metrics['precision_at_5_catalogue']})"
             + (f"  {skipped} unreadable files skipped" if skipped else "")
         )
+
+
+def _advance(progress: Any, task: Any) -> Callable[[int, int], None]:
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return update

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -70,7 +71,7 @@ class Command(BaseCommand):
 
         architecture = options["architecture"]
         input_size = options["input_size"] or DEFAULT_INPUT_SIZES.get(architecture, 150)
-        console = Console(file=self.stdout, stderr=False)
+        console = Console(file=cast(IO[str], self.stdout))
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}"))
         with Progress(*columns, console=console, transient=False) as progress:
@@ -80,10 +81,7 @@ class Command(BaseCommand):
                     continue
                 task = progress.add_task(f"Reading {name}", total=None, info="")
                 try:
-                    datasets[name] = read_folder(
-                        folder, input_size, progress=lambda done, total, t=task: progress.update(
-                            t, completed=done, total=total)
-                    )
+                    datasets[name] = read_folder(folder, input_size, progress=_advance(progress, task))
                 except (FileNotFoundError, ValueError) as exc:
                     raise CommandError(str(exc)) from exc
                 skipped = len(datasets[name].skipped)
@@ -96,6 +94,8 @@ class Command(BaseCommand):
             def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
                 info = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if "loss" in k or "accuracy" in k)
                 progress.update(epoch_task, completed=epoch, info=info)
+                if not console.is_terminal:  # no live bar in a log file: one line per epoch instead
+                    console.print(f"epoch {epoch}/{total}  {info}")
                 if epoch < total:
                     progress.reset(batch_task, description=f"  epoch {epoch + 1}")
 
@@ -131,3 +131,10 @@ class Command(BaseCommand):
             f"training {card['training_seconds']:.0f}s"
         )
         self.stdout.write(self.style.SUCCESS(f"Wrote {result.path}"))
+
+
+def _advance(progress: Any, task: Any) -> Callable[[int, int], None]:
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return update
