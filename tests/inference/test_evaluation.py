@@ -76,3 +76,23 @@ def test_figures_are_pngs(tmp_path):
     with Image.open(path) as image:
         assert image.format == "PNG"
     evaluation.render_curves_png({"loss": [1.0], "accuracy": [0.5]}, tmp_path / "one-epoch.png")
+
+
+def test_bench_model_command_reports_both_paths(tiny_version):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    tiny_version("tiny-v1")
+    out = StringIO()
+    call_command("bench_model", "--model", "tiny-v1", "--images", "3", "--repeats", "3", "--reference-repeats", "2",
+                 "--batch-size", "4", "--batch-repeats", "2", "--json", stdout=out)
+    figures = json.loads(out.getvalue())
+    assert figures["version"] == "tiny-v1"
+    assert figures["single"]["serving"]["n"] == 3 and figures["single"]["model_predict"]["n"] == 2
+    assert figures["batch"]["serving_images_per_s"] > 0 and figures["batch"]["model_predict_images_per_s"] > 0
+    out = StringIO()
+    call_command("bench_model", "--model", "tiny-v1", "--images", "2", "--repeats", "2", "--reference-repeats", "2",
+                 "--batch-size", "2", "--batch-repeats", "1", stdout=out)
+    assert "model.predict" in out.getvalue() and "faster" in out.getvalue()

@@ -1,0 +1,117 @@
+"""Serving speed of a model version: single-image latency and batch throughput, beside plain model.predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import IO, Any, cast
+
+import numpy as np
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark the warm serving path of a model version (get_classifier): single-image p50/p95 latency and "
+        "batch throughput, each beside the same network through model.predict measured in the same run."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--model", default=None,
+                            help="Version to benchmark (default: ARTSITE_DEFAULT_MODEL, else the newest version).")
+        parser.add_argument("--data", type=Path, default=None,
+                            help="Folder of images (<type>/<images> or flat) to use; default: generated images.")
+        parser.add_argument("--images", type=int, default=32, help="How many distinct images to cycle (default: 32).")
+        parser.add_argument("--repeats", type=int, default=200,
+                            help="Single-image predictions timed on the serving path (default: 200).")
+        parser.add_argument("--reference-repeats", type=int, default=50,
+                            help="Single-image predictions timed through model.predict (default: 50).")
+        parser.add_argument("--batch-size", type=int, default=64, help="Batch size for throughput (default: 64).")
+        parser.add_argument("--batch-repeats", type=int, default=10, help="Batches timed per path (default: 10).")
+        parser.add_argument("--threads", type=int, default=None,
+                            help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).")
+        parser.add_argument("--json", action="store_true", help="Print the figures as JSON only.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from inference.loader import ModelUnavailable, configure_threads, get_classifier
+        from inference.registry import newest_version
+
+        version = options["model"] or settings.ARTSITE_DEFAULT_MODEL or newest_version()
+        if not version:
+            raise CommandError(f"No model version found in {', '.join(map(str, settings.ARTSITE_MODEL_DIRS))}.")
+        if options["data"] is not None and not options["data"].is_dir():
+            raise CommandError(f"{options['data']} is not a folder.")
+        configure_threads(options["threads"])
+
+        import time
+
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from inference.evaluation import benchmark_serving
+
+        images = self._images(options["data"], max(1, options["images"]))
+        started = time.perf_counter()
+        try:
+            classifier = get_classifier(version)
+        except ModelUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        load_seconds = time.perf_counter() - started
+
+        console = Console(file=cast(IO[str], self.stdout))
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True, disable=options["json"]) as progress:
+            task = progress.add_task("warming up")
+            figures = benchmark_serving(
+                classifier, images, single_repeats=options["repeats"],
+                reference_repeats=options["reference_repeats"], batch_size=options["batch_size"],
+                batch_repeats=options["batch_repeats"],
+                progress=lambda name: progress.update(task, description=name),
+            )
+        figures["load_and_warm_seconds"] = load_seconds
+        if options["json"]:
+            self.stdout.write(json.dumps(figures, indent=2))
+            return
+
+        single, batch = figures["single"], figures["batch"]
+        table = Table(title=f"{version}: {figures['input_size']} px, XLA {'on' if figures['xla'] else 'off'}, "
+                            f"{len(images)} images ({'from ' + str(options['data']) if options['data'] else 'generated'})")
+        for column in ("measure", "serving path", "model.predict", "ratio"):
+            table.add_column(column, justify="left" if column == "measure" else "right")
+        s, r = single["serving"], single["model_predict"]
+        table.add_row("single image p50 (ms)", f"{s['p50_ms']:.2f}", f"{r['p50_ms']:.2f}",
+                      f"{r['p50_ms'] / s['p50_ms']:.1f}x faster")
+        table.add_row("single image p95 (ms)", f"{s['p95_ms']:.2f}", f"{r['p95_ms']:.2f}",
+                      f"{r['p95_ms'] / s['p95_ms']:.1f}x faster")
+        table.add_row(f"batch of {batch['batch_size']} (images/s)", f"{batch['serving_images_per_s']:.0f}",
+                      f"{batch['model_predict_images_per_s']:.0f}", f"{batch['speedup']:.1f}x")
+        console.print(table)
+        console.print(
+            f"Load + warm-up {load_seconds:.1f}s. Single image: {s['n']} serving / {r['n']} model.predict calls "
+            f"(serving includes resizing the decoded image). Batch: model step alone on pre-decoded arrays, "
+            f"median of {options['batch_repeats']}."
+        )
+
+    @staticmethod
+    def _images(folder: Path | None, count: int) -> list:
+        from PIL import Image
+
+        from inference.preprocessing import ALLOWED_EXTENSIONS, ImageRejected, decode_image
+
+        if folder is None:
+            rng = np.random.default_rng(0)
+            return [Image.fromarray(rng.integers(0, 256, (320, 300, 3), dtype=np.uint8)) for _ in range(count)]
+        paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ALLOWED_EXTENSIONS)
+        # Spread the picks across the folder (and so across types) rather than taking the first type only.
+        picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).astype(int)] if paths else []
+        images = []
+        for path in picks:
+            try:
+                images.append(decode_image(path.read_bytes()).image)
+            except ImageRejected:
+                continue
+        if not images:
+            raise CommandError(f"No readable images in {folder}.")
+        return images
