@@ -404,15 +404,15 @@ def _walk(folder: Path, exclude: set[Path]) -> Iterator[tuple[Path, str, int]]:
             logger.warning("cannot list %s: %s", directory, exc)
             continue
         subdirs = []
+        resolved = directory.resolve() if exclude else directory  # once per folder, not per file
         for entry in entries:
             rel = f"{prefix}{entry.name}"
             try:
                 if entry.is_dir(follow_symlinks=False):
                     subdirs.append((Path(entry.path), f"{rel}/"))
                 elif entry.is_file():
-                    path = Path(entry.path)
-                    if path.resolve() not in exclude:
-                        yield path, rel, entry.stat().st_size
+                    if not exclude or resolved / entry.name not in exclude:
+                        yield Path(entry.path), rel, entry.stat().st_size
             except OSError:
                 yield Path(entry.path), rel, -1
         stack.extend(reversed(subdirs))

@@ -413,6 +413,13 @@ def test_manifest_accession_already_in_the_catalogue_skips_only_that_file(active
     assert {r["path"]: r["reason"] for r in report}["cover.jpg"] == "duplicate_accession"
 
 
+def test_manifest_inside_the_folder_is_not_listed_as_a_skipped_file(active_model, collection):
+    manifest = write_manifest_csv(collection / "manifest.csv", ["cover.jpg,Cover,,,,,"])
+    result, report = run(collection, manifest=manifest)
+    assert result.other_files == 1 and "manifest.csv" not in {row["path"] for row in report}
+    assert Artwork.objects.filter(title="Cover").exists()
+
+
 def test_manifest_without_a_path_column_is_refused_before_anything_is_written(
     active_model, collection, tmp_path
 ):
