@@ -17,7 +17,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve, reverse
 from django.views import defaults
@@ -122,7 +127,7 @@ def _translate(exc: Exception, context: dict[str, Any]) -> Exception:
     if isinstance(exc, ModelUnavailable):
         logger.error("classification refused: %s", exc)
         return ModelNotServing(f"The model cannot classify right now ({exc.reason}); try again later.")
-    if isinstance(exc, Http404):
+    if isinstance(exc, Http404 | ObjectDoesNotExist):  # the latter: a row deleted while the request ran
         return exceptions.NotFound(str(exc) or "Not found.")
     if isinstance(exc, PermissionDenied):
         return exceptions.PermissionDenied(str(exc) or None)

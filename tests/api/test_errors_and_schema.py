@@ -171,3 +171,16 @@ def test_every_endpoint_documents_request_response_and_errors(anon):
 def test_swagger_ui_is_served(anon):
     response = anon.get("/api/v1/docs/")
     assert response.status_code == 200 and b"swagger" in response.content.lower()
+
+
+def test_row_deleted_while_the_request_runs_is_404(catalogue, curator_api, monkeypatch):
+    from catalogue import services
+    from catalogue.models import Artwork
+
+    def gone(**kwargs):  # type: ignore[no-untyped-def]
+        raise Artwork.DoesNotExist("Artwork matching query does not exist.")
+
+    monkeypatch.setattr(services, "label_correct", gone)
+    artwork = catalogue[0][0]
+    response = curator_api.post(f"/api/v1/artworks/{artwork.pk}/label/", {"type": "painting"}, format="json")
+    assert_error(response, 404, "not_found")
