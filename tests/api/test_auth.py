@@ -178,3 +178,19 @@ def test_drf_create_token_command_makes_a_working_token(viewer):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert client.get("/api/v1/models/").status_code == 200
+
+
+def test_browsable_api_pages_render_for_a_curator(client, curator, catalogue):
+    curator.save()  # the factory does not save the password; the session checks its hash
+    client.force_login(curator, backend=MODEL_BACKEND)
+    artwork = catalogue[0][0]
+    for path in (
+        "/api/v1/artworks/",
+        f"/api/v1/artworks/{artwork.pk}/",
+        f"/api/v1/artworks/{artwork.pk}/similar/",
+        "/api/v1/models/",
+        "/api/v1/classify/",
+    ):
+        response = client.get(path, HTTP_ACCEPT="text/html")
+        assert response.status_code in (200, 405), (path, response.status_code)
+        assert b"<html" in response.content.lower()
