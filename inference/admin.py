@@ -1,15 +1,15 @@
 """The "Models" page of the admin: every registered model version, its card's metrics, and which one serves.
 
-Read-only on purpose. Activating a version must re-embed the catalogue before the switch (the model-lifecycle
-work owns that: ``inference.services.model_activate``); its admin action belongs here — see
-``ModelVersionAdmin.actions`` — and must call that service, never set ``is_active`` by hand.
+Read-only on purpose: versions come from their folders. The one write is the "activate" action (superusers), which
+calls ``inference.services.model_activate``: the catalogue is re-embedded in the background and the switch happens
+when it is complete; the page shows the progress (catalogue coverage) meanwhile.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
@@ -64,11 +64,40 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "card_details",
     )
     readonly_fields = fields
-    # Hook for the model lifecycle: an "activate" action belongs here, calling
-    # ``inference.services.model_activate(version=...)`` (re-embeds the catalogue in the background, then switches),
-    # for superusers only (Curators have view permission on versions). Until it is added, versions are activated
-    # with ``python manage.py activate_model``.
-    actions: tuple[str, ...] = ()
+    actions = ("activate",)
+
+    def sync_on_list(self, request: HttpRequest) -> None:
+        from inference.services import model_versions_sync
+
+        model_versions_sync()  # a version trained since the last visit shows up at once
+
+    @admin.action(description="Activate the selected version (re-embeds the catalogue, then switches)",
+                  permissions=["activate"])
+    def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        from inference.registry import ModelUnavailable
+        from inference.services import model_activate
+
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        version = queryset.get()
+        try:
+            version = model_activate(version=version)
+        except ModelUnavailable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        if version.is_active:
+            self.message_user(request, f"{version.version} is active.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request,
+                f"Re-embedding the catalogue with {version.version}; pages keep the current version until it is "
+                "done, then switch. Reload this page to follow the progress.",
+                messages.INFO,
+            )
+
+    def has_activate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
         return super().get_queryset(request).annotate(n_predictions=Count("predictions"))
@@ -76,6 +105,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        self.sync_on_list(request)
         return super().changelist_view(request, {"title": "Models", **(extra_context or {})})
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -97,3 +97,15 @@ def test_unreadable_artwork_does_not_block_the_switch(active_model, ready_catalo
     second_version.refresh_from_db()
     assert second_version.is_active
     assert Artwork.objects.get(pk=ready_catalogue[0].pk).status == Artwork.Status.FAILED
+
+
+def test_admin_activate_action(active_model, ready_catalogue, second_version, admin_client, broker):
+    response = admin_client.post(
+        "/admin/inference/modelversion/",
+        {"action": "activate", "_selected_action": [second_version.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    second_version.refresh_from_db()
+    assert second_version.status == ModelVersion.Status.EMBEDDING  # re-embedding queued, old version still serves
+    assert "Re-embedding the catalogue" in response.content.decode()
