@@ -29,6 +29,7 @@ writes no rows, remembers the hashes it has seen), and skipped files go straight
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import io
@@ -49,7 +50,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
 
@@ -83,6 +84,10 @@ NOT_UNREADABLE = {
     BAD_MANIFEST_ROW,
     DUPLICATE_ACCESSION,
 }
+
+
+class _Conflict(Exception):
+    """A file of this batch was stored by someone else a moment ago (see ``_ImportRun._save_file``)."""
 
 
 class ImportFailed(Exception):
@@ -497,6 +502,14 @@ def prepare_image(item: _Item, *, sizes: Sequence[int], draft: int | None, thumb
 
 
 @dataclass
+class _Batch:
+    items: list[_Item]
+    resumed: list[_Item]  # stored by an earlier run, still pending: classify (or queue) only
+    new: list[_Item]
+    prediction: Future[None] | None
+
+
+@dataclass
 class _Version:
     model_version: Any
     input_size: int
@@ -577,7 +590,10 @@ class _ImportRun:
         self.batch_bytes = 0
         self.batches_done = 0
         self.seen: set[bytes] = set()  # dry run only: it inserts no rows through which to find repeats
-        self.pending_hashes: dict[str, str] = {}  # hashes in the current batch -> path
+        # Hashes of the batches not committed yet (the one filling, the one at the model) -> path
+        self.pending_hashes: dict[str, str] = {}
+        self.in_flight: _Batch | None = None
+        self.classify = False
         report_path = getattr(report, "name", None)
         self.exclude = {
             p for p in (self.manifest_path, Path(report_path).resolve() if report_path else None) if p
@@ -665,18 +681,21 @@ class _ImportRun:
             self.draft = max(self.thumbnail_size, *self.sizes)
         elif self.use_draft:
             self.draft = self.thumbnail_size
-        self.start_max_id = Artwork.objects.aggregate(m=Max("id"))["m"] or 0
+        self.our_ids: list[tuple[int, int]] = []  # id ranges this run inserted
         if self.events.total:
             self.events.total(self._count_candidates())
-        # Readers apart from decoders, so that reading ahead never queues behind a batch of decoding.
+        self.classify = bool(self.versions) and not self.enqueue and not self.dry_run
+        # Readers apart from decoders, so that reading ahead never queues behind a batch of decoding; the model
+        # in a thread of its own, so that it runs while the main thread writes the batch before.
         reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="import-read")
         decoder = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="import-decode")
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-model")
         try:
             self._pipeline(reader, decoder)
-            self._flush()
+            self._flush(final=True)
         finally:
-            reader.shutdown(wait=True, cancel_futures=True)
-            decoder.shutdown(wait=True, cancel_futures=True)
+            for pool in (reader, decoder, self.model_thread):
+                pool.shutdown(wait=True, cancel_futures=True)
             self.result.elapsed = time.perf_counter() - started
         return self.result
 
@@ -802,7 +821,7 @@ class _ImportRun:
         return (
             item.existing is not None
             and item.existing[1] == Artwork.Status.PENDING
-            and item.existing[0] <= self.start_max_id
+            and not self._ours(item.existing[0])
             and not self.dry_run
             and (self.enqueue or bool(self.versions))
         )
@@ -847,12 +866,25 @@ class _ImportRun:
         self._advance(1)
 
     def _skip_duplicate(self, item: _Item, artwork_id: int) -> None:
-        if artwork_id > self.start_max_id:
+        if self._ours(artwork_id):
             self._skip(
                 item, DUPLICATE_IN_RUN, f"The same file was imported earlier in this run as #{artwork_id}."
             )
         else:
             self._skip(item, DUPLICATE_IN_CATALOGUE, f"Already in the catalogue as #{artwork_id}.")
+
+    def _ours(self, artwork_id: int) -> bool:
+        """Whether this run inserted the artwork (kept as id ranges: a batch's ids are nearly always contiguous)."""
+        index = bisect.bisect_right(self.our_ids, (artwork_id, float("inf"))) - 1
+        return index >= 0 and self.our_ids[index][0] <= artwork_id <= self.our_ids[index][1]
+
+    def _remember(self, ids: list[int]) -> None:
+        for artwork_id in sorted(ids):
+            last = self.our_ids[-1] if self.our_ids else None
+            if last is not None and artwork_id == last[1] + 1:
+                self.our_ids[-1] = (last[0], artwork_id)
+            else:
+                bisect.insort(self.our_ids, (artwork_id, artwork_id))
 
     def _advance(self, n: int) -> None:
         if self.events.advance and n:
@@ -860,30 +892,43 @@ class _ImportRun:
 
     # -- a batch --
 
-    def _flush(self) -> None:
+    def _flush(self, *, final: bool = False) -> None:
+        """Send the batch to the model thread, and meanwhile write the previous batch (its predictions are
+        ready by then): the model runs while files and rows of the batch before are written."""
         batch, self.batch, self.batch_bytes = self.batch, [], 0
-        self.pending_hashes = {}
-        if not batch:
-            return
         if self.dry_run:  # nothing is resumed in a dry run: every catalogued hash was a duplicate
             self._count_imported(batch)
             for item in batch:
                 item.release()
             self._advance(len(batch))
+            self.pending_hashes = {}
             return
-        resumed = [item for item in batch if item.existing is not None]
-        new = self._drop_conflicts([item for item in batch if item.existing is None])
-        classify = bool(self.versions) and not self.enqueue
-        if classify:
-            # The model runs before anything is written: rows are then inserted ready, with their predictions,
-            # in one transaction, so a row is never left half-done by this path.
-            self._predict(resumed + new)
-        stored = self._store(new, ready=classify)
-        if resumed:
-            ids = [item.existing[0] for item in resumed if item.existing]
-            if classify:
+        current = None
+        if batch:
+            resumed = [item for item in batch if item.existing is not None]
+            new = self._drop_conflicts([item for item in batch if item.existing is None])
+            prediction = None
+            if self.classify and (resumed or new):
+                # The model runs before anything is written: rows are then inserted ready, with their
+                # predictions, in one transaction, so a row is never left half-done by this path.
+                prediction = self.model_thread.submit(self._predict, resumed + new)
+            current = _Batch(items=batch, resumed=resumed, new=new, prediction=prediction)
+        previous, self.in_flight = self.in_flight, current
+        if previous is not None:
+            self._complete(previous)
+        if final and self.in_flight is not None:
+            last, self.in_flight = self.in_flight, None
+            self._complete(last)
+
+    def _complete(self, batch: _Batch) -> None:
+        if batch.prediction is not None:
+            batch.prediction.result()
+        stored = self._store(batch.new, ready=self.classify)
+        ids = [item.existing[0] for item in batch.resumed if item.existing]
+        if ids:
+            if self.classify:
                 with transaction.atomic():
-                    self._store_predictions(ids, resumed)
+                    self._store_predictions(ids, batch.resumed)
                     now = timezone.now()
                     Artwork.objects.filter(pk__in=ids, status=Artwork.Status.PENDING).update(
                         status=Artwork.Status.READY, error="", processed_at=now, updated_at=now
@@ -891,14 +936,16 @@ class _ImportRun:
                 self.result.classified += len(ids)
             self.result.resumed += len(ids)
             self.result.candidates += len(ids)
-        todo = [item.existing[0] for item in resumed if item.existing] + [pk for pk, _ in stored]
+        todo = ids + [pk for pk, _ in stored]
         if self.enqueue:
             self._enqueue(todo)
-        elif not classify:
+        elif not self.classify:
             self.result.left_pending += len(todo)
-        for item in batch:
+        for item in batch.items:
+            # Committed now (or skipped): the database finds repeats of these from here on.
+            self.pending_hashes.pop(item.sha256, None)
             item.release()
-        self._advance(len(resumed) + len(stored))
+        self._advance(len(ids) + len(stored))
         self.batches_done += 1
         if self.events.batch_done:
             self.events.batch_done(self.batches_done)
@@ -955,7 +1002,7 @@ class _ImportRun:
                     )
                     if ready:
                         self._store_predictions([a.pk for a in artworks], items)
-            except IntegrityError:
+            except (IntegrityError, _Conflict):
                 # Another upload or import stored one of these files (or accession numbers) a moment ago: keep
                 # any file a committed row now points at, drop ours, and try again without the conflicts.
                 self._delete_unreferenced(written)
@@ -964,6 +1011,7 @@ class _ImportRun:
                 self._delete_unreferenced(written)
                 raise
             self._count_imported(items)
+            self._remember([artwork.pk for artwork in artworks])
             if ready:
                 self.result.classified += len(items)
             return [(artwork.pk, item) for artwork, item in zip(artworks, items, strict=True)]
@@ -1034,10 +1082,13 @@ class _ImportRun:
     @staticmethod
     def _save_file(storage: Any, name: str, content: bytes) -> str:
         """Save under the content-addressed ``name``. A file already there was left by an interrupted run (its
-        row was never committed: a committed row was ruled out just before), and may be half-written: replace it."""
+        row was never committed) and may be half-written: it is replaced — unless a row committed meanwhile (a
+        concurrent upload of the same image) points at it, which makes this item a duplicate after all."""
         saved = storage.save(name, ContentFile(content))
         if saved != name:
             storage.delete(saved)
+            if Artwork.objects.filter(Q(image=name) | Q(thumbnail=name)).exists():
+                raise _Conflict(name)
             storage.delete(name)
             saved = storage.save(name, ContentFile(content))
         return saved

@@ -264,6 +264,31 @@ def test_files_left_by_a_run_killed_before_its_rows_were_committed_are_replaced(
     assert stored_files() == referenced_files()
 
 
+def test_an_image_stored_by_someone_else_meanwhile_is_a_duplicate_and_its_file_is_kept(
+    active_model, collection, monkeypatch
+):
+    from tests.factories import ArtworkFactory
+
+    check = importing._ImportRun._drop_conflicts
+    uploads = []
+
+    def uploaded_right_after_the_check(self, items):  # type: ignore[no-untyped-def]
+        kept = check(self, items)
+        if not uploads:  # unsorted/a.jpg arrives through the portal between the check and the writes
+            uploads.append(ArtworkFactory(data=image_bytes(6), status=Artwork.Status.READY))
+        return kept
+
+    monkeypatch.setattr(importing._ImportRun, "_drop_conflicts", uploaded_right_after_the_check)
+    result, report = run(collection, batch_size=64)
+    upload = uploads[0]
+
+    assert result.imported == 5 and result.duplicates_in_catalogue == 1
+    assert {r["path"]: r["reason"] for r in report}["unsorted/a.jpg"] == "duplicate_in_catalogue"
+    upload.refresh_from_db()
+    assert upload.image.read() == image_bytes(6)
+    assert stored_files() == referenced_files()
+
+
 def test_a_failing_batch_removes_the_files_it_wrote(active_model, collection, monkeypatch):
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("database went away")
