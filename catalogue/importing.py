@@ -40,7 +40,7 @@ import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 64
 DECODE_AHEAD = 4  # batches
 READERS = 2  # threads reading and hashing files (I/O: a slow disk or network share)
+WRITERS = 4  # threads writing images and thumbnails through the storage backend (I/O: disk or S3)
 # Bytes of file data held between reading and storing (files are up to ARTSITE_MAX_UPLOAD_BYTES each).
 MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 MANIFEST_COLUMNS = ("path", "title", "artist", "date", "accession", "type", "description")
@@ -690,11 +691,12 @@ class _ImportRun:
         reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="import-read")
         decoder = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="import-decode")
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-model")
+        self.writer = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="import-write")
         try:
             self._pipeline(reader, decoder)
             self._flush(final=True)
         finally:
-            for pool in (reader, decoder, self.model_thread):
+            for pool in (reader, decoder, self.model_thread, self.writer):
                 pool.shutdown(wait=True, cancel_futures=True)
             self.result.elapsed = time.perf_counter() - started
         return self.result
@@ -986,7 +988,8 @@ class _ImportRun:
                 return []
             written: list[str] = []
             try:
-                artworks = [self._artwork(item, written, ready=ready) for item in items]
+                artworks = [self._artwork(item, ready=ready) for item in items]
+                self._write_files(artworks, items, written)
                 with transaction.atomic():
                     Artwork.objects.bulk_create(artworks)
                     LabelCorrection.objects.bulk_create(
@@ -1049,7 +1052,7 @@ class _ImportRun:
                 kept.append(item)
         return kept
 
-    def _artwork(self, item: _Item, written: list[str], *, ready: bool) -> Artwork:
+    def _artwork(self, item: _Item, *, ready: bool) -> Artwork:
         checked = item.checked
         assert checked is not None
         candidate, row = item.candidate, item.candidate.row
@@ -1069,29 +1072,34 @@ class _ImportRun:
             status=Artwork.Status.READY if ready else Artwork.Status.PENDING,
             processed_at=now if ready else None,
         )
-        for field_file, filename, content in (
-            (artwork.image, f"upload.{checked.decoded.extension}", item.data),
-            (artwork.thumbnail, "thumb.jpg", item.thumbnail),
-        ):
-            field_file.name = self._save_file(
-                field_file.storage, field_file.field.upload_to(artwork, filename), content
-            )
-            written.append(field_file.name)
+        # Content-addressed names (the model's upload_to): the same file always gets the same name.
+        artwork.image.name = artwork.image.field.upload_to(artwork, f"upload.{checked.decoded.extension}")
+        artwork.thumbnail.name = artwork.thumbnail.field.upload_to(artwork, "thumb.jpg")
         return artwork
 
-    @staticmethod
-    def _save_file(storage: Any, name: str, content: bytes) -> str:
-        """Save under the content-addressed ``name``. A file already there was left by an interrupted run (its
-        row was never committed) and may be half-written: it is replaced — unless a row committed meanwhile (a
-        concurrent upload of the same image) points at it, which makes this item a duplicate after all."""
-        saved = storage.save(name, ContentFile(content))
-        if saved != name:
-            storage.delete(saved)
+    def _write_files(self, artworks: list[Artwork], items: list[_Item], written: list[str]) -> None:
+        """Write every image and thumbnail of the batch through the storage backend, several at a time.
+
+        A name already taken was left by an interrupted run (its row was never committed) and may be
+        half-written: it is replaced — unless a row committed meanwhile (a concurrent upload of the same image)
+        points at it, which makes this item a duplicate after all (:class:`_Conflict`).
+        """
+        jobs = [
+            (field_file.storage, field_file.name, content)
+            for artwork, item in zip(artworks, items, strict=True)
+            for field_file, content in ((artwork.image, item.data), (artwork.thumbnail, item.thumbnail))
+        ]
+        futures = [
+            self.writer.submit(_write_new, storage, name, content, written) for storage, name, content in jobs
+        ]
+        wait(futures)
+        taken = [job for job, future in zip(jobs, futures, strict=True) if future.result() is False]
+        for storage, name, content in taken:
             if Artwork.objects.filter(Q(image=name) | Q(thumbnail=name)).exists():
                 raise _Conflict(name)
             storage.delete(name)
-            saved = storage.save(name, ContentFile(content))
-        return saved
+            if not _write_new(storage, name, content, written):
+                raise _Conflict(name)
 
     def _delete_unreferenced(self, names: list[str]) -> None:
         if not names:
@@ -1125,6 +1133,16 @@ class _ImportRun:
             message = "The broker could not be reached: some artworks stay pending until the workers' sweep."
             if message not in self.result.warnings:
                 self.result.warnings.append(message)
+
+
+def _write_new(storage: Any, name: str, content: bytes, written: list[str]) -> bool:
+    """Save ``content`` as ``name``; False (and nothing left behind) if the name is taken."""
+    saved = storage.save(name, ContentFile(content))
+    if saved != name:
+        storage.delete(saved)
+        return False
+    written.append(name)  # list.append is atomic: the writer threads share this list
+    return True
 
 
 def _result(entry: Future[_Item] | _Item) -> _Item:
