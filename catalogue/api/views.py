@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -381,7 +382,7 @@ class ClassifyView(APIView):
         checked = services.image_check(data=services.read_upload(form.validated_data["image"]))
         timings["decode"] = time.perf_counter() - clock
 
-        result = selectors.image_classify(image=checked.decoded.image, k=5)
+        result = selectors.image_classify(image=checked.decoded.image, k=settings.ARTSITE_SIMILAR_COUNT)
         timings.update(result.timings)
 
         clock = time.perf_counter()

@@ -218,3 +218,28 @@ def test_classify_throttled_with_429(viewer_api, active_model, settings):
     response = _post(viewer_api, image_bytes(3))
     assert_error(response, 429, "throttled")
     assert int(response["Retry-After"]) > 0
+
+
+def test_real_responses_match_the_documented_schemas(catalogue, viewer_api, curator_api, anon, active_model):
+    """Successful answers (which generated inputs rarely reach for classify) against their OpenAPI components."""
+    import json
+
+    from openapi_schema_validator import OAS30Validator, validate
+
+    components = json.loads(anon.get("/api/v1/schema/?format=json").content)["components"]
+
+    def check(body: object, component: str) -> None:
+        validate(
+            body, {"$ref": f"#/components/schemas/{component}", "components": components}, cls=OAS30Validator
+        )
+
+    artwork = catalogue[0][0]
+    check(_post(viewer_api, image_bytes(5), "?inline=1").json(), "ClassifyResult")
+    check(viewer_api.get("/api/v1/artworks/?page_size=3").json(), "PaginatedArtworkList")
+    check(viewer_api.get(f"/api/v1/artworks/{artwork.pk}/").json(), "Artwork")
+    check(viewer_api.get(f"/api/v1/artworks/{artwork.pk}/similar/").json(), "SimilarResponse")
+    label = curator_api.post(f"/api/v1/artworks/{artwork.pk}/label/", {"type": "painting"}, format="json")
+    check(label.json(), "LabelResponse")
+    check(viewer_api.get("/api/v1/artworks/?type=etching").json(), "Error")
+    with pytest.raises(Exception, match="required"):  # the check has teeth
+        check({"status": 400, "code": "x"}, "Error")
