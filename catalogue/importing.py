@@ -55,7 +55,7 @@ from django.utils import timezone
 from PIL import Image
 
 from catalogue import services
-from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.models import Artwork, ArtworkType, LabelCorrection, artwork_image_path, artwork_thumbnail_path
 from catalogue.selectors import artwork_type_by_slug
 from inference.preprocessing import ALLOWED_EXTENSIONS, to_model_input
 
@@ -1073,8 +1073,8 @@ class _ImportRun:
             processed_at=now if ready else None,
         )
         # Content-addressed names (the model's upload_to): the same file always gets the same name.
-        artwork.image.name = artwork.image.field.upload_to(artwork, f"upload.{checked.decoded.extension}")
-        artwork.thumbnail.name = artwork.thumbnail.field.upload_to(artwork, "thumb.jpg")
+        artwork.image.name = artwork_image_path(artwork, f"upload.{checked.decoded.extension}")
+        artwork.thumbnail.name = artwork_thumbnail_path(artwork, "thumb.jpg")
         return artwork
 
     def _write_files(self, artworks: list[Artwork], items: list[_Item], written: list[str]) -> None:
@@ -1085,7 +1085,7 @@ class _ImportRun:
         points at it, which makes this item a duplicate after all (:class:`_Conflict`).
         """
         jobs = [
-            (field_file.storage, field_file.name, content)
+            (field_file.storage, str(field_file.name), content)
             for artwork, item in zip(artworks, items, strict=True)
             for field_file, content in ((artwork.image, item.data), (artwork.thumbnail, item.thumbnail))
         ]
