@@ -170,6 +170,7 @@ class Command(BaseCommand):
             table.add_row(f"  {reason.replace('_', ' ')}", str(count))
         if result.bad_rows or result.bad_row_files:
             table.add_row("Bad manifest rows", str(len(result.bad_rows)))
+            table.add_row("  image files not imported for a bad row", str(result.bad_row_files))
         if result.duplicate_accessions:
             table.add_row("Accession number already used", str(result.duplicate_accessions))
         table.add_row("Other files (not images)", str(result.other_files))
