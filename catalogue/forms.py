@@ -25,5 +25,7 @@ class ArtworkFilterForm(forms.Form):
 
 
 class LabelForm(forms.Form):
-    type = forms.ModelChoiceField(ArtworkType.objects.all(), to_field_name="slug")
-    note = forms.CharField(max_length=1000, required=False)
+    type = forms.ModelChoiceField(ArtworkType.objects.all(), to_field_name="slug", empty_label="Choose a type")
+    note = forms.CharField(
+        max_length=1000, required=False, widget=forms.TextInput(attrs={"placeholder": "Note (optional): why?"})
+    )
