@@ -330,9 +330,10 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 
 class ClassifyView(APIView):
     """Classify an image without storing it. Reports where the time went in a ``Server-Timing`` header, in
-    milliseconds: parse, decode, model, search, serialise, render; app = the whole view (wall clock); cpu = the
-    process's CPU time during the view, all threads (with one request per worker process, as with gunicorn's sync
-    workers, that is this request's CPU; on a busy machine it shows the cost without the waiting)."""
+    milliseconds: auth (authentication, permissions, throttling), parse, decode, model, search, serialise, render;
+    app = the whole view (wall clock); cpu = the process's CPU time during the view, all threads (with one request
+    per worker process, as with gunicorn's sync workers, that is this request's CPU; on a busy machine it shows the
+    cost without the waiting)."""
 
     parser_classes = [MultiPartParser, FormParser]
     permission_classes = [ActionPermissions]
@@ -344,6 +345,11 @@ class ClassifyView(APIView):
         self.timings: dict[str, float] = {}
         self._started, self._started_cpu = time.perf_counter(), time.process_time()
         return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        started = time.perf_counter()
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttling
+        self.timings["auth"] = time.perf_counter() - started
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)

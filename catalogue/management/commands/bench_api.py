@@ -44,7 +44,7 @@ from PIL import Image
 
 GOAL_P50_MS = 30.0
 GOAL_P95_MS = 60.0
-STAGES = ("parse", "decode", "model", "search", "serialise", "render", "app", "cpu")
+STAGES = ("auth", "parse", "decode", "model", "search", "serialise", "render", "app", "cpu")
 BENCH_USER = "bench-api"
 STAND_IN_DIR = "bench-api-models"
 
@@ -221,28 +221,38 @@ class Command(BaseCommand):
     # --- model ----------------------------------------------------------------------------------------------------
 
     def _model(self, requested: str | None, stand_in: str) -> tuple[Any, str]:
+        """The version to benchmark, active: the requested one; else the bench database's active version unless it
+        is a stand-in; else the version a fresh database activates; else an untrained stand-in."""
         from inference.models import ModelVersion
-        from inference.services import model_ensure_active, model_version_set_active, model_versions_sync
+        from inference.services import default_version_name, model_version_set_active, model_versions_sync
 
-        stand_in_root = Path(settings.VAR_DIR) / STAND_IN_DIR
-        if stand_in_root.is_dir() and stand_in_root not in settings.ARTSITE_MODEL_DIRS:
-            settings.ARTSITE_MODEL_DIRS = [*settings.ARTSITE_MODEL_DIRS, stand_in_root]
+        model_versions_sync()  # the project's model folders only: a stand-in is never the default
+        version = ModelVersion.objects.filter(is_active=True).first()
         if requested:
-            model_versions_sync()
             version = ModelVersion.objects.filter(version=requested).first()
             if version is None:
                 raise CommandError(f"No model version {requested!r} in {settings.ARTSITE_MODEL_DIRS}.")
-            model_version_set_active(version=version)
-        else:
-            version = model_ensure_active()
+        elif version is None or version.card.get("stand_in"):
+            name = default_version_name()
+            real = ModelVersion.objects.filter(version=name).first() if name else None
+            version = real if real is not None and not real.card.get("stand_in") else None
         if version is None:
-            version = self._stand_in(stand_in, stand_in_root)
+            version = self._stand_in(stand_in, Path(settings.VAR_DIR) / STAND_IN_DIR)
+        else:
+            version = model_version_set_active(version=version)
+        if version.card.get("stand_in"):
+            self._use_model_dir(Path(version.path).parent)
         note = (
             "untrained stand-in (weights do not change latency)"
             if version.card.get("stand_in")
             else "trained"
         )
         return version, f"{version.card.get('architecture', '?')}, {note}"
+
+    @staticmethod
+    def _use_model_dir(root: Path) -> None:
+        if root not in settings.ARTSITE_MODEL_DIRS:
+            settings.ARTSITE_MODEL_DIRS = [*settings.ARTSITE_MODEL_DIRS, root]
 
     def _stand_in(self, architecture: str, root: Path) -> Any:
         """Write an untrained model of the intended architecture as a version folder and activate it."""
@@ -279,15 +289,20 @@ class Command(BaseCommand):
                 "stand_in": True,
             }
             (folder / "card.json").write_text(json.dumps(card, indent=2))
-        if root not in settings.ARTSITE_MODEL_DIRS:
-            settings.ARTSITE_MODEL_DIRS = [*settings.ARTSITE_MODEL_DIRS, root]
+        self._use_model_dir(root)
         model_versions_sync()
         return model_version_set_active(version=ModelVersion.objects.get(version=name))
 
     # --- catalogue ------------------------------------------------------------------------------------------------
 
     def _seed(self, version: Any, classifier: Any, target: int) -> int:
-        """Top the catalogue up to ``target`` ready artworks with embeddings of ``version``; returns the count."""
+        """Top the catalogue up to ``target`` ready artworks with embeddings of ``version``; returns the count.
+
+        Ready artworks that lack a prediction of this version (seeded for another version) get one first; new
+        synthetic rows make up the rest.
+        """
+        import uuid
+
         from django.core.files.base import ContentFile
         from django.core.files.storage import default_storage
         from django.db import transaction
@@ -297,53 +312,73 @@ class Command(BaseCommand):
         from catalogue.models import Artwork, ArtworkType, Prediction
         from catalogue.services import thumbnail_bytes
 
-        existing = Prediction.objects.filter(
-            model_version=version, artwork__status=Artwork.Status.READY
-        ).count()
-        missing = target - existing
-        if missing <= 0:
-            return existing
+        ready = Artwork.objects.filter(status=Artwork.Status.READY)
+        have = Prediction.objects.filter(model_version=version, artwork__status=Artwork.Status.READY).count()
+        if have >= target:
+            return have
+        done = Prediction.objects.filter(model_version=version).values("artwork_id")
+        lacking = list(
+            ready.exclude(pk__in=done).order_by("pk").values_list("pk", flat=True)[: target - have]
+        )
+        new = target - have - len(lacking)
         # Realistic embeddings: the model's own outputs for varied pictures, each the centre of a cloud of works.
         anchors = [synthetic_picture(10_000 + i, (224, 224)) for i in range(64)]
         probabilities, embeddings = classifier.predict_images(anchors)
-        rng = np.random.default_rng(existing)
+        rng = np.random.default_rng(have)
         types = {t.slug: t for t in ArtworkType.objects.all()}
-        # A few real files that every synthetic row points to (similar works' URLs and ?inline=1 need files).
         files = []
-        for i in range(16):
-            picture = synthetic_picture(20_000 + i)
-            image_name = default_storage.save(f"bench/{i:02d}.jpg", ContentFile(jpeg_bytes(picture)))
-            thumb_name = default_storage.save(
-                f"bench/{i:02d}-thumb.jpg", ContentFile(thumbnail_bytes(picture))
-            )
-            files.append((image_name, thumb_name))
+        if new:
+            # A few real files that every synthetic row points to (similar works' URLs and ?inline=1 need files).
+            for i in range(16):
+                picture = synthetic_picture(20_000 + i)
+                image_name = default_storage.save(f"bench/{i:02d}.jpg", ContentFile(jpeg_bytes(picture)))
+                thumb = default_storage.save(
+                    f"bench/{i:02d}-thumb.jpg", ContentFile(thumbnail_bytes(picture))
+                )
+                files.append((image_name, thumb))
         artists = ["Rembrandt", "Hals", "Vermeer", "Dürer", "Goya", "Hokusai", "Unknown"]
+        serial = Artwork.objects.count()
         now = timezone.now()
+
+        def predictions(artwork_ids: list[int]) -> list[Prediction]:
+            n = len(artwork_ids)
+            picks = rng.integers(0, len(anchors), n)
+            noise = rng.normal(0, 1, (n, embeddings.shape[1])).astype(np.float32)
+            spread = 0.35 / np.sqrt(embeddings.shape[1]) * rng.uniform(0.5, 2.0, (n, 1))
+            vectors = embeddings[picks] + noise * spread
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            probs = probabilities[picks] + rng.dirichlet(np.ones(len(classifier.classes)) * 0.5, n) * 0.3
+            probs /= probs.sum(axis=1, keepdims=True)
+            return [
+                Prediction(
+                    artwork_id=artwork_id,
+                    model_version=version,
+                    predicted_type=types[classifier.classes[int(np.argmax(p))]],
+                    confidence=float(p.max()),
+                    probabilities={c: round(float(x), 6) for c, x in zip(classifier.classes, p, strict=True)},
+                    embedding=v,
+                )
+                for artwork_id, p, v in zip(artwork_ids, probs, vectors, strict=True)
+            ]
+
         batch = 1000
         with Progress(transient=True) as progress:
-            task = progress.add_task("Seeding the catalogue", total=missing)
-            for start in range(0, missing, batch):
-                n = min(batch, missing - start)
-                picks = rng.integers(0, len(anchors), n)
-                noise = rng.normal(0, 1, (n, embeddings.shape[1])).astype(np.float32)
-                vectors = embeddings[picks] + 0.35 * noise / np.sqrt(embeddings.shape[1]) * rng.uniform(
-                    0.5, 2.0, (n, 1)
-                )
-                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-                probs = probabilities[picks] + rng.dirichlet(np.ones(len(classifier.classes)) * 0.5, n) * 0.3
-                probs /= probs.sum(axis=1, keepdims=True)
+            task = progress.add_task("Seeding the catalogue", total=len(lacking) + new)
+            for start in range(0, len(lacking), batch):
+                Prediction.objects.bulk_create(predictions(lacking[start : start + batch]))
+                progress.advance(task, len(lacking[start : start + batch]))
+            for start in range(0, new, batch):
                 rows = []
-                for j in range(n):
-                    serial = existing + start + j
-                    image_name, thumb_name = files[serial % len(files)]
+                for _ in range(min(batch, new - start)):
+                    image_name, thumb = files[serial % len(files)]
                     rows.append(
                         Artwork(
                             title=f"Bench work {serial:06d}",
                             artist=artists[serial % len(artists)],
-                            accession_number=f"BENCH-{serial:06d}",
+                            accession_number=f"BENCH-{uuid.uuid4().hex[:16]}",
                             image=image_name,
-                            thumbnail=thumb_name,
-                            sha256=hashlib.sha256(f"bench-api-{serial}".encode()).hexdigest(),
+                            thumbnail=thumb,
+                            sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
                             width=300,
                             height=320,
                             file_size=20_000,
@@ -351,24 +386,11 @@ class Command(BaseCommand):
                             processed_at=now,
                         )
                     )
+                    serial += 1
                 with transaction.atomic():
                     created = Artwork.objects.bulk_create(rows)
-                    Prediction.objects.bulk_create(
-                        [
-                            Prediction(
-                                artwork=artwork,
-                                model_version=version,
-                                predicted_type=types[classifier.classes[int(np.argmax(p))]],
-                                confidence=float(p.max()),
-                                probabilities={
-                                    c: round(float(x), 6) for c, x in zip(classifier.classes, p, strict=True)
-                                },
-                                embedding=v,
-                            )
-                            for artwork, p, v in zip(created, probs, vectors, strict=True)
-                        ]
-                    )
-                progress.advance(task, n)
+                    Prediction.objects.bulk_create(predictions([a.pk for a in created]))
+                progress.advance(task, len(rows))
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE catalogue_artwork")
             cursor.execute("ANALYZE catalogue_prediction")
