@@ -2,8 +2,10 @@
 warmed with one prediction before anyone gets it.
 
 Serving does not go through ``model.predict`` (which builds a dataset and a step function on every call): the
-network is wrapped once in a ``tf.function`` (XLA-compiled where it works) that also applies the card's
-temperature to the logits and L2-normalises the embedding. Batches are padded up to a few fixed sizes so that the
+network is wrapped once in a ``tf.function`` that also applies the card's temperature to the logits and
+L2-normalises the embedding. XLA (``jit_compile=True``) is off by default: on CPU, with TensorFlow's oneDNN
+kernels, it measured slower for the seed CNN (single image ~1.5x, batches of 64 ~1.4x); set
+``ARTSITE_TF_JIT = True`` to try it for another architecture (``bench_model`` says which is on). Batches are padded up to a few fixed sizes so that the
 function is compiled for a handful of shapes only.
 
 TensorFlow is imported on first use, not at import time, so importing this module stays cheap.
@@ -196,7 +198,7 @@ def _load(version: str) -> Classifier:
         temperature=temperature, model=model,
     )
     warm = np.zeros((1, input_size, input_size, 3), np.float32)
-    for jit_compile in (bool(getattr(settings, "ARTSITE_TF_JIT", True)), False):
+    for jit_compile in (bool(getattr(settings, "ARTSITE_TF_JIT", False)), False):
         classifier._step = _build_step(model, temperature, input_size, jit_compile=jit_compile)
         classifier.jit_compiled = jit_compile
         try:
