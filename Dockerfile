@@ -11,4 +11,4 @@ RUN DJANGO_SETTINGS_MODULE=artsite.settings.production DJANGO_SECRET_KEY=build D
 RUN useradd --system --uid 1000 artsite && mkdir -p /data/media && chown -R artsite /data
 USER artsite
 EXPOSE 8000
-CMD ["gunicorn", "artsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60"]
+CMD ["gunicorn", "artsite.wsgi:application", "-c", "artsite/gunicorn_conf.py", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60"]

@@ -14,7 +14,8 @@ exec_web() {
   if [ "${ARTSITE_DEV_SERVER:-0}" = "1" ]; then
     $PY manage.py runserver "$HOST:$PORT"
   else
-    $PY -m gunicorn artsite.wsgi:application --bind "$HOST:$PORT" --workers "${ARTSITE_WEB_WORKERS:-3}" \
+    $PY -m gunicorn artsite.wsgi:application -c artsite/gunicorn_conf.py --bind "$HOST:$PORT" \
+        --workers "${ARTSITE_WEB_WORKERS:-2}" \
         --access-logfile - --timeout 60
   fi
 }

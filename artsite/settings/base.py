@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files: the docs work offline
     "catalogue",
     "inference",
 ]
@@ -138,6 +139,9 @@ ARTSITE_MODEL_DIRS = [Path(p) for p in env.list(
 # The version activated when none is active yet (a fresh database).
 ARTSITE_DEFAULT_MODEL = env("ARTSITE_DEFAULT_MODEL", default="")
 ARTSITE_SIMILAR_COUNT = 5
+# TensorFlow threads per process (0: one per CPU) and XLA compilation (slower on this kind of CPU, so off).
+ARTSITE_TF_THREADS = env.int("ARTSITE_TF_THREADS", default=0)
+ARTSITE_TF_JIT = env.bool("ARTSITE_TF_JIT", default=False)
 
 # --- Celery -----------------------------------------------------------------------------------------------------
 CELERY_TASK_ACKS_LATE = True
@@ -186,6 +190,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Catalogue artworks, classify their type and find similar works.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "ArtworkStatusEnum": "catalogue.models.Artwork.Status",

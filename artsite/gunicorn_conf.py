@@ -1,0 +1,19 @@
+"""gunicorn settings for `make run` and docker-compose: load the active model in each web worker before it serves,
+so the first `POST /api/v1/classify/` is as fast as the rest."""
+
+import logging
+
+
+def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
+    try:
+        from django.db import close_old_connections
+
+        from inference.loader import get_classifier
+        from inference.selectors import model_version_active
+
+        version = model_version_active()
+        if version is not None:
+            get_classifier(version.version)
+        close_old_connections()
+    except Exception:  # a missing model is reported by /healthz and by the worker; the web still serves pages
+        logging.getLogger(__name__).warning("could not warm the model in the web worker", exc_info=True)
