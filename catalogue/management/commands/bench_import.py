@@ -96,27 +96,25 @@ class Command(BaseCommand):
         for path, _rel, _size in files:  # the page cache holds them for all three measurements alike
             path.read_bytes()
 
-        console.print(f"Decode alone: {len(files)} images, {workers} threads...", highlight=False)
-        with _Meter() as decode:
-            decode_rate, samples = self._decode_alone(files, sizes, draft, workers)
-        decode.images = len(files)
-        console.print("Model alone...", highlight=False)
-        model_rates, model_meters = {}, {}
-        for version, classifier in classifiers:
-            with _Meter() as meter:
-                model_rates[version.version], meter.images = self._model_alone(
-                    classifier, samples[classifier.input_size], batch_size
-                )
-            model_meters[version.version] = meter
-        model_rate = 1.0 / sum(1.0 / r for r in model_rates.values())
-        del samples
-
+        # The parts are measured before and after the end-to-end run and averaged, so that a change in what
+        # else runs on the machine meanwhile weighs on both sides of the comparison alike.
+        console.print(
+            f"Decode alone and model alone: {len(files)} images, {workers} threads...", highlight=False
+        )
+        before = self._parts(files, sizes, draft, workers, classifiers, batch_size)
         console.print("End to end...", highlight=False)
         with _Meter(database=True) as whole:
             result = importing.artworks_import(
                 folder=folder, batch_size=batch_size, workers=workers, draft=not options["no_draft"]
             )
         whole.images = result.candidates
+        console.print("Decode alone and model alone again...", highlight=False)
+        after = self._parts(files, sizes, draft, workers, classifiers, batch_size)
+        decode_rate = (before["decode"].rate + after["decode"].rate) / 2
+        model_rates = {
+            v.version: (before[v.version].rate + after[v.version].rate) / 2 for v, _ in classifiers
+        }
+        model_rate = 1.0 / sum(1.0 / r for r in model_rates.values())
         end_to_end = result.candidates / whole.wall
         limit = 1.0 / (1.0 / decode_rate + 1.0 / model_rate)
         self._check(result)
@@ -126,16 +124,19 @@ class Command(BaseCommand):
         table.add_column("images/s", justify="right")
         table.add_column("CPU ms/image", justify="right")
         table.add_row(
-            f"decode alone (read, hash, decode+check, thumbnail, histogram, resize; {workers} threads)",
+            f"decode alone (read, hash, decode+check, thumbnail, histogram, resize; {workers} threads) "
+            f"(before {before['decode'].rate:.1f}, after {after['decode'].rate:.1f})",
             f"{decode_rate:.1f}",
-            decode.cpu_per_image,
+            _mean_cpu(before["decode"], after["decode"]),
         )
         for version, classifier in classifiers:
+            name = version.version
             table.add_row(
-                f"model alone: {version.version} ({classifier.input_size}px, batch {batch_size}, "
-                f"XLA {'on' if classifier.jit_compiled else 'off'})",
-                f"{model_rates[version.version]:.1f}",
-                model_meters[version.version].cpu_per_image,
+                f"model alone: {name} ({classifier.input_size}px, batch {batch_size}, "
+                f"XLA {'on' if classifier.jit_compiled else 'off'}) "
+                f"(before {before[name].rate:.1f}, after {after[name].rate:.1f})",
+                f"{model_rates[name]:.1f}",
+                _mean_cpu(before[name], after[name]),
             )
         table.add_row("practical limit 1/(1/decode + 1/model)", f"{limit:.1f}", "")
         table.add_row(
@@ -158,6 +159,34 @@ class Command(BaseCommand):
         )
 
     # -- steps --
+
+    def _parts(
+        self,
+        files: list[tuple[Path, str, int]],
+        sizes: list[int],
+        draft: int | None,
+        workers: int,
+        classifiers: list[tuple[Any, Any]],
+        batch_size: int,
+    ) -> dict[str, _Meter]:
+        """Decode alone, then each serving version alone on the decoded images: a meter per part."""
+        from inference.loader import BATCH_BUCKETS
+
+        meters = {}
+        with _Meter() as meter:
+            samples = self._decode_alone(files, sizes, draft, workers)
+        meter.images = len(files)
+        meters["decode"] = meter
+        for version, classifier in classifiers:
+            pixels = samples[classifier.input_size]
+            # Compile every padded batch shape first, unmeasured (once per process; the end-to-end run then
+            # finds them ready too).
+            for size in BATCH_BUCKETS:
+                classifier.predict_arrays(pixels[: min(size, len(pixels))])
+            with _Meter() as meter:
+                meter.images = self._model_alone(classifier, pixels, batch_size)
+            meters[version.version] = meter
+        return meters
 
     def _fresh_database(self) -> None:
         import psycopg2
@@ -220,7 +249,7 @@ class Command(BaseCommand):
 
     def _decode_alone(
         self, files: list[tuple[Path, str, int]], sizes: list[int], draft: int | None, workers: int
-    ) -> tuple[float, dict[int, np.ndarray]]:
+    ) -> dict[int, np.ndarray]:
         max_bytes = int(settings.ARTSITE_MAX_UPLOAD_BYTES)
         thumbnail_size = int(settings.ARTSITE_THUMBNAIL_SIZE)
 
@@ -243,29 +272,22 @@ class Command(BaseCommand):
             return item
 
         samples: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
-        started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for item in pool.map(work, files, chunksize=1):
                 for size, pixels in item.inputs.items():
                     if len(samples[size]) < MODEL_SAMPLE:
                         samples[size].append(pixels)
                 item.release()
-        rate = len(files) / (time.perf_counter() - started)
-        return rate, {size: np.stack(arrays) for size, arrays in samples.items()}
+        return {size: np.stack(arrays) for size, arrays in samples.items()}
 
-    def _model_alone(self, classifier: Any, pixels: np.ndarray, batch_size: int) -> tuple[float, int]:
-        from inference.loader import BATCH_BUCKETS
-
+    def _model_alone(self, classifier: Any, pixels: np.ndarray, batch_size: int) -> int:
         batches = [pixels[i : i + batch_size] for i in range(0, len(pixels), batch_size)]
-        # Compile every padded batch shape first (once per process; the end-to-end run then finds them ready too).
-        for size in BATCH_BUCKETS:
-            classifier.predict_arrays(pixels[: min(size, len(pixels))])
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < MODEL_SECONDS:
             for batch in batches:
                 classifier.predict_arrays(batch)
                 done += len(batch)
-        return done / (time.perf_counter() - started), done
+        return done
 
     def _check(self, result: importing.ImportResult) -> None:
         from catalogue.models import Artwork, Prediction
@@ -299,6 +321,10 @@ class _Meter:
         self.database_cpu = _process_cpu(self._backend) - self._database_start
 
     @property
+    def rate(self) -> float:
+        return self.images / self.wall if self.wall else 0.0
+
+    @property
     def cpu_per_image(self) -> str:
         return f"{self.cpu / self.images * 1000:.2f}" if self.images else ""
 
@@ -324,3 +350,8 @@ def _process_cpu(pid: int | None) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def _mean_cpu(*meters: _Meter) -> str:
+    images = sum(m.images for m in meters)
+    return f"{sum(m.cpu for m in meters) / images * 1000:.2f}" if images else ""
