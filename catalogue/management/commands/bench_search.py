@@ -1,0 +1,606 @@
+"""Benchmark of "similar works" at scale (``make bench-search``): catalogues of 10k, 100k and 1M artworks in the real
+PostgreSQL with pgvector, searched through the project's own selector, ``catalogue.selectors.embedding_nearest``.
+
+Embeddings are realistic: the active model's embeddings of the real images in ``../shared/data/art-images``
+(computed once, cached under ``var/bench-search/``), each catalogue row a copy of one of them with a little gaussian
+noise, renormalised. The noise is scaled to the real embeddings' own nearest-neighbour distance, so copies of one
+image form a cluster about as tight as the real collection's neighbourhoods (uniform random vectors would have no
+structure, which defeats any index and says nothing about a real catalogue). Each row takes its image's predicted
+type; 1 % get a curator type instead, so the type filter's OR (curator type, else predicted type) is exercised.
+
+For each size it prints: HNSW build time and index size; latency p50/p95 of the selector; recall@5 against exact
+search (numpy over every vector in the run, ties counted as hits), unfiltered and with a type filter (the query's
+own type, and the rarest type); how many queries fell back to the exact scan; and whether five results always came
+back. ``--ef-search`` sweeps the selector's ``HNSW_EF_SEARCH``; ``--index`` tries several (m, ef_construction).
+
+Rows go in fast: binary COPY of (id, type, vector) into an unlogged staging table, then one INSERT ... SELECT each
+into ``catalogue_artwork`` and ``catalogue_prediction``. Larger sizes add rows to the smaller ones and rebuild the
+index from scratch (so each build time is for the whole catalogue).
+
+It only runs on a database whose name contains ``bench`` (``make bench-search`` sets
+``ARTSITE_DATABASE_NAME=artsite_bench_search``), whose catalogue it empties; the developer's is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+
+from catalogue import selectors
+from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, ArtworkType, Prediction
+
+DEFAULT_FOLDER = settings.BASE_DIR.parent / "shared" / "data" / "art-images"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
+INDEX_NAME = "prediction_embedding_hnsw"
+CHUNK = 10_000
+K = 5
+GOALS = {100_000: (5.0, 0.98), 1_000_000: (10.0, None)}  # size: (p95 ms, recall@5)
+
+
+@dataclass
+class Measure:
+    label: str
+    ef_search: int
+    queries: int
+    p50_ms: float
+    p95_ms: float
+    recall: float
+    short: int  # queries that got fewer than five results although five existed
+    fallbacks: int  # queries answered by the exact scan after a short index result
+
+
+@dataclass
+class SizeResult:
+    size: int
+    m: int
+    ef_construction: int
+    load_s: float
+    build_s: float
+    index_mb: float
+    table_mb: float
+    all_build_s: float = 0.0  # with the per-type partial indexes
+    all_index_mb: float = 0.0
+    measures: list[Measure] = field(default_factory=list)
+
+
+class Command(BaseCommand):
+    help = (
+        "Similar-works benchmark: 10k/100k/1M artworks with realistic embeddings in a bench database; HNSW build time "
+        "and size, selector latency p50/p95 and recall@5, unfiltered and with a type filter."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--sizes",
+            default="10000,100000,1000000",
+            help="Catalogue sizes, comma-separated, ascending, multiples of 10000 (default 10000,100000,1000000).",
+        )
+        parser.add_argument(
+            "--queries", type=int, default=200, help="Measured queries per case (default 200)."
+        )
+        parser.add_argument(
+            "--ef-search",
+            default="",
+            help="HNSW_EF_SEARCH values to sweep, e.g. 40,64,100 (default: the selector's own value only).",
+        )
+        parser.add_argument(
+            "--index",
+            default="",
+            help="Index parameters to try as m:ef_construction pairs, e.g. 16:64,24:128 (default: the model's).",
+        )
+        parser.add_argument(
+            "--images", type=Path, default=DEFAULT_FOLDER, help=f"Real images (default {DEFAULT_FOLDER})."
+        )
+        parser.add_argument(
+            "--noise",
+            type=float,
+            default=0.5,
+            help="Noise norm as a share of the real embeddings' median nearest-neighbour distance.",
+        )
+        parser.add_argument(
+            "--curated", type=float, default=0.01, help="Share of rows given a curator type (0.01)."
+        )
+        parser.add_argument("--seed", type=int, default=7, help="Random seed (default 7).")
+        parser.add_argument(
+            "--maintenance-work-mem",
+            default="1GB",
+            help="maintenance_work_mem for the index build (default 1GB).",
+        )
+        parser.add_argument(
+            "--parallel-workers",
+            type=int,
+            default=1,
+            help="max_parallel_maintenance_workers for the build (default 1: two cores here).",
+        )
+        parser.add_argument(
+            "--json", type=Path, default=None, help="Also write the results to this JSON file."
+        )
+        parser.add_argument(
+            "--explain", action="store_true", help="Print the query plans of the selector's queries."
+        )
+
+    # --- entry point ------------------------------------------------------------------------------------------
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        name = connection.settings_dict["NAME"]
+        if "bench" not in name:
+            raise CommandError(
+                f"Refusing to run on database {name!r}: it empties the catalogue. Use make bench-search."
+            )
+        sizes = sorted(int(s) for s in options["sizes"].split(",") if s.strip())
+        if not sizes or any(s % CHUNK for s in sizes):
+            raise CommandError(f"--sizes must be multiples of {CHUNK}.")
+        self.options = options
+        self.rng_seed = options["seed"]
+
+        call_command("migrate", interactive=False, verbosity=0)
+        from inference.services import model_ensure_active
+
+        version = model_ensure_active()
+        if version is None:
+            raise CommandError(
+                "No model version: train one first (make train) so the embeddings are the model's."
+            )
+        self.version = version
+        self.out(f"Database {name}; model {version.version}; pgvector {self._pgvector_version()}")
+
+        real, real_types = self.real_embeddings(version.version, options["images"])
+        self.types = list(ArtworkType.objects.order_by("pk"))
+        slugs = [t.slug for t in self.types]
+        self.noise = self._noise_norm(real) * options["noise"]
+        self.out(
+            f"{len(real)} real embeddings; noise norm {self.noise:.4f} "
+            f"({options['noise']:.2f} x median nearest-neighbour distance); "
+            "types of the real images: "
+            + ", ".join(f"{s} {np.mean(real_types == i):.0%}" for i, s in enumerate(slugs))
+        )
+        self.real, self.real_types = real, real_types
+
+        default_params = self._model_index_params()
+        index_params = [tuple(int(x) for x in p.split(":")) for p in options["index"].split(",") if p.strip()]
+        index_params = index_params or [default_params]
+        ef_values = [int(x) for x in options["ef_search"].split(",") if x.strip()] or [
+            selectors.HNSW_EF_SEARCH
+        ]
+
+        self._reset_catalogue()
+        results: list[SizeResult] = []
+        loaded = 0
+        for size in sizes:
+            started = time.perf_counter()
+            self._load(loaded, size)
+            load_s = time.perf_counter() - started
+            loaded = size
+            self._analyze()
+            for m, ef_construction in index_params:
+                results.append(self._build_and_measure(size, m, ef_construction, load_s, ef_values))
+        self._summary(results)
+        if options["json"]:
+            options["json"].write_text(json.dumps([asdict(r) for r in results], indent=2))
+            self.out(f"Results written to {options['json']}")
+
+    def out(self, text: str = "") -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    # --- embeddings -------------------------------------------------------------------------------------------
+
+    def real_embeddings(self, version: str, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The model's embeddings and predicted class of every real image (cached per model version and file list)."""
+        from inference.loader import get_classifier
+        from inference.preprocessing import ImageRejected, decode_image
+
+        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise CommandError(f"No images under {folder}.")
+        digest = hashlib.sha256("\n".join(str(p.relative_to(folder)) for p in files).encode()).hexdigest()[
+            :12
+        ]
+        cache = Path(settings.VAR_DIR) / "bench-search" / f"embeddings-{version}-{digest}.npz"
+        if cache.exists():
+            data = np.load(cache)
+            self.out(f"Embeddings from {cache}")
+            return data["embeddings"], data["types"]
+
+        classifier = get_classifier(version)
+        slugs = [t.slug for t in ArtworkType.objects.order_by("pk")]
+        class_to_type = np.array([slugs.index(c) for c in classifier.classes])
+        embeddings, types, batch = [], [], []
+        started = time.perf_counter()
+
+        def flush() -> None:
+            probabilities, vectors = classifier.predict_images(batch)
+            embeddings.append(vectors)
+            types.append(class_to_type[np.argmax(probabilities, axis=1)])
+            batch.clear()
+
+        for i, path in enumerate(files, 1):
+            try:
+                batch.append(decode_image(path.read_bytes(), draft=classifier.input_size).image)
+            except ImageRejected:
+                continue
+            if len(batch) == 64:
+                flush()
+            if i % 512 == 0:
+                self.out(f"  embedded {i}/{len(files)} images ({i / (time.perf_counter() - started):.0f}/s)")
+        if batch:
+            flush()
+        result = np.concatenate(embeddings).astype(np.float32), np.concatenate(types).astype(np.int16)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, embeddings=result[0], types=result[1])
+        self.out(
+            f"Embedded {len(result[0])} images in {time.perf_counter() - started:.0f}s; cached in {cache}"
+        )
+        return result
+
+    @staticmethod
+    def _noise_norm(real: np.ndarray) -> float:
+        sims = real @ real.T
+        np.fill_diagonal(sims, -np.inf)
+        nearest = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims.max(axis=1)))
+        return float(np.median(nearest))
+
+    def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows index*CHUNK+1 .. (index+1)*CHUNK: (vectors, predicted type index, curator type index or -1).
+        Seeded per chunk, so a larger catalogue extends a smaller one with the same rows."""
+        rng = np.random.default_rng([self.rng_seed, index])
+        base = rng.integers(0, len(self.real), size=CHUNK)
+        noise = rng.normal(size=(CHUNK, EMBEDDING_DIMENSIONS)).astype(np.float32)
+        noise *= self.noise / np.sqrt(EMBEDDING_DIMENSIONS)
+        vectors = self.real[base] + noise
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        predicted = self.real_types[base].astype(np.int64)
+        curated = np.full(CHUNK, -1, dtype=np.int64)
+        pick = rng.random(CHUNK) < self.options["curated"]
+        curated[pick] = (predicted[pick] + rng.integers(1, len(self.types), size=int(pick.sum()))) % len(
+            self.types
+        )
+        return vectors.astype(np.float32), predicted, curated
+
+    def vectors(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every vector of a catalogue of ``size`` rows (row i has artwork id i+1) and each row's effective type."""
+        parts = [self.chunk(i) for i in range(size // CHUNK)]
+        vectors = np.concatenate([p[0] for p in parts])
+        effective = np.concatenate([np.where(p[2] >= 0, p[2], p[1]) for p in parts])
+        return vectors, effective
+
+    # --- loading ----------------------------------------------------------------------------------------------
+
+    def _reset_catalogue(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE catalogue_labelcorrection, catalogue_prediction, catalogue_artwork RESTART IDENTITY CASCADE"
+            )
+            cursor.execute("DROP TABLE IF EXISTS bench_stage")
+            cursor.execute(
+                f"CREATE UNLOGGED TABLE bench_stage (id bigint, type_id bigint, curator_type_id bigint, "
+                f"embedding vector({EMBEDDING_DIMENSIONS}))"
+            )
+
+    def _load(self, start: int, stop: int) -> None:
+        type_ids = np.array([t.pk for t in self.types], dtype=np.int64)
+        self._drop_vector_indexes()  # rebuilt from scratch after the load: faster than growing them row by row
+        started = time.perf_counter()
+        for index in range(start // CHUNK, stop // CHUNK):
+            vectors, predicted, curated = self.chunk(index)
+            ids = np.arange(index * CHUNK + 1, (index + 1) * CHUNK + 1, dtype=np.int64)
+            self._copy_stage(
+                ids,
+                type_ids[predicted],
+                np.where(curated >= 0, type_ids[np.maximum(curated, 0)], -1),
+                vectors,
+            )
+            done = (index + 1) * CHUNK
+            if done % 100_000 == 0 or done == stop:
+                rate = (done - start) / (time.perf_counter() - started)
+                self.out(f"  loaded {done:,} rows ({rate:,.0f} rows/s)")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('catalogue_artwork', 'id'), (SELECT max(id) FROM catalogue_artwork))"
+            )
+
+    def _copy_stage(
+        self, ids: np.ndarray, types: np.ndarray, curated: np.ndarray, vectors: np.ndarray
+    ) -> None:
+        """Binary COPY of one chunk (pgvector's binary form: int16 dim, int16 unused, big-endian float4s), then
+        the catalogue rows from it in two INSERT ... SELECT."""
+        n, dim = vectors.shape
+        record = np.dtype(
+            [
+                ("fields", ">i2"),
+                ("l_id", ">i4"),
+                ("id", ">i8"),
+                ("l_type", ">i4"),
+                ("type", ">i8"),
+                ("l_cur", ">i4"),
+                ("cur", ">i8"),
+                ("l_vec", ">i4"),
+                ("dim", ">i2"),
+                ("unused", ">i2"),
+                ("vec", ">f4", (dim,)),
+            ]
+        )
+        rows = np.zeros(n, dtype=record)
+        rows["fields"], rows["l_id"], rows["id"] = 4, 8, ids
+        rows["l_type"], rows["type"] = 8, types
+        rows["l_cur"], rows["cur"] = 8, curated
+        rows["l_vec"], rows["dim"], rows["vec"] = 4 + 4 * dim, dim, vectors
+        # A NULL curator type is a field of length -1 with no bytes: write -1 ids, and turn them into NULL in SQL.
+        payload = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + rows.tobytes() + struct.pack(">h", -1)
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE bench_stage")
+            cursor.cursor.copy_expert("COPY bench_stage FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
+            cursor.execute(
+                """
+                INSERT INTO catalogue_artwork (id, title, artist, date, accession_number, description, image, thumbnail,
+                    sha256, width, height, file_size, color_histogram, status, error, attempts, processed_at,
+                    curator_type_id, uploaded_by_id, created_at, updated_at)
+                SELECT id, 'Bench work ' || id, '', '', NULL, '', 'bench/' || id || '.jpg', '', lpad(to_hex(id), 64, '0'),
+                    224, 224, 0, '{}'::jsonb, %s, '', 1, now(), NULLIF(curator_type_id, -1), NULL, now(), now()
+                FROM bench_stage
+                """,
+                [Artwork.Status.READY],
+            )
+            cursor.execute(
+                """
+                INSERT INTO catalogue_prediction (artwork_id, model_version_id, predicted_type_id, confidence,
+                    probabilities, embedding, created_at)
+                SELECT id, %s, type_id, 0.9, '{}'::jsonb, embedding, now() FROM bench_stage
+                """,
+                [self.version.pk],
+            )
+
+    def _analyze(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE catalogue_artwork")
+            cursor.execute("ANALYZE catalogue_prediction")
+
+    # --- index and measurements -------------------------------------------------------------------------------
+
+    def _model_index_params(self) -> tuple[int, int]:
+        index = next(i for i in Prediction._meta.indexes if i.name == INDEX_NAME)
+        return int(index.m), int(index.ef_construction)  # type: ignore[attr-defined]
+
+    def _pgvector_version(self) -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+        return row[0] if row else "?"
+
+    def _drop_vector_indexes(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'catalogue_prediction' AND indexdef LIKE '%USING hnsw%'"
+            )
+            for (name,) in cursor.fetchall():
+                cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
+
+    def _build(self, m: int, ef_construction: int) -> tuple[float, float, float, float]:
+        """The global index and the per-type partial ones (migration 0003), with these parameters.
+        Returns (global build s, all builds s, all HNSW MB, table with every index MB)."""
+        self._drop_vector_indexes()
+        params = f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
+        with connection.cursor() as cursor:
+            cursor.execute("SET maintenance_work_mem = %s", [self.options["maintenance_work_mem"]])
+            cursor.execute("SET max_parallel_maintenance_workers = %s", [self.options["parallel_workers"]])
+            started = time.perf_counter()
+            cursor.execute(
+                f"CREATE INDEX {INDEX_NAME} ON catalogue_prediction USING hnsw (embedding vector_cosine_ops) {params}"
+            )
+            global_s = time.perf_counter() - started
+            for artwork_type in self.types:
+                cursor.execute(
+                    f'CREATE INDEX "prediction_hnsw_{artwork_type.slug}" ON catalogue_prediction '
+                    f"USING hnsw (embedding vector_cosine_ops) {params} WHERE predicted_type_id = {int(artwork_type.pk)}"
+                )
+            all_s = time.perf_counter() - started
+            cursor.execute("RESET maintenance_work_mem")
+            cursor.execute("RESET max_parallel_maintenance_workers")
+            cursor.execute(
+                "SELECT pg_relation_size(%s), coalesce(sum(pg_relation_size(indexrelid)), 0), "
+                "pg_total_relation_size('catalogue_prediction') FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = 'catalogue_prediction'::regclass AND a.amname = 'hnsw'",
+                [INDEX_NAME],
+            )
+            global_bytes, all_bytes, table_bytes = (float(x) for x in cursor.fetchone())
+        self.global_index_mb = global_bytes / 2**20
+        return global_s, all_s, all_bytes / 2**20, table_bytes / 2**20
+
+    def _build_and_measure(
+        self, size: int, m: int, ef_construction: int, load_s: float, ef_values: list[int]
+    ) -> SizeResult:
+        load = os.getloadavg()
+        self.out(
+            f"\n== {size:,} artworks: HNSW m={m}, ef_construction={ef_construction} "
+            f"(load average {load[0]:.1f} on {os.cpu_count()} CPUs: other work on the machine inflates every figure)"
+        )
+        build_s, all_build_s, all_index_mb, table_mb = self._build(m, ef_construction)
+        self.out(
+            f"  build: global index {build_s:.1f}s ({self.global_index_mb:,.0f} MB); with the 5 per-type partial "
+            f"indexes {all_build_s:.1f}s ({all_index_mb:,.0f} MB); predictions with every index {table_mb:,.0f} MB"
+        )
+        result = SizeResult(
+            size=size,
+            m=m,
+            ef_construction=ef_construction,
+            load_s=load_s,
+            build_s=build_s,
+            index_mb=self.global_index_mb,
+            table_mb=table_mb,
+            all_build_s=all_build_s,
+            all_index_mb=all_index_mb,
+        )
+        vectors, effective = self.vectors(size)
+        rng = np.random.default_rng([self.rng_seed, size, 99])
+        queries = rng.choice(size, size=self.options["queries"] + 20, replace=False)  # 20 warm-up queries
+        counts = np.bincount(effective, minlength=len(self.types))
+        rare = int(np.argmin(counts))
+        self.out(
+            "  rows per effective type: "
+            + ", ".join(f"{t.slug} {counts[i]:,}" for i, t in enumerate(self.types))
+        )
+        cases = [("unfiltered", None), ("own type", "own"), (f"rare type ({self.types[rare].slug})", rare)]
+        if self.options["explain"]:
+            self._explain(vectors[queries[0]], int(queries[0]) + 1, self.types[rare].slug)
+        reference = self._reference()
+        result.measures.append(reference)
+        self.out(
+            f"  reference: SELECT 1 round trip   p50 {reference.p50_ms:6.2f} ms  p95 {reference.p95_ms:6.2f} ms  "
+            "(what the machine's load adds to any query, measured now)"
+        )
+        original = selectors.HNSW_EF_SEARCH
+        try:
+            for ef in ef_values:
+                selectors.HNSW_EF_SEARCH = ef
+                for label, case in cases:
+                    measure = self._measure(label, ef, vectors, effective, queries, case)
+                    result.measures.append(measure)
+                    self.out(
+                        f"  ef_search {ef:>4} {label:<28} p50 {measure.p50_ms:6.2f} ms  p95 {measure.p95_ms:6.2f} ms  "
+                        f"recall@5 {measure.recall:.4f}  exact fallbacks {measure.fallbacks}/{measure.queries}  "
+                        f"short {measure.short}"
+                    )
+        finally:
+            selectors.HNSW_EF_SEARCH = original
+        return result
+
+    def _measure(
+        self, label: str, ef: int, vectors: np.ndarray, effective: np.ndarray, queries: np.ndarray, case: Any
+    ) -> Measure:
+        exact_calls = 0
+        original_run = selectors._run_vector_query
+
+        def counting_run(qs: Any, vector: Any, k: int, *, exact: bool) -> Any:
+            nonlocal exact_calls
+            exact_calls += bool(exact)
+            return original_run(qs, vector, k, exact=exact)
+
+        selectors._run_vector_query = counting_run  # type: ignore[assignment]
+        # A filtered search always scans the curator-labelled works of the type exactly: not a fallback.
+        planned_exact = 0 if case is None else 1
+        fallbacks = 0
+        times, hits, short = [], 0, 0
+        try:
+            for n, row in enumerate(queries):
+                row = int(row)
+                if case is None:
+                    type_index = None
+                elif case == "own":
+                    type_index = int(effective[row])
+                else:
+                    type_index = int(case)
+                slug = self.types[type_index].slug if type_index is not None else None
+                warm = n < 20
+                before = exact_calls
+                started = time.perf_counter()
+                found = selectors.embedding_nearest(
+                    embedding=vectors[row],
+                    version=self.version,
+                    k=K,
+                    type_slug=slug,
+                    exclude_artwork_id=row + 1,
+                )
+                elapsed = time.perf_counter() - started
+                if warm:
+                    continue
+                fallbacks += exact_calls - before - planned_exact
+                times.append(elapsed * 1000)
+                # Exact answer over every vector, ties at the fifth distance counted as hits.
+                distances = 1.0 - vectors @ vectors[row]
+                distances[row] = np.inf
+                if type_index is not None:
+                    distances = np.where(effective == type_index, distances, np.inf)
+                available = int(np.isfinite(distances).sum())
+                kth = np.partition(distances, K - 1)[K - 1] if available >= K else np.inf
+                got = [w.artwork.pk - 1 for w in found]
+                hits += sum(1 for i in got if distances[i] <= kth + 1e-5)
+                if len(found) < min(K, available):
+                    short += 1
+        finally:
+            selectors._run_vector_query = original_run  # type: ignore[assignment]
+        measured = len(times)
+        return Measure(
+            label=label,
+            ef_search=ef,
+            queries=measured,
+            p50_ms=float(np.percentile(times, 50)),
+            p95_ms=float(np.percentile(times, 95)),
+            recall=hits / (K * measured),
+            short=short,
+            fallbacks=fallbacks,
+        )
+
+    def _reference(self) -> Measure:
+        """The same-run reference (STYLE 14): the time of the cheapest possible query through the same connection."""
+        times = []
+        with connection.cursor() as cursor:
+            for n in range(self.options["queries"] + 20):
+                started = time.perf_counter()
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+                if n >= 20:
+                    times.append((time.perf_counter() - started) * 1000)
+        return Measure(
+            label="reference: SELECT 1",
+            ef_search=0,
+            queries=len(times),
+            p50_ms=float(np.percentile(times, 50)),
+            p95_ms=float(np.percentile(times, 95)),
+            recall=1.0,
+            short=0,
+            fallbacks=0,
+        )
+
+    def _explain(self, vector: np.ndarray, artwork_id: int, rare_slug: str) -> None:
+        from pgvector.django import CosineDistance
+
+        for slug in (None, rare_slug):
+            qs = Prediction.objects.filter(
+                model_version=self.version, artwork__status=Artwork.Status.READY
+            ).exclude(artwork_id=artwork_id)
+            if slug:
+                # The index half of a filtered search (see embedding_nearest).
+                type_id = ArtworkType.objects.get(slug=slug).pk
+                qs = qs.filter(predicted_type_id=type_id, artwork__curator_type__isnull=True)
+            qs = (
+                qs.select_related("artwork")
+                .annotate(distance=CosineDistance("embedding", vector))
+                .order_by("distance")[:K]
+            )
+            plan = re.sub(r"'\[[^\]]*\]'::vector", "'[...]'::vector", qs.explain())
+            self.out(f"  plan ({slug or 'unfiltered'}):\n    " + plan.replace("\n", "\n    "))
+
+    # --- summary ----------------------------------------------------------------------------------------------
+
+    def _summary(self, results: list[SizeResult]) -> None:
+        self.out(
+            "\nSummary (latency through catalogue.selectors.embedding_nearest, k=5; recall@5 vs exact search)"
+        )
+        header = f"{'size':>10} {'m':>3} {'efc':>4} {'build s':>8} {'index MB':>9} {'ef':>4}  {'case':<28} {'p50 ms':>7} {'p95 ms':>7} {'recall@5':>8}  goal"
+        self.out(header)
+        for r in results:
+            for mm in r.measures:
+                goal = ""
+                if r.size in GOALS and mm.label == "unfiltered":
+                    p95_goal, recall_goal = GOALS[r.size]
+                    ok = mm.p95_ms <= p95_goal and (recall_goal is None or mm.recall >= recall_goal)
+                    goal = f"p95 <= {p95_goal:g} ms" + (f", recall >= {recall_goal}" if recall_goal else "")
+                    goal += ": MET" if ok else ": MISSED"
+                self.out(
+                    f"{r.size:>10,} {r.m:>3} {r.ef_construction:>4} {r.build_s:>8.1f} {r.index_mb:>9,.0f} {mm.ef_search:>4}  "
+                    f"{mm.label:<28} {mm.p50_ms:>7.2f} {mm.p95_ms:>7.2f} {mm.recall:>8.4f}  {goal}"
+                )

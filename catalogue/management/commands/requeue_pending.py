@@ -1,0 +1,45 @@
+"""Send pending artworks (stored while the broker was down) and stuck ones (their worker died) to the workers.
+
+The same sweep runs every minute in the worker's beat (``inference.tasks.requeue_pending``, ``CELERY_BEAT_SCHEDULE``);
+this command runs it now, e.g. right after Redis is back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalogue import selectors, services
+
+
+class Command(BaseCommand):
+    help = (
+        "Queue again every artwork left pending (the broker was down when it was stored) or stuck in processing "
+        "(its worker died); the periodic sweep does the same every minute."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=int,
+            default=0,
+            metavar="SECONDS",
+            help="Only artworks pending for at least this long (default 0: every pending artwork; the periodic "
+            "sweep uses 60). Processing artworks count as stuck after the task time limit plus 30 s either way.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        before = selectors.catalogue_counts()
+        sent = services.artworks_requeue_pending(pending_after_seconds=max(0, options["older_than"]))
+        waiting = before["pending"] + before["processing"]
+        if sent == 0 and before["pending"] > 0 and options["older_than"] == 0:
+            raise CommandError(
+                f"{before['pending']} artwork(s) pending but none could be sent: is the broker (Redis) reachable?"
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Sent {sent} artwork(s) to the workers ({before['pending']} pending, {before['processing']} processing "
+                f"before; {waiting - sent} left as they were: still within their grace period)."
+            )
+        )
