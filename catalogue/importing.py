@@ -126,6 +126,8 @@ class ImportResult:
     unlabelled: int = 0
     labelled: Counter[str] = field(default_factory=Counter)  # type slug -> imported with that label
     predicted: Counter[str] = field(default_factory=Counter)  # type slug -> active model's prediction
+    labels_checked: int = 0  # labelled artworks classified in this run...
+    labels_agreed: int = 0  # ...whose label the active model predicts too
     classified: int = 0  # artworks classified in-process (imported + resumed)
     resumed: int = 0  # artworks of an earlier, interrupted run that were still pending, classified/queued now
     queued: int = 0  # sent to the Celery workers (enqueue=True)
@@ -146,6 +148,12 @@ class ImportResult:
     @property
     def images_per_second(self) -> float:
         return self.candidates / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def images_per_second_loaded(self) -> float:
+        """The rate once the model is loaded (what a long import runs at)."""
+        seconds = self.elapsed - self.model_load_seconds
+        return self.candidates / seconds if seconds > 0 else 0.0
 
 
 @dataclass
@@ -975,7 +983,13 @@ class _ImportRun:
                 embeddings=np.stack([item.predictions[key][1] for item in items]),
             )
             if version.model_version.is_active:
-                self.result.predicted.update(classifier.classes[int(i)] for i in np.argmax(probabilities, 1))
+                for item, best in zip(items, np.argmax(probabilities, 1), strict=True):
+                    slug = classifier.classes[int(best)]
+                    self.result.predicted[slug] += 1
+                    label = item.candidate.artwork_type
+                    if label is not None:
+                        self.result.labels_checked += 1
+                        self.result.labels_agreed += int(label.slug == slug)
 
     def _store(self, items: list[_Item], *, ready: bool) -> list[tuple[int, _Item]]:
         """Write the files, then insert the rows (ready, with their predictions, when ``ready``) and the label

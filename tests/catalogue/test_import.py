@@ -97,6 +97,7 @@ def test_imports_a_folder_with_labels_skips_and_classification(active_model, col
     assert dict(result.unknown_folders) == {"unsorted": 1}
     assert result.classified == 6 and result.versions == [active_model.version]
     assert sum(result.predicted.values()) == 6
+    assert result.labels_checked == 4 and 0 <= result.labels_agreed <= 4
 
     reasons = {row["path"]: row["reason"] for row in report}
     assert reasons == {

@@ -158,6 +158,9 @@ class Command(BaseCommand):
             table.add_row(f"Classified and embedded ({versions})", str(result.classified))
             for slug, count in sorted(result.predicted.items()):
                 table.add_row(f"    predicted {slug}", str(count))
+            if result.labels_checked:
+                share = result.labels_agreed / result.labels_checked
+                table.add_row("  the model agrees with the folder/manifest label", f"{share:.0%}")
         if result.queued:
             table.add_row("Queued for the workers", str(result.queued))
         if result.left_pending:
@@ -181,7 +184,10 @@ class Command(BaseCommand):
             else ""
         )
         table.add_row("Elapsed", f"{result.elapsed:.1f} s{loading}")
-        table.add_row("Images per second", f"{result.images_per_second:.1f}")
+        rate = f"{result.images_per_second:.1f}"
+        if loading:
+            rate += f" ({result.images_per_second_loaded:.1f} once the model is loaded)"
+        table.add_row("Images per second", rate)
         console.print(table)
         for warning in result.warnings:
             console.print(f"[yellow]{warning}[/]", highlight=False)
