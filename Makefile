@@ -63,6 +63,17 @@ bench-import: install ## Import ../shared/data/art-images into a fresh database 
 bench-api: install ## POST /api/v1/classify/ on gunicorn, >= 10,000 artworks (artsite_bench_api, var/bench-api/media): server p50/p95, req/s
 	ARTSITE_DATABASE_NAME=artsite_bench_api DJANGO_MEDIA_ROOT=var/bench-api/media $(PY) manage.py bench_api
 
+SIZES ?= 10000,100000,1000000
+bench-search: install ## Similar works at 10k/100k/1M artworks (artsite_bench_search): HNSW build, p50/p95, recall@5; SIZES=10000,100000 for a quick run
+	ARTSITE_DATABASE_NAME=artsite_bench_search $(PY) manage.py bench_search --sizes $(SIZES) --json var/bench-search/results.json
+
+BASE_URL ?= http://127.0.0.1:8000
+loadtest: install ## Against a running `make run` (or BASE_URL, loopback only): 50 uploads at once while 16 clients browse
+	$(PY) manage.py loadtest --base-url $(BASE_URL)
+
+faults: install ## Fault drills on their own servers (var/faults): worker SIGKILL, Redis down, PostgreSQL restart, broken model
+	ARTSITE_VAR_DIR=$(CURDIR)/var/faults $(PY) manage.py faults
+
 stop: ## Stop the embedded PostgreSQL and Redis
 	-$(PY) -c "from pathlib import Path; from artsite import embedded; embedded.redis_stop(Path('var/redis'))"
 	-.venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_ctl -D var/postgres/pgdata stop -m fast

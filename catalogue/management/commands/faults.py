@@ -1,0 +1,508 @@
+"""Fault drills (``make faults``) against real processes: a gunicorn web server and a Celery worker (with beat) on
+embedded PostgreSQL and Redis of their own (``ARTSITE_VAR_DIR=var/faults``: the developer's are never touched).
+
+Each drill prints PASS or FAIL with its figures:
+
+1. a worker SIGKILLed mid-task: the artwork completes after redelivery;
+2. Redis stopped while curators upload (API and portal): uploads answer without error and stay pending; when
+   Redis is back the periodic sweep sends them, and ``manage.py requeue_pending`` does at once; none stays pending;
+3. PostgreSQL restarted: the web server and the worker carry on without a restart of their own;
+4. the model file corrupt, then missing: the worker marks the artwork failed with that reason and ``/healthz``
+   says so; repaired, a retry goes through.
+
+To keep the drills short the worker runs with ``CELERY_VISIBILITY_TIMEOUT=20`` (production: 600 s; the sweep
+re-sends a stuck artwork after the task time limit + 30 s anyway) and the sweep every 10 s (production: 60 s).
+Traffic goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from http.cookiejar import CookieJar
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalogue.models import Artwork
+
+MODEL_NAME = "faults-model"
+
+
+class Command(BaseCommand):
+    help = (
+        "Fault drills against a real web server and worker on their own embedded PostgreSQL and Redis "
+        "(ARTSITE_VAR_DIR must be set, e.g. var/faults): worker SIGKILL, Redis down during uploads, PostgreSQL "
+        "restart, corrupt and missing model. Prints PASS/FAIL for each."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--port", type=int, default=8790, help="Port for the drill's web server (127.0.0.1)."
+        )
+        parser.add_argument(
+            "--only",
+            default="",
+            help="Comma-separated drills to run: worker,redis,postgres,model (default all).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        var = Path(settings.VAR_DIR).resolve()
+        if var == (Path(settings.BASE_DIR) / "var").resolve():
+            raise CommandError("Set ARTSITE_VAR_DIR to a folder of its own (make faults uses var/faults).")
+        self.var, self.port = var, options["port"]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.logs = var / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.results: list[tuple[str, bool, str]] = []
+        only = {d.strip() for d in options["only"].split(",") if d.strip()}
+        try:
+            self._setup()
+            drills = [
+                ("worker", self.drill_worker_killed),
+                ("redis", self.drill_redis_down),
+                ("postgres", self.drill_postgres_restart),
+                ("model", self.drill_model_broken),
+            ]
+            for name, drill in drills:
+                if not only or name in only:
+                    self.out(f"\n--- {drill.__doc__}")
+                    try:
+                        drill()
+                    except Exception as exc:  # a drill that breaks is a FAIL, and the next drills still run
+                        self.result(drill.__doc__ or name, False, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._stop_all()
+        self.out("\nSummary")
+        for name, ok, detail in self.results:
+            self.out(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
+        if not all(ok for _, ok, _ in self.results):
+            raise CommandError("some drills failed")
+
+    # --- plumbing ---------------------------------------------------------------------------------------------
+
+    def out(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def result(self, name: str, ok: bool, detail: str) -> None:
+        self.results.append((name, ok, detail))
+        self.out(f"{'PASS' if ok else 'FAIL'}: {name}: {detail}")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "artsite.settings.local",
+            "DJANGO_DEBUG": "0",
+            "ARTSITE_VAR_DIR": str(self.var),
+            "ARTSITE_DEFAULT_MODEL": MODEL_NAME,
+            "CELERY_VISIBILITY_TIMEOUT": "20",
+            "ARTSITE_SWEEP_SECONDS": "10",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+
+    def _setup(self) -> None:
+        from rest_framework.authtoken.models import Token
+
+        from catalogue import services
+        from inference import registry
+        from inference.models import ModelVersion
+        from inference.services import model_version_set_active, model_versions_sync
+
+        call_command("migrate", interactive=False, verbosity=0)
+        # The drills damage the model file, so they use a copy of the newest version, in the drill's own folder.
+        source = next((Path(c["path"]) for c in registry.list_cards() if c["version"] != MODEL_NAME), None)
+        if source is None:
+            raise CommandError("No model version to copy: train one first.")
+        self.model_dir = self.var / "models" / MODEL_NAME
+        if self.model_dir.exists():
+            shutil.rmtree(self.model_dir)
+        shutil.copytree(source, self.model_dir)
+        card = json.loads((self.model_dir / "card.json").read_text())
+        card["version"] = MODEL_NAME
+        (self.model_dir / "card.json").write_text(json.dumps(card))
+        self.good_model = (self.model_dir / "model.keras").read_bytes()
+        if str(self.model_dir.parent) not in [str(d) for d in settings.ARTSITE_MODEL_DIRS]:
+            raise CommandError(f"{self.model_dir.parent} is not in ARTSITE_MODEL_DIRS")
+        model_versions_sync()
+        model_version_set_active(version=ModelVersion.objects.get(version=MODEL_NAME))
+        user, _ = services.curator_ensure(username="drill", password="drill-password-1")
+        user.set_password("drill-password-1")
+        user.save()
+        self.token = Token.objects.get_or_create(user=user)[0].key
+        self.out(f"Drill site: {self.base}, data under {self.var}, model copied from {source.name}")
+        self.start_web()
+        self.start_worker()
+
+    def start_web(self) -> None:
+        log = open(self.logs / "web.log", "ab")  # noqa: SIM115 - closed with the process
+        self.processes["web"] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "artsite.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--timeout",
+                "60",
+            ],
+            cwd=settings.BASE_DIR,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait(lambda: self.http("GET", "/healthz")[0] in (200, 503), 120, "web server up")
+
+    def start_worker(self, *, warm: bool = True) -> subprocess.Popen:
+        log = open(self.logs / "worker.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "artsite",
+                "worker",
+                "--beat",
+                "--loglevel=INFO",
+                "--concurrency=1",
+                "--without-mingle",
+                "--without-gossip",
+                "--schedule",
+                str(self.var / "celerybeat-schedule"),
+            ],
+            cwd=settings.BASE_DIR,
+            env=self.env(ARTSITE_WARM_MODEL_ON_START="1" if warm else "0"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes["worker"] = process
+        return process
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def _stop_all(self) -> None:
+        from artsite import embedded
+
+        self.kill("worker", signal.SIGTERM)
+        self.kill("web", signal.SIGTERM)
+        embedded.redis_stop(self.var / "redis")
+        self._pg_ctl("stop", "-m", "fast")
+
+    def _pg_ctl(self, *args: str) -> None:
+        import pgserver
+        from pgserver._commands import pg_ctl
+
+        server = pgserver.get_server(self.var / "postgres" / "pgdata", cleanup_mode=None)
+        pg_ctl(["-w", *args], pgdata=server.pgdata, user=server.system_user, timeout=60)
+
+    def wait(self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                if predicate():
+                    return time.monotonic() - started
+            except Exception:
+                pass
+            time.sleep(interval)
+        raise TimeoutError(f"{what}: not within {timeout:.0f}s (logs in {self.logs})")
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        opener: Any = None,
+    ) -> tuple[int, bytes, float]:
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers or {})
+        started = time.perf_counter()
+        try:
+            with (opener or urllib.request.build_opener()).open(request, timeout=60) as response:
+                return response.status, response.read(), time.perf_counter() - started
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), time.perf_counter() - started
+
+    def api_upload(self, title: str, seed: int) -> tuple[int, int | None, float]:
+        from catalogue.management.commands.loadtest import _multipart
+
+        data, content_type = _multipart(
+            {"title": title}, {"image": ("drill.jpg", _image(seed), "image/jpeg")}
+        )
+        status, body, seconds = self.http(
+            "POST",
+            "/api/v1/artworks/",
+            data=data,
+            headers={"Authorization": f"Token {self.token}", "Content-Type": content_type},
+        )
+        artwork_id = json.loads(body).get("id") if status == 202 else None
+        return status, artwork_id, seconds
+
+    def portal_session(self) -> tuple[Any, str]:
+        jar = CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        self.http("GET", "/accounts/login/", opener=opener)
+        csrf = next(c.value for c in jar if c.name == "csrftoken")
+        form = urllib.parse.urlencode(
+            {"username": "drill", "password": "drill-password-1", "csrfmiddlewaretoken": csrf}
+        ).encode()
+        self.http(
+            "POST",
+            "/accounts/login/",
+            data=form,
+            opener=opener,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Referer": self.base + "/accounts/login/",
+            },
+        )
+        csrf = next(c.value for c in jar if c.name == "csrftoken")
+        return opener, csrf
+
+    def portal_upload(self, opener: Any, csrf: str, title: str, seed: int) -> tuple[int, str, float]:
+        from catalogue.management.commands.loadtest import _multipart
+
+        data, content_type = _multipart(
+            {"title": title, "csrfmiddlewaretoken": csrf},
+            {"image": ("drill.jpg", _image(seed), "image/jpeg")},
+        )
+        request = urllib.request.Request(
+            self.base + "/artworks/upload/",
+            data=data,
+            method="POST",
+            headers={"Content-Type": content_type, "Referer": self.base + "/artworks/upload/"},
+        )
+        started = time.perf_counter()
+        try:
+            with opener.open(request, timeout=60) as response:  # follows the redirect to the artwork's page
+                return response.status, response.geturl(), time.perf_counter() - started
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.geturl(), time.perf_counter() - started
+
+    @staticmethod
+    def status_of(artwork_id: int) -> str:
+        from django.db import close_old_connections
+
+        close_old_connections()
+        return Artwork.objects.filter(pk=artwork_id).values_list("status", flat=True).first() or "missing"
+
+    # --- the drills -------------------------------------------------------------------------------------------
+
+    def drill_worker_killed(self) -> None:
+        """worker SIGKILLed mid-task"""
+        self.kill("worker")
+        worker = self.start_worker(
+            warm=False
+        )  # a cold worker loads the model inside its first task: a wide window
+        status, artwork_id, _ = self.api_upload("Drill: worker killed", 1)
+        assert status == 202, status
+        self.wait(lambda: self.status_of(artwork_id) == "processing", 120, "task started", interval=0.02)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        self.processes.pop("worker", None)
+        killed_at = time.monotonic()
+        self.out(f"  worker SIGKILLed while artwork {artwork_id} was processing; starting a new worker")
+        self.start_worker()
+        self.wait(lambda: self.status_of(artwork_id) in ("ready", "failed"), 300, "artwork finished")
+        recovered = time.monotonic() - killed_at
+        from catalogue.models import Prediction
+
+        predictions = Prediction.objects.filter(artwork_id=artwork_id).count()
+        final = self.status_of(artwork_id)
+        self.result(
+            self.drill_worker_killed.__doc__ or "",
+            final == "ready" and predictions == 1,
+            f"artwork {artwork_id} {final} {recovered:.0f}s after the kill (redelivered), {predictions} prediction",
+        )
+
+    def drill_redis_down(self) -> None:
+        """Redis stopped while curators upload"""
+        from artsite import embedded
+
+        redis_dir = self.var / "redis"
+        embedded.redis_stop(redis_dir)
+        self.wait(lambda: not embedded._redis_answers(redis_dir / "redis.sock"), 20, "Redis stopped")
+        self.out("  Redis stopped; uploading 4 works through the API and 2 through the portal")
+        opener, csrf = self.portal_session()
+        api = [self.api_upload(f"Drill: Redis down API {i}", 10 + i) for i in range(4)]
+        portal = [self.portal_upload(opener, csrf, f"Drill: Redis down portal {i}", 20 + i) for i in range(2)]
+        health = self.http("GET", "/healthz")
+        ids = [a for _, a, _ in api if a]
+        ids += [int(url.rstrip("/").rsplit("/", 1)[-1]) for status, url, _ in portal if "/artworks/" in url]
+        answered = all(s == 202 for s, _, _ in api) and all(
+            s == 200 and "/artworks/" in u for s, u, _ in portal
+        )
+        slowest = max(t for *_, t in api + portal)
+        pending = [self.status_of(i) for i in ids]
+        self.out(
+            f"  answers: API {[s for s, _, _ in api]}, portal {[s for s, _, _ in portal]} (slowest {slowest:.1f}s); "
+            f"statuses {sorted(set(pending))}; /healthz {health[0]} broker ok={json.loads(health[1])['broker']['ok']}"
+        )
+        self.result(
+            "uploads while Redis is down",
+            answered and len(ids) == 6 and set(pending) == {"pending"} and health[0] == 503,
+            f"6 uploads answered without error in <= {slowest:.1f}s, all pending, /healthz 503",
+        )
+
+        embedded.redis_url(redis_dir)
+        back = time.monotonic()
+        self.out("  Redis started again; waiting for the periodic sweep (pending for 60 s, every 10 s here)")
+        self.wait(lambda: all(self.status_of(i) == "ready" for i in ids), 240, "all ready after the sweep")
+        self.result(
+            "sweep after Redis is back",
+            True,
+            f"all 6 ready {time.monotonic() - back:.0f}s after Redis came back (sweep sends works pending >= 60 s)",
+        )
+
+        embedded.redis_stop(redis_dir)
+        self.wait(lambda: not embedded._redis_answers(redis_dir / "redis.sock"), 20, "Redis stopped")
+        more = [self.api_upload(f"Drill: Redis down again {i}", 30 + i) for i in range(2)]
+        more_ids = [a for s, a, _ in more if s == 202 and a]
+        embedded.redis_url(redis_dir)
+        back = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "manage.py", "requeue_pending"],
+            cwd=settings.BASE_DIR,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.out(f"  manage.py requeue_pending: {result.stdout.strip() or result.stderr.strip()[-300:]}")
+        self.wait(
+            lambda: all(self.status_of(i) == "ready" for i in more_ids), 180, "ready after requeue_pending"
+        )
+        self.result(
+            "requeue_pending after Redis is back",
+            len(more_ids) == 2 and result.returncode == 0,
+            f"2 more uploads ready {time.monotonic() - back:.0f}s after Redis came back, through the command",
+        )
+        left = Artwork.objects.filter(status__in=["pending", "processing"]).count()
+        self.result("nothing stays pending", left == 0, f"{left} artworks pending or processing at the end")
+
+    def drill_postgres_restart(self) -> None:
+        """PostgreSQL restarted"""
+        self.wait(lambda: self.http("GET", "/healthz")[0] == 200, 60, "healthy before the restart")
+        started = time.monotonic()
+        self._pg_ctl("restart", "-m", "fast")
+        restart_s = time.monotonic() - started
+        statuses = [self.http("GET", "/healthz")[0] for _ in range(6)]
+        status, artwork_id, _ = self.api_upload("Drill: after PostgreSQL restart", 40)
+        pages = (
+            [
+                self.http(
+                    "GET", f"/api/v1/artworks/{artwork_id}/", headers={"Authorization": f"Token {self.token}"}
+                )[0]
+                for _ in range(4)
+            ]
+            if artwork_id
+            else []
+        )
+        self.wait(lambda: self.status_of(artwork_id) == "ready", 180, "artwork ready after the restart")
+        ok = all(s == 200 for s in statuses) and status == 202 and all(p == 200 for p in pages)
+        self.result(
+            self.drill_postgres_restart.__doc__ or "",
+            ok,
+            f"restart took {restart_s:.1f}s; then /healthz {statuses}, upload {status}, API reads {pages}, "
+            f"the worker classified it: no process restarted",
+        )
+
+    def drill_model_broken(self) -> None:
+        """model file corrupt or missing"""
+        path = self.model_dir / "model.keras"
+        for seed, fault in ((50, "corrupt"), (51, "missing")):
+            if fault == "corrupt":
+                path.write_bytes(b"this is not a keras file")
+            else:
+                path.unlink()
+            self.kill("worker")
+            self.start_worker()  # a worker starting now (a deploy, a restart) meets the damaged file
+            status, artwork_id, _ = self.api_upload(f"Drill: model {fault}", seed)
+            if status != 202:
+                raise AssertionError(f"upload answered {status}")
+            self.wait(lambda a=artwork_id: self.status_of(a) in ("failed", "ready"), 180, "artwork finished")
+            error = Artwork.objects.get(pk=artwork_id).error
+            code, body, _ = self.http("GET", "/healthz")
+            model = json.loads(body)["model"]
+            ok = (
+                self.status_of(artwork_id) == "failed"
+                and MODEL_NAME in error
+                and code == 503
+                and not model["ok"]
+            )
+            self.result(
+                f"model file {fault}",
+                ok,
+                f"artwork failed with “{error[:140]}”; /healthz {code}: {model.get('error', '')[:120]}",
+            )
+            path.write_bytes(self.good_model)
+            self.kill("worker")
+            self.start_worker()
+            self.wait(lambda: self.http("GET", "/healthz")[0] == 200, 90, "healthy once repaired")
+            opener, csrf = self.portal_session()
+            form = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf}).encode()
+            self.http(
+                "POST",
+                f"/artworks/{artwork_id}/retry/",
+                data=form,
+                opener=opener,
+                headers={"Content-Type": "application/x-www-form-urlencoded", "Referer": self.base + "/"},
+            )
+            self.wait(lambda a=artwork_id: self.status_of(a) == "ready", 180, "ready after the retry")
+            self.result(
+                f"model file {fault}, repaired",
+                True,
+                f"/healthz 200 again; artwork {artwork_id} retried and ready",
+            )
+
+
+def _image(seed: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed + 1000)
+    x = np.linspace(0, 1, 320)[None, :, None]
+    y = np.linspace(0, 1, 240)[:, None, None]
+    pixels = (
+        rng.uniform(0, 255, (1, 1, 3))
+        + rng.uniform(-120, 120, (1, 1, 3)) * x
+        + rng.normal(0, 20, (240, 320, 3))
+        + 40 * y
+    )
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format="JPEG", quality=90)
+    return out.getvalue()
