@@ -56,7 +56,7 @@ def broker_redis(url: str | None = None, *, timeout: float = 1.0) -> Any:
         if client is None:
             # No retries: redis-py 8 retries three times with growing back-off by default, seconds per call
             # while Redis is down; every caller here has an answer for "Redis is down" that must come at once.
-            options = {
+            options: dict[str, Any] = {
                 "socket_timeout": timeout,
                 "socket_connect_timeout": timeout,
                 "retry": Retry(NoBackoff(), 0),
@@ -303,12 +303,12 @@ class ArtsiteCollector:
                     family.add_metric(values, total)
                 yield family
             for histogram in (HTTP_SECONDS, TASK_SECONDS):
-                family = HistogramMetricFamily(
+                histogram_family = HistogramMetricFamily(
                     histogram.name, histogram.documentation, labels=list(histogram.labels)
                 )
                 for values, buckets, total in histogram.read(client):
-                    family.add_metric(values, buckets, total)
-                yield family
+                    histogram_family.add_metric(values, buckets, total)
+                yield histogram_family
             depth = GaugeMetricFamily(
                 "artsite_queue_depth", "Tasks waiting in the broker queue.", labels=["queue"]
             )

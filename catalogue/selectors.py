@@ -221,7 +221,7 @@ def _run_vector_query(qs: QuerySet[Prediction], vector: np.ndarray, k: int, *, e
     distance of every row the filters leave (found through the ordinary indexes) and sorts them. Unlike turning
     index scans off, this keeps the btree indexes for the filters and the join.
     """
-    distance = CosineDistance("embedding", vector)
+    distance: Any = CosineDistance("embedding", vector)
     if exact:
         distance = distance + Value(0.0)
     else:
