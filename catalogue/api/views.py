@@ -230,7 +230,7 @@ class ArtworkViewSet(
         },
     )
     @action(detail=True, methods=["get"])
-    def similar(self, request: Request, pk: str | None = None) -> Response:
+    def similar(self, request: Request, pk: str | None = None, format: str | None = None) -> Response:
         artwork = self.get_object()
         query = s.SimilarQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -268,7 +268,7 @@ class ArtworkViewSet(
         },
     )
     @action(detail=True, methods=["post"])
-    def label(self, request: Request, pk: str | None = None) -> Response:
+    def label(self, request: Request, pk: str | None = None, format: str | None = None) -> Response:
         artwork = self.get_object()
         form = s.LabelInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)

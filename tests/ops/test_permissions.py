@@ -44,12 +44,8 @@ PUBLIC = {
     "api/v1/schema/",
     "api/v1/docs/",
 }
-# Known bugs, reported; each has a strict xfail test below that fails once it is fixed (then remove it here).
-KNOWN_BROKEN = {
-    # ArtworkViewSet.similar()/label() take no `format` argument: the router's format suffix routes answer 500.
-    "api/v1/^artworks/(?P<pk>[0-9]+)/similar\\.(?P<format>[a-z0-9]+)/?$",
-    "api/v1/^artworks/(?P<pk>[0-9]+)/label\\.(?P<format>[a-z0-9]+)/?$",
-}
+# Known bugs: routes the matrix must skip until fixed (none now).
+KNOWN_BROKEN: set[str] = set()
 # Catch-alls: any path below them that no other pattern matches.
 CATCH_ALLS = {"admin/(?P<url>.*)$", "api/v1/^(?P<path>.*)$"}
 WRITE_METHODS = ("post", "put", "patch", "delete")
@@ -362,9 +358,6 @@ def test_admin_is_refused_nowhere(client, world):
     assert not problems, problems
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: similar/label actions lack the `format` argument of suffix routes"
-)
 @pytest.mark.parametrize("action", ["similar", "label"])
 def test_format_suffix_routes_of_the_artwork_actions(client, world, action):
     client.force_login(world["users"]["curator"])
