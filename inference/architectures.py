@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 # Output order of every model's probabilities; the slugs of catalogue.ArtworkType.
 CLASSES: tuple[str, ...] = ("drawings", "engraving", "iconography", "painting", "sculpture")
@@ -46,21 +46,81 @@ def build_seed_cnn(input_size: int = 150, num_classes: int = 5, embedding_dim: i
     return keras.Model(inputs, [probabilities, embedding], name="seed_cnn")
 
 
-def build_efficientnet_classifier(
-    input_size: int = 224, num_classes: int = 5, embedding_dim: int = EMBEDDING_DIM, **kwargs: Any
-) -> keras.Model:
-    """EfficientNet-Lite0 backbone (``inference/efficientnet_lite.py``) + a 128-d projection head + a 5-way head.
+@keras.saving.register_keras_serializable(package="artsite")
+class CosineLogits(layers.Layer):
+    """``scale * cos(embedding, w_c)`` for each class ``c``: a normalised-softmax ("cosine") classifier.
 
-    Not available until the backbone port lands.
+    Trained with cross-entropy, it makes the *direction* of the 128-d embedding carry the type, so cosine nearest
+    neighbours (what pgvector searches) agree with the classifier; a plain dense head lets the norm carry part of
+    the decision, which cosine search ignores. ``scale`` fixes the logits' range (|logit| <= scale); the loader's
+    temperature calibrates them afterwards.
     """
-    raise NotImplementedError("The EfficientNet-Lite0 classifier is not available yet.")
+
+    def __init__(self, units: int, scale: float = 16.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.scale = float(scale)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.kernel = self.add_weight(
+            shape=(int(input_shape[-1]), self.units), initializer="glorot_uniform", name="kernel"
+        )
+
+    def call(self, inputs: Any) -> Any:
+        x = inputs / ops.maximum(ops.norm(inputs, axis=-1, keepdims=True), 1e-6)
+        w = self.kernel / ops.maximum(ops.norm(self.kernel, axis=0, keepdims=True), 1e-6)
+        return self.scale * ops.matmul(x, w)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units, "scale": self.scale}
+
+
+def build_efficientnet_classifier(
+    input_size: int = 224,
+    num_classes: int = 5,
+    embedding_dim: int = EMBEDDING_DIM,
+    *,
+    weights: str | None = "imagenet",
+    dropout: float = 0.3,
+    cosine_scale: float = 16.0,
+) -> keras.Model:
+    """EfficientNet-Lite0 (``inference/efficientnet_lite.py``, ImageNet weights shipped in the repository) +
+    dropout + a linear 128-d ``embedding`` + a cosine ``logits`` head (:class:`CosineLogits`) + softmax.
+
+    The backbone's layers are part of this model (not a nested model), named as in
+    ``inference.efficientnet_lite`` (``block1a_*`` ... ``block7a_*``, ``top_*``), so training can cut the graph at
+    any block (:func:`trunk_cut`). It normalises its input itself (``(x - 127) / 128``).
+    """
+    from inference.efficientnet_lite import build_efficientnet_lite0
+
+    backbone = build_efficientnet_lite0((input_size, input_size, 3), weights=weights, pooling="avg")
+    x = layers.Dropout(dropout, name="head_dropout")(backbone.outputs[0])
+    embedding = layers.Dense(embedding_dim, activation=None, name="embedding")(x)
+    logits = CosineLogits(num_classes, scale=cosine_scale, name=LOGITS_LAYER)(embedding)
+    probabilities = layers.Activation("softmax", name="probabilities")(logits)
+    return keras.Model(backbone.inputs, [probabilities, embedding], name="efficientnet_lite0_artsite")
+
+
+def trunk_cut(model: keras.Model, first_trained_block: str) -> Any:
+    """The tensor entering block ``first_trained_block`` (e.g. ``"block6a"``) of an EfficientNet classifier: the
+    layers before it are the frozen trunk, the ones from it on the trained tail."""
+    for suffix in ("_expand_conv", "_dwconv"):  # block1a has no expansion convolution
+        try:
+            return model.get_layer(f"{first_trained_block}{suffix}").input
+        except ValueError:
+            continue
+    raise ValueError(f"{first_trained_block!r} is not a block of {model.name}.")
 
 
 # Architecture name (as written on the card and given to `train_model --architecture`) -> builder.
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "seed-cnn": build_seed_cnn,
+    "efficientnet-lite0": build_efficientnet_classifier,
 }
-DEFAULT_INPUT_SIZES: dict[str, int] = {"seed-cnn": 150}
+DEFAULT_INPUT_SIZES: dict[str, int] = {"seed-cnn": 150, "efficientnet-lite0": 224}
 
 
 def build(architecture: str, **kwargs: Any) -> keras.Model:
@@ -75,7 +135,7 @@ def build(architecture: str, **kwargs: Any) -> keras.Model:
 
 def register_custom_objects() -> None:
     """Import the modules whose custom layers saved models may reference, so ``keras.saving.load_model`` finds
-    them. The seed CNN uses built-in layers only."""
+    them (:class:`CosineLogits` is registered by importing this module). The seed CNN uses built-in layers only."""
     try:
         import inference.efficientnet_lite  # noqa: F401  (registers its layers as Keras serialisables)
     except ImportError:

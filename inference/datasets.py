@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageEnhance
 
 from inference.architectures import CLASSES
 from inference.preprocessing import ImageRejected, decode_image, to_model_input
@@ -33,6 +34,11 @@ class LabelledFile:
     path: Path
     relative: str  # POSIX path relative to the data root: the fingerprint's key
     label: int
+    # Where the bytes come from when they are not a local file (e.g. a storage backend); default: ``path``.
+    opener: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
+
+    def read_bytes(self) -> bytes:
+        return self.opener() if self.opener is not None else self.path.read_bytes()
 
 
 @dataclass
@@ -48,6 +54,7 @@ class ImageSet:
     root: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     ignored_folders: list[str] = field(default_factory=list)  # sub-folders that name no type
+    files: list[LabelledFile] = field(default_factory=list)  # the source of each image (for augmented views)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -72,6 +79,7 @@ class ImageSet:
             images=self.images[indices], labels=self.labels[indices], classes=self.classes,
             input_size=self.input_size, paths=[self.paths[i] for i in indices],
             fingerprint=self.fingerprint, root=self.root,
+            files=[self.files[i] for i in indices] if self.files else [],
         )
 
     def as_float(self) -> np.ndarray:
@@ -118,7 +126,7 @@ def default_workers() -> int:
 def _read_one(item: LabelledFile, input_size: int) -> tuple[str, np.ndarray | None, str]:
     """(file sha256, pixels or None, reason when skipped)."""
     try:
-        data = item.path.read_bytes()
+        data = item.read_bytes()
     except OSError as exc:
         return "", None, f"unreadable: {exc.strerror or exc}"
     digest = hashlib.sha256(data).hexdigest()
@@ -144,6 +152,7 @@ def read_files(
     images: list[np.ndarray] = []
     labels: list[int] = []
     paths: list[str] = []
+    kept: list[LabelledFile] = []
     skipped: list[tuple[str, str]] = []
     fingerprint = hashlib.sha256()
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
@@ -157,6 +166,7 @@ def read_files(
                 images.append(pixels)
                 labels.append(item.label)
                 paths.append(item.relative)
+                kept.append(item)
             if progress is not None:
                 progress(done, len(ordered))
     return ImageSet(
@@ -168,6 +178,7 @@ def read_files(
         fingerprint=fingerprint.hexdigest(),
         root=root,
         skipped=skipped,
+        files=kept,
     )
 
 
@@ -208,3 +219,53 @@ def stratified_split(labels: np.ndarray, fraction: float, *, seed: int) -> tuple
         held.append(indices[:n_held])
         kept.append(indices[n_held:])
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+# --- Augmented views (training only) -----------------------------------------------------------------------------
+
+def random_view(image: Image.Image, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One augmented model input of a decoded image, as uint8 ``(size, size, 3)``: a random crop of 55-100% of the
+    area (aspect 3:4 to 4:3), a horizontal flip half the time, brightness, contrast and saturation each within
+    +-20%, then the shared :func:`~inference.preprocessing.to_model_input` resize. The hue is never shifted: colour
+    against monochrome is a real cue between the types."""
+    width, height = image.size
+    crop_w, crop_h = width, height
+    for _ in range(10):
+        area = rng.uniform(0.55, 1.0) * width * height
+        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+        w, h = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            crop_w, crop_h = w, h
+            break
+    left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
+    view = image.crop((left, top, left + crop_w, top + crop_h))
+    if rng.random() < 0.5:
+        view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        view = enhancer(view).enhance(float(rng.uniform(0.8, 1.2)))
+    return to_model_input(view, size).astype(np.uint8)
+
+
+def augmented_views(
+    dataset: ImageSet, view: int, *, seed: int, workers: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Augmented view number ``view`` of every image of ``dataset`` (re-read from its files), as
+    ``(start index, uint8 batch)`` chunks in dataset order. Each image's randomness comes from
+    ``(seed, view, index)`` alone, so the views do not depend on thread timing. A file that can no longer be read
+    gets its plain image instead."""
+    if len(dataset.files) != len(dataset):
+        raise ValueError("This image set does not know its source files; augmented views need them.")
+
+    def one(index: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, view, index])
+        try:
+            image = decode_image(dataset.files[index].read_bytes()).image
+        except (OSError, ImageRejected):
+            return dataset.images[index]
+        return random_view(image, dataset.input_size, rng)
+
+    chunk = 128
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        for start in range(0, len(dataset), chunk):
+            indices = range(start, min(start + chunk, len(dataset)))
+            yield start, np.stack(list(pool.map(one, indices)))

@@ -303,16 +303,20 @@ def render_curves_png(history: Mapping[str, Sequence[float]], path: Path | str, 
 
 # --- Serving benchmark (not a test: STYLE rule 14) --------------------------------------------------------------
 
-def _percentiles(seconds: Sequence[float]) -> dict[str, float]:
+def _percentiles(seconds: Sequence[float], cpu_seconds: Sequence[float] | None = None) -> dict[str, float]:
     ms = np.asarray(seconds, np.float64) * 1000.0
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "mean_ms": float(ms.mean()), "n": int(len(ms))}
+    figures = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+               "mean_ms": float(ms.mean()), "best_ms": float(ms.min()), "n": int(len(ms))}
+    if cpu_seconds is not None:
+        figures["cpu_p50_ms"] = float(np.percentile(np.asarray(cpu_seconds, np.float64) * 1000.0, 50))
+    return figures
 
 
 def benchmark_serving(
     classifier: Classifier,
     images: Sequence[Image.Image],
     *,
+    keras_classifier: Classifier | None = None,
     single_repeats: int = 200,
     reference_repeats: int = 50,
     batch_size: int = 64,
@@ -320,12 +324,17 @@ def benchmark_serving(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Latency of one image and throughput of batches through the warm serving path, beside the same network
-    through ``model.predict``, measured in the same run.
+    through ``model.predict``, measured in the same run (and, when given, beside ``keras_classifier``: the same
+    version served from model.keras through the ``tf.function`` path, to show what the fast copy buys).
 
     * single image, serving: ``predict_images([image])`` from a decoded image (resize included);
     * single image, reference: ``to_model_input`` + ``model.predict`` (what a naive worker would do);
     * batch: the model step alone on pre-decoded arrays, ``predict_arrays`` vs ``model.predict(batch_size=...)``.
+
+    Every measure has wall-clock percentiles and the process CPU time (all threads) per call: on a machine shared
+    with other jobs the wall time also counts waiting for a core, the CPU time does not.
     """
+    import os
     import time
 
     from inference.preprocessing import to_model_input
@@ -335,34 +344,58 @@ def benchmark_serving(
     arrays = np.stack([to_model_input(image, size) for image in images])
     batch = np.concatenate([arrays] * (-(-batch_size // len(arrays))))[:batch_size]
     model = classifier.model
+    load_before = os.getloadavg()
 
-    def timed(function: Callable[[int], object], repeats: int) -> list[float]:
+    def timed(function: Callable[[int], object], repeats: int) -> tuple[list[float], list[float]]:
         function(0)  # warm: traces and compiles outside the measurement
-        samples = []
+        samples, cpu = [], []
         for i in range(repeats):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             function(i)
             samples.append(time.perf_counter() - started)
-        return samples
+            cpu.append(time.process_time() - cpu_started)
+        return samples, cpu
 
-    step("single image, serving path")
-    serving = _percentiles(timed(lambda i: classifier.predict_images([images[i % len(images)]]), single_repeats))
+    def single(target: Classifier) -> dict[str, float]:
+        return _percentiles(*timed(lambda i: target.predict_images([images[i % len(images)]]), single_repeats))
+
+    def throughput(function: Callable[[int], object]) -> dict[str, float]:
+        wall, cpu = timed(function, batch_repeats)
+        return {"images_per_s": batch_size / float(np.median(wall)),
+                "cpu_ms_per_image": float(np.median(cpu)) * 1000.0 / batch_size}
+
+    step(f"single image, serving path ({classifier.backend})")
+    serving = single(classifier)
+    keras_single = keras_batch = None
+    if keras_classifier is not None and keras_classifier is not classifier:
+        step("single image, model.keras tf.function path")
+        keras_single = single(keras_classifier)
     step("single image, model.predict")
-    reference = _percentiles(timed(
+    reference = _percentiles(*timed(
         lambda i: model.predict(to_model_input(images[i % len(images)], size)[None], verbose=0), reference_repeats
     ))
     step(f"batch of {batch_size}, serving path")
-    batch_serving = timed(lambda _i: classifier.predict_arrays(batch), batch_repeats)
+    batch_serving = throughput(lambda _i: classifier.predict_arrays(batch))
+    if keras_single is not None and keras_classifier is not None:
+        step(f"batch of {batch_size}, model.keras tf.function path")
+        keras_batch = throughput(lambda _i: keras_classifier.predict_arrays(batch))
     step(f"batch of {batch_size}, model.predict")
-    batch_reference = timed(lambda _i: model.predict(batch, batch_size=batch_size, verbose=0), batch_repeats)
-    serving_ips = batch_size / float(np.median(batch_serving))
-    reference_ips = batch_size / float(np.median(batch_reference))
+    batch_reference = throughput(lambda _i: model.predict(batch, batch_size=batch_size, verbose=0))
     return {
         "version": classifier.version,
         "input_size": size,
+        "backend": classifier.backend,
         "xla": classifier.jit_compiled,
-        "single": {"serving": serving, "model_predict": reference,
+        "single": {"serving": serving, "keras_tf_function": keras_single, "model_predict": reference,
                    "speedup_p50": reference["p50_ms"] / serving["p50_ms"]},
-        "batch": {"batch_size": batch_size, "serving_images_per_s": serving_ips,
-                  "model_predict_images_per_s": reference_ips, "speedup": serving_ips / reference_ips},
+        "batch": {"batch_size": batch_size, "serving_images_per_s": batch_serving["images_per_s"],
+                  "serving_cpu_ms_per_image": batch_serving["cpu_ms_per_image"],
+                  "keras_tf_function_images_per_s": keras_batch["images_per_s"] if keras_batch else None,
+                  "keras_tf_function_cpu_ms_per_image": keras_batch["cpu_ms_per_image"] if keras_batch else None,
+                  "model_predict_images_per_s": batch_reference["images_per_s"],
+                  "model_predict_cpu_ms_per_image": batch_reference["cpu_ms_per_image"],
+                  "speedup": batch_serving["images_per_s"] / batch_reference["images_per_s"]},
+        "load_average": {"before": [round(x, 2) for x in load_before],
+                         "after": [round(x, 2) for x in os.getloadavg()]},
+        "cpus": os.cpu_count(),
     }

@@ -1,12 +1,22 @@
 """The one model loader (STYLE rule 4): each model version is loaded once per process, lazily, under a lock, and
 warmed with one prediction before anyone gets it.
 
-Serving does not go through ``model.predict`` (which builds a dataset and a step function on every call): the
-network is wrapped once in a ``tf.function`` that also applies the card's temperature to the logits and
-L2-normalises the embedding. XLA (``jit_compile=True``) is off by default: on CPU, with TensorFlow's oneDNN
-kernels, it measured slower for the seed CNN (single image ~1.5x, batches of 64 ~1.4x); set
-``ARTSITE_TF_JIT = True`` to try it for another architecture (``bench_model`` says which is on). Batches are padded up to a few fixed sizes so that the
-function is compiled for a handful of shapes only.
+Two serving paths, one contract (``predict_arrays`` -> temperature-calibrated probabilities and L2-normalised
+embeddings):
+
+* **TFLite** (``model.tflite`` in the version folder, written by training from the same weights; see
+  :mod:`inference.tflite`): preferred when present. At load it is checked against the Keras model on
+  deterministic warm-up images (:func:`inference.tflite.verification_inputs`); if it disagrees beyond the card's
+  tolerance, or cannot run, the loader logs why and serves the Keras model instead.
+* **Keras**: the network wrapped once in a ``tf.function`` (not ``model.predict``, which builds a dataset and a
+  step function on every call) that applies the card's temperature to the logits and L2-normalises the
+  embedding. XLA (``jit_compile=True``) is off by default: on this CPU it measured slower for the seed CNN and
+  5-20x slower for EfficientNet-Lite0 (XLA:CPU has no oneDNN depthwise kernels); ``ARTSITE_TF_JIT = True`` tries it.
+
+``settings.ARTSITE_MODEL_BACKEND`` (``auto``, the default, or ``keras``) can rule the fast path out; evaluation and
+benchmarks ask for a path explicitly. ``model.keras`` is always loaded: it is the source of truth, and what
+``classifier.model`` returns. Batches are padded up to a few fixed sizes so that either path sees a handful of
+shapes only.
 
 TensorFlow is imported on first use, not at import time, so importing this module stays cheap.
 """
@@ -29,6 +39,9 @@ from PIL import Image
 
 from inference.preprocessing import to_model_input
 from inference.registry import MODEL_FILE, ModelNotFound, ModelUnavailable, find_version, read_card
+from inference.tflite import DEFAULT_TOLERANCE, TFLITE_FILE
+
+BACKENDS = ("auto", "keras", "tflite")
 
 __all__ = ["Classifier", "ModelNotFound", "ModelUnavailable", "clear_cache", "get_classifier"]
 
@@ -54,7 +67,7 @@ def configure_threads(threads: int | None = None) -> None:
         return
     import tensorflow as tf
 
-    threads = int(threads or getattr(settings, "ARTSITE_TF_THREADS", 0) or os.cpu_count() or 1)
+    threads = _threads(threads)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
@@ -62,6 +75,10 @@ def configure_threads(threads: int | None = None) -> None:
         # The runtime already started (e.g. a test built a model first); the existing pools are kept.
         logger.debug("TensorFlow already initialised; thread settings unchanged")
     _threads_configured = True
+
+
+def _threads(threads: int | None = None) -> int:
+    return int(threads or getattr(settings, "ARTSITE_TF_THREADS", 0) or os.cpu_count() or 1)
 
 
 def _bucket(n: int) -> int:
@@ -82,8 +99,12 @@ class Classifier:
     path: Path
     temperature: float
     model: Any = field(repr=False)  # the keras.Model as saved: outputs (probabilities, embedding)
+    # batch (n, S, S, 3) float32 -> (calibrated probabilities, L2-normalised embeddings) as NumPy arrays
     _step: Any = field(repr=False, default=None)
     jit_compiled: bool = False
+    backend: str = "keras"  # what serves: "keras" (tf.function) or "tflite-<quantization>"
+    # the fast copy's agreement with the Keras model on the warm-up images, when it was checked
+    verification: dict[str, Any] | None = None
 
     def predict_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``batch``: (N, S, S, 3) pixels in [0, 255] (float32, or uint8).
@@ -109,8 +130,8 @@ class Classifier:
             if size != len(part):
                 part = np.concatenate([part, np.zeros((size - len(part), *expected), np.float32)])
             p, e = self._step(part)
-            probabilities.append(p.numpy()[: min(chunk, n - start)])
-            embeddings.append(e.numpy()[: min(chunk, n - start)])
+            probabilities.append(p[: min(chunk, n - start)])
+            embeddings.append(e[: min(chunk, n - start)])
         return np.concatenate(probabilities), np.concatenate(embeddings)
 
     def predict_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
@@ -149,10 +170,65 @@ def _build_step(model: Any, temperature: float, input_size: int, *, jit_compile:
         probabilities = tf.nn.softmax(tf.cast(scores, tf.float32) * inverse_t, axis=-1)
         return probabilities, tf.math.l2_normalize(tf.cast(embedding, tf.float32), axis=-1)
 
-    return step
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities, embeddings = step(batch)
+        return probabilities.numpy(), embeddings.numpy()
+
+    return run
 
 
-def _load(version: str) -> Classifier:
+def _build_tflite_step(path: Path, temperature: float, num_classes: int) -> Any:
+    from inference.tflite import TFLiteRunner
+
+    runner = TFLiteRunner.from_file(path, num_classes=num_classes, threads=_threads())
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embeddings = runner(batch)
+        scores = logits.astype(np.float64) / temperature
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        norms = np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        return probabilities, (embeddings / norms).astype(np.float32)
+
+    return run
+
+
+def _try_tflite(classifier: Classifier) -> None:
+    """Switch ``classifier`` to the TFLite copy if it is there and agrees with the Keras model on the warm-up
+    images; otherwise leave it on Keras and log why."""
+    from inference.tflite import agreement, verification_inputs
+
+    path = classifier.path / TFLITE_FILE
+    if not path.is_file():
+        return
+    serving = classifier.card.get("serving") if isinstance(classifier.card.get("serving"), dict) else {}
+    quantization = str(serving.get("quantization") or "fp32")
+    default_p, default_cos = DEFAULT_TOLERANCE.get(quantization, DEFAULT_TOLERANCE["int8"])
+    tolerance = serving.get("tolerance") if isinstance(serving.get("tolerance"), dict) else {}
+    max_p = float(tolerance.get("max_probability_diff", default_p))
+    min_cos = float(tolerance.get("min_embedding_cosine", default_cos))
+    keras_step = classifier._step
+    try:
+        step = _build_tflite_step(path, classifier.temperature, len(classifier.classes))
+        images = verification_inputs(classifier.input_size)
+        checks = agreement(*keras_step(images), *step(images))
+        if checks["max_probability_diff"] > max_p or checks["min_embedding_cosine"] < min_cos:
+            raise ValueError(
+                f"it disagrees with model.keras on the warm-up images (largest probability difference "
+                f"{checks['max_probability_diff']:.4f}, limit {max_p}; smallest embedding cosine "
+                f"{checks['min_embedding_cosine']:.4f}, limit {min_cos})"
+            )
+        step(images[:1])  # warm the single-image interpreter too
+    except Exception as exc:  # a damaged file, an op this runtime lacks, a mismatch: Keras serves instead
+        logger.warning("Not serving %s from %s: %s; serving model.keras instead", classifier.version, path, exc)
+        return
+    classifier._step = step
+    classifier.backend = f"tflite-{quantization}"
+    classifier.verification = {**checks, "max_probability_diff_limit": max_p, "min_embedding_cosine_limit": min_cos}
+
+
+def _load(version: str, backend: str) -> Classifier:
     path = find_version(version)  # ModelNotFound (a ModelUnavailable) when there is no folder
     try:
         card = read_card(path)
@@ -208,33 +284,43 @@ def _load(version: str) -> Classifier:
             if not jit_compile:
                 raise ModelUnavailable(version, f"the warm-up prediction failed ({exc})") from None
             logger.warning("XLA compilation failed for %s, serving without it: %s", version, exc)
+    if backend == "tflite" or (backend == "auto" and getattr(settings, "ARTSITE_MODEL_BACKEND", "auto") != "keras"):
+        _try_tflite(classifier)
+        if backend == "tflite" and not classifier.backend.startswith("tflite"):
+            raise ModelUnavailable(version, f"{TFLITE_FILE} is missing or failed its check (see the log)")
     logger.info(
-        "Loaded model %s from %s in %.1fs (XLA %s)", version, path, time.perf_counter() - started,
-        "on" if classifier.jit_compiled else "off",
+        "Loaded model %s from %s in %.1fs (serving: %s%s)", version, path, time.perf_counter() - started,
+        classifier.backend, ", XLA" if classifier.jit_compiled and classifier.backend == "keras" else "",
     )
     return classifier
 
 
-def get_classifier(version: str) -> Classifier:
+def get_classifier(version: str, *, backend: str = "auto") -> Classifier:
     """The classifier of ``version``, loaded and warmed on first use, then cached for the process.
+
+    ``backend``: ``auto`` (the fast TFLite copy when present and verified, else Keras: what the product uses),
+    ``keras`` (always the Keras model, e.g. to measure it) or ``tflite`` (the fast copy or an error).
 
     Raises :class:`ModelUnavailable` (with ``.reason``) when it cannot serve: no folder (:class:`ModelNotFound`, a
     subclass), missing or damaged model.keras or card.json, or a card that does not match the model. Failures are
     not cached, so a repaired folder is picked up on the next call.
     """
-    classifier = _cache.get(version)
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    key = version if backend == "auto" else f"{version}#{backend}"
+    classifier = _cache.get(key)
     if classifier is not None:
         return classifier
     with _lock:
-        classifier = _cache.get(version)
+        classifier = _cache.get(key)
         if classifier is None:
-            classifier = _load(version)
-            _cache[version] = classifier
+            classifier = _load(version, backend)
+            _cache[key] = classifier
         return classifier
 
 
 def loaded_versions() -> list[str]:
-    return list(_cache)
+    return [key for key in _cache if "#" not in key]
 
 
 def clear_cache() -> None:

@@ -1,13 +1,16 @@
 """Train a model version: a new folder ``<output_dir>/<version>/`` with model.keras, card.json, confusion.png and
-curves.png.
+curves.png (and model.tflite, the fast serving copy, where the recipe makes one).
 
 * Reproducible: one seed drives Keras, TensorFlow, NumPy, the shuffling and the augmentation.
 * A stratified share of the training images (``holdout_fraction``) is held out; it picks the best epoch (lowest
   held-out loss) and fits the temperature. The separate validation set, when given, is never used to make a
   choice, so the card's metrics on it are honest.
 * Class weights (inverse frequency) make up for the smaller painting class.
-* Augmentation is part of the training graph only (random flips, small shifts and zooms); the saved model has
-  none of it. Colour is left alone on purpose: colour vs monochrome is a real cue between types.
+* Two recipes. The seed CNN trains end to end with Keras ``fit`` and in-graph augmentation (random flips, small
+  shifts and zooms). EfficientNet-Lite0 keeps its ImageNet trunk frozen, caches the trunk's activations for
+  several augmented views of each image once, and trains the last blocks and the heads on those
+  (:func:`_fit_tail`): minutes on two CPU cores instead of hours. Either way the saved model has no augmentation
+  in it, and the hue is never changed: colour against monochrome is a real cue between types.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from django.conf import settings
 from keras import layers
 
 from inference import architectures, evaluation
-from inference.datasets import ImageSet, stratified_split
+from inference.datasets import ImageSet, augmented_views, stratified_split
 from inference.registry import CARD_FILE, MODEL_FILE, new_version_name
+from inference.tflite import TFLITE_FILE
 
 PREPROCESSING = (
     "inference.preprocessing.decode_image then to_model_input: EXIF orientation applied, any mode to 8-bit RGB "
     "(alpha composited on white), the whole image resized to SxS (bilinear, no crop), float32 pixels in [0, 255]; "
-    "the model rescales to [0, 1] inside its graph."
+    "the model normalises inside its graph (see 'normalisation')."
 )
 OUTPUTS_DOC = (
     "outputs[0] 'probabilities': softmax (N, 5) in card['classes'] order, NOT temperature-scaled (the loader "
@@ -102,48 +106,210 @@ def _predictor(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, n
     return predict
 
 
+@dataclass
+class _Fitted:
+    """What a training recipe hands back to the common calibrate / evaluate / write steps."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    best_epoch: int  # 0-based
+    hyperparameters: dict[str, Any]
+    # indices into train_data -> (probabilities (uncalibrated), raw embeddings) of those training images
+    predict_train: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+# Per-architecture defaults for the arguments left as None.
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "seed-cnn": {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "tflite": None},
+    "efficientnet-lite0": {"epochs": 15, "batch_size": 64, "learning_rate": 1e-3, "tflite": "int8"},
+}
+TAIL_TRAINED = {"efficientnet-lite0"}
+
+
 def train(
     *,
     train_data: ImageSet,
     val_data: ImageSet | None = None,
     architecture: str = "seed-cnn",
-    epochs: int = 20,
+    epochs: int | None = None,
     seed: int = 1337,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
     holdout_fraction: float = 0.1,
     augment: bool = True,
     output_dir: Path | str | None = None,
     version: str | None = None,
     events: TrainingEvents | None = None,
+    fine_tune_from: str = "block6a",
+    augment_views: int = 4,
+    weight_decay: float = 1e-4,
+    label_smoothing: float = 0.1,
+    tflite: str | None = "default",
+    extra_card: dict[str, Any] | None = None,
 ) -> TrainedVersion:
     """Train, calibrate, evaluate and write a new model version; returns its name, folder and card.
 
     ``train_data`` (and ``val_data``) must have been read at the architecture's input size. Without ``val_data``
-    the card's metrics are measured on the held-out share of ``train_data``.
+    the card's metrics are measured on the held-out share of ``train_data``. ``epochs``, ``batch_size``,
+    ``learning_rate`` and ``tflite`` default per architecture (:data:`RECIPE_DEFAULTS`).
+
+    EfficientNet-Lite0 only: ``fine_tune_from`` (the first trained block; the ones before it keep their ImageNet
+    weights), ``augment_views`` (augmented copies of each image whose trunk activations are cached),
+    ``weight_decay``, ``label_smoothing``. ``tflite``: quantization of the fast serving copy written beside
+    model.keras (``fp32``, ``fp16``, ``int8``; ``None`` for none).
     """
     events = events or TrainingEvents()
     stage = events.on_stage or (lambda _name: None)
+    if architecture not in architectures.ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}.")
+    defaults = RECIPE_DEFAULTS.get(architecture, RECIPE_DEFAULTS["seed-cnn"])
+    epochs = int(epochs if epochs is not None else defaults["epochs"])
+    batch_size = int(batch_size if batch_size is not None else defaults["batch_size"])
+    learning_rate = float(learning_rate if learning_rate is not None else defaults["learning_rate"])
+    quantization = defaults["tflite"] if tflite == "default" else tflite
     classes = train_data.classes
     input_size = train_data.input_size
     if val_data is not None and (val_data.classes != classes or val_data.input_size != input_size):
         raise ValueError("The validation set must have the training set's classes and input size.")
     if len(train_data) < 2 * len(classes):
         raise ValueError(f"Too few training images ({len(train_data)}); need at least two per type.")
+    if epochs < 1:
+        raise ValueError("Train for at least one epoch.")
     output_root = Path(output_dir) if output_dir else Path(settings.ARTSITE_MODEL_DIRS[-1])
     output_root.mkdir(parents=True, exist_ok=True)
-    prefix = architecture
-    version = version or new_version_name(prefix)
+    version = version or new_version_name(architecture)
     if (output_root / version).exists():
         raise FileExistsError(f"{output_root / version} already exists.")
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     keras.utils.set_random_seed(seed)
 
     fit_idx, held_idx = stratified_split(train_data.labels, holdout_fraction, seed=seed)
     fit_set, held_set = train_data.subset(fit_idx), train_data.subset(held_idx)
+    weights = class_weights(fit_set.labels, len(classes))
 
-    model = architectures.build(architecture, input_size=input_size, num_classes=len(classes))
+    common = {"train_data": train_data, "fit_idx": fit_idx, "held_idx": held_idx, "epochs": epochs, "seed": seed,
+              "batch_size": batch_size, "learning_rate": learning_rate, "augment": augment,
+              "weights": weights, "events": events}
+    if architecture in TAIL_TRAINED:
+        fitted = _fit_tail(architecture=architecture, fine_tune_from=fine_tune_from, augment_views=augment_views,
+                           weight_decay=weight_decay, label_smoothing=label_smoothing, **common)
+    else:
+        fitted = _fit_keras(architecture=architecture, **common)
+    model = fitted.model
+    training_seconds = time.perf_counter() - started
+    training_cpu_seconds = time.process_time() - cpu_started
+
+    stage("calibrating")
+    held_p, _ = fitted.predict_train(held_idx)
+    temperature = evaluation.fit_temperature(held_p, held_set.labels) if len(held_set) else 1.0
+
+    stage("evaluating")
+    predict = _predictor(model)
+    report_set, evaluated_on = (val_data, "val") if val_data is not None else (held_set, "holdout")
+    report_p, report_e = predict(report_set.images)
+    catalogue_e: np.ndarray | None = None
+    if val_data is not None:
+        _, catalogue_e = fitted.predict_train(np.arange(len(train_data)))
+    metrics = _metrics(report_p, report_e, report_set, temperature, classes, catalogue_e, train_data.labels)
+    metrics["evaluated_on"] = evaluated_on
+
+    files: dict[str, bytes] = {}
+    serving: dict[str, Any] | None = None
+    if quantization:
+        stage(f"converting to TFLite ({quantization})")
+        files[TFLITE_FILE], serving = _tflite_copy(
+            model, quantization=quantization, fit_set=fit_set, seed=seed, temperature=temperature,
+            report=(report_p, report_e), report_set=report_set, train_data=train_data, classes=classes,
+            with_catalogue=val_data is not None,
+        )
+
+    stage("writing")
+    card: dict[str, Any] = {
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "architecture": architecture,
+        "classes": list(classes),
+        "input_size": input_size,
+        "embedding_dim": int(model.outputs[1].shape[-1]),
+        "outputs": OUTPUTS_DOC,
+        "preprocessing": PREPROCESSING,
+        "normalisation": _normalisation(model),
+        "temperature": round(float(temperature), 4),
+        "calibration": {
+            "method": "temperature scaling: the T minimising the NLL of the held-out share of the TRAINING images "
+                      "(never the validation set, which stays an honest test)",
+            "n": len(held_set),
+        },
+        "data": {
+            **train_data.summary(),
+            "fit_n": len(fit_set),
+            "holdout": {"n": len(held_set), "counts": held_set.counts, "fraction": holdout_fraction},
+            "val": val_data.summary() if val_data is not None else None,
+        },
+        "hyperparameters": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+            "holdout_fraction": holdout_fraction,
+            "class_weights": {classes[i]: round(w, 4) for i, w in weights.items()},
+            "best_epoch": fitted.best_epoch + 1,
+            "selection": "lowest held-out loss",
+            **fitted.hyperparameters,
+        },
+        "metrics": metrics,
+        "serving": serving,
+        "history": {k: [round(float(v), 5) for v in values] for k, values in fitted.history.items()},
+        "training_seconds": round(training_seconds, 1),
+        "training_cpu_seconds": round(training_cpu_seconds, 1),
+        "environment": {
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
+        **(extra_card or {}),
+    }
+    destination = _write_version(output_root, version, model, card, fitted.history, metrics["confusion"], classes,
+                                 files=files)
+    return TrainedVersion(version=version, path=destination, card=card)
+
+
+def _metrics(probabilities: np.ndarray, embeddings: np.ndarray, dataset: ImageSet, temperature: float,
+             classes: tuple[str, ...], catalogue_e: np.ndarray | None, catalogue_labels: np.ndarray) -> dict[str, Any]:
+    calibrated = evaluation.apply_temperature(probabilities, temperature)
+    metrics = evaluation.classification_metrics(
+        calibrated, dataset.labels, classes, embeddings=embeddings,
+        catalogue_embeddings=catalogue_e, catalogue_labels=catalogue_labels if catalogue_e is not None else None,
+    )
+    metrics["ece_uncalibrated"] = evaluation.expected_calibration_error(probabilities, dataset.labels)
+    metrics["nll_uncalibrated"] = evaluation.negative_log_likelihood(probabilities, dataset.labels)
+    if catalogue_e is None:
+        metrics["precision_at_5_catalogue"] = "leave-one-out within the evaluated images"
+    return metrics
+
+
+def _normalisation(model: keras.Model) -> str:
+    names = {layer.name for layer in model.layers}
+    if "input_normalization" in names:
+        return "(x - 127) / 128 inside the model (EfficientNet-Lite's constants)"
+    if "rescale" in names:
+        return "x / 255 inside the model"
+    return "inside the model"
+
+
+def _fit_keras(
+    *, architecture: str, train_data: ImageSet, fit_idx: np.ndarray, held_idx: np.ndarray, epochs: int, seed: int,
+    batch_size: int, learning_rate: float, augment: bool, weights: dict[int, float], events: TrainingEvents,
+) -> _Fitted:
+    """End-to-end Keras ``fit`` with in-graph augmentation (the seed CNN)."""
+    stage = events.on_stage or (lambda _name: None)
+    fit_set, held_set = train_data.subset(fit_idx), train_data.subset(held_idx)
+    input_size = train_data.input_size
+    model = architectures.build(architecture, input_size=input_size, num_classes=len(train_data.classes))
     logits_model = keras.Model(model.inputs, model.get_layer(architectures.LOGITS_LAYER).output)
     inputs = keras.Input(shape=(input_size, input_size, 3), dtype="float32")
     x = _augmentation(seed)(inputs) if augment else inputs
@@ -173,7 +339,6 @@ def train(
 
     best = _BestWeights(model)
     callbacks: list[keras.callbacks.Callback] = [best, _Events(events, epochs)]
-    weights = class_weights(fit_set.labels, len(classes))
     stage("training")
     history = trainer.fit(
         as_dataset(fit_set.images, fit_set.labels, shuffle=True),
@@ -185,79 +350,242 @@ def train(
         verbose=0,
     ).history
     best.restore()
-    training_seconds = time.perf_counter() - started
-
-    stage("calibrating")
     predict = _predictor(model)
-    held_p, _ = predict(held_set.images)
-    temperature = evaluation.fit_temperature(held_p, held_set.labels) if len(held_set) else 1.0
-
-    stage("evaluating")
-    report_set, evaluated_on = (val_data, "val") if val_data is not None else (held_set, "holdout")
-    report_p, report_e = predict(report_set.images)
-    _, catalogue_e = predict(train_data.images)
-    calibrated = evaluation.apply_temperature(report_p, temperature)
-    metrics = evaluation.classification_metrics(
-        calibrated, report_set.labels, classes, embeddings=report_e,
-        catalogue_embeddings=catalogue_e if val_data is not None else None,
-        catalogue_labels=train_data.labels if val_data is not None else None,
-    )
-    metrics["evaluated_on"] = evaluated_on
-    metrics["ece_uncalibrated"] = evaluation.expected_calibration_error(report_p, report_set.labels)
-    metrics["nll_uncalibrated"] = evaluation.negative_log_likelihood(report_p, report_set.labels)
-    if val_data is None:
-        metrics["precision_at_5_catalogue"] = "leave-one-out within the held-out images"
-
-    stage("writing")
-    card: dict[str, Any] = {
-        "version": version,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "architecture": architecture,
-        "classes": list(classes),
-        "input_size": input_size,
-        "embedding_dim": int(model.outputs[1].shape[-1]),
-        "outputs": OUTPUTS_DOC,
-        "preprocessing": PREPROCESSING,
-        "temperature": round(float(temperature), 4),
-        "calibration": {
-            "method": "temperature scaling, NLL on the held-out training share",
-            "n": len(held_set),
-        },
-        "data": {
-            **train_data.summary(),
-            "fit_n": len(fit_set),
-            "holdout": {"n": len(held_set), "counts": held_set.counts, "fraction": holdout_fraction},
-            "val": val_data.summary() if val_data is not None else None,
-        },
-        "hyperparameters": {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "schedule": "cosine decay to 2% over all steps",
+    return _Fitted(
+        model=model, history=history, best_epoch=best.best_epoch,
+        hyperparameters={
             "optimizer": "adam",
-            "seed": seed,
-            "holdout_fraction": holdout_fraction,
+            "schedule": "cosine decay to 2% over all steps",
             "augmentation": "horizontal flip, translate 8%, zoom -12%..+8% (reflect)" if augment else "none",
-            "class_weights": {classes[i]: round(w, 4) for i, w in weights.items()},
-            "best_epoch": best.best_epoch + 1,
-            "selection": "lowest held-out loss",
         },
-        "metrics": metrics,
-        "history": {k: [round(float(v), 5) for v in values] for k, values in history.items()},
-        "training_seconds": round(training_seconds, 1),
-        "environment": {
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
+        predict_train=lambda indices: predict(train_data.images[indices]),
+    )
+
+
+def _fit_tail(
+    *, architecture: str, train_data: ImageSet, fit_idx: np.ndarray, held_idx: np.ndarray, epochs: int, seed: int,
+    batch_size: int, learning_rate: float, augment: bool, weights: dict[int, float], events: TrainingEvents,
+    fine_tune_from: str, augment_views: int, weight_decay: float, label_smoothing: float,
+) -> _Fitted:
+    """Fine-tune the last blocks of a pretrained network on cached trunk activations.
+
+    The blocks before ``fine_tune_from`` keep their ImageNet weights and run once per image and view: their
+    output for the plain image, its mirror image and ``augment_views`` random crops with colour jitter
+    (:func:`inference.datasets.random_view`) is cached (float16). The tail (the remaining blocks, the 1280-d head
+    convolution, the 128-d embedding and the cosine classifier) then trains on a random cached view of each image
+    per epoch, which costs a fraction of running the whole network. Batch-norm statistics stay ImageNet's (the
+    tail's BN layers are frozen: with ~2,300 images, re-estimating them measured worse); stochastic depth and the
+    head's dropout are on while training. AdamW with a linear warm-up then cosine decay, label smoothing and class
+    weights in the cross-entropy.
+    """
+    stage = events.on_stage or (lambda _name: None)
+    classes = train_data.classes
+    model = architectures.build(architecture, input_size=train_data.input_size, num_classes=len(classes))
+    cut = architectures.trunk_cut(model, fine_tune_from)
+    trunk = keras.Model(model.inputs, cut, name="trunk")
+    tail = keras.Model(cut, [model.get_layer(architectures.LOGITS_LAYER).output, model.outputs[1]], name="tail")
+    for layer in tail.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+    size = train_data.input_size
+    trunk_step = tf.function(
+        lambda x: trunk(x, training=False), input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)]
+    )
+
+    def activations(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([
+            trunk_step(tf.constant(images[start : start + 64], tf.float32)).numpy().astype(np.float16)
+            for start in range(0, len(images), 64)
+        ])
+
+    fit_set = train_data.subset(fit_idx)
+    n_views = 1 + (1 + augment_views if augment else 0)
+    stage(f"caching trunk activations (view 1 of {n_views})")
+    clean = activations(train_data.images)  # every training image: the held-out share and the catalogue need it
+    views = [clean[fit_idx]]
+    if augment:
+        stage(f"caching trunk activations (view 2 of {n_views})")
+        views.append(activations(fit_set.images[:, :, ::-1]))
+        for view in range(augment_views):
+            stage(f"caching trunk activations (view {view + 3} of {n_views})")
+            cached = np.empty_like(views[0])
+            for start, batch in augmented_views(fit_set, view, seed=seed):
+                cached[start : start + len(batch)] = activations(batch)
+                if events.on_batch is not None:
+                    events.on_batch(start + len(batch), len(fit_set))
+            views.append(cached)
+    stacked = np.stack(views)  # (views, fit images, h, w, c) float16
+    del views
+
+    fit_labels = train_data.labels[fit_idx]
+    held_labels = train_data.labels[held_idx]
+    held_x = clean[held_idx]
+    class_weight = tf.constant([weights[i] for i in range(len(classes))], tf.float32)
+    steps_per_epoch = max(1, -(-len(fit_idx) // batch_size))
+    total_steps = steps_per_epoch * epochs
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, total_steps, alpha=0.01, warmup_target=learning_rate, warmup_steps=max(1, total_steps // 20)
+    )
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    variables = tail.trainable_variables
+    optimizer.build(variables)
+    num_classes = len(classes)
+
+    def weighted_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        targets = tf.one_hot(labels, num_classes) * (1.0 - label_smoothing) + label_smoothing / num_classes
+        per_example = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+        w = tf.gather(class_weight, labels)
+        return tf.reduce_sum(per_example * w) / tf.reduce_sum(w)
+
+    @tf.function
+    def train_step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            logits, _ = tail(tf.cast(x, tf.float32), training=True)
+            loss = weighted_loss(logits, y)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss, tf.reduce_sum(tf.cast(tf.argmax(logits, axis=-1) == tf.cast(y, tf.int64), tf.float32))
+
+    tail_step = tf.function(lambda x: tail(tf.cast(x, tf.float32), training=False))
+
+    def tail_predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(x):
+            return np.zeros((0, num_classes), np.float32), np.zeros((0, int(model.outputs[1].shape[-1])), np.float32)
+        logits, embeddings = [], []
+        for start in range(0, len(x), 256):
+            lg, e = tail_step(x[start : start + 256])
+            logits.append(lg.numpy())
+            embeddings.append(e.numpy())
+        return evaluation.softmax(np.concatenate(logits).astype(np.float64)).astype(np.float32), np.concatenate(
+            embeddings
+        )
+
+    rng = np.random.default_rng(seed)
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    best_loss, best_epoch, best_weights = float("inf"), 0, None
+    stage("training")
+    for epoch in range(epochs):
+        order = rng.permutation(len(fit_idx))
+        chosen_view = rng.integers(0, len(stacked), len(order))
+        loss_sum = correct = 0.0
+        for step_index, start in enumerate(range(0, len(order), batch_size), start=1):
+            rows, picks = order[start : start + batch_size], chosen_view[start : start + batch_size]
+            loss, hits = train_step(tf.constant(stacked[picks, rows]), tf.constant(fit_labels[rows]))
+            loss_sum += float(loss) * len(rows)
+            correct += float(hits)
+            if events.on_batch is not None:
+                events.on_batch(step_index, steps_per_epoch)
+        logs = {"loss": loss_sum / len(order), "accuracy": correct / len(order)}
+        if len(held_idx):
+            held_p, _ = tail_predict(held_x)
+            weights_held = np.asarray([weights[int(c)] for c in held_labels])
+            smoothed = np.full(held_p.shape, label_smoothing / num_classes)
+            smoothed[np.arange(len(held_labels)), held_labels] += 1.0 - label_smoothing
+            per_example = -(smoothed * np.log(np.maximum(held_p, 1e-12))).sum(axis=1)
+            logs["val_loss"] = float((per_example * weights_held).sum() / weights_held.sum())
+            logs["val_accuracy"] = float((held_p.argmax(axis=1) == held_labels).mean())
+        for key, value in logs.items():
+            history[key].append(value)
+        held_loss = logs.get("val_loss")
+        if held_loss is None or held_loss <= best_loss:
+            best_loss = held_loss if held_loss is not None else best_loss
+            best_epoch, best_weights = epoch, [v.numpy() for v in variables]
+        if events.on_epoch is not None:
+            events.on_epoch(epoch + 1, epochs, logs)
+    if best_weights is not None:
+        for variable, value in zip(variables, best_weights, strict=True):
+            variable.assign(value)
+    if not len(held_idx):
+        del history["val_loss"], history["val_accuracy"]
+
+    return _Fitted(
+        model=model, history=history, best_epoch=best_epoch,
+        hyperparameters={
+            "optimizer": f"AdamW (weight decay {weight_decay:g})",
+            "schedule": "linear warm-up over 5% of the steps, then cosine decay to 1%",
+            "loss": f"cross-entropy, label smoothing {label_smoothing:g}, class-weighted",
+            "fine_tune_from": fine_tune_from,
+            "frozen": f"input normalisation, stem and every block before {fine_tune_from} (ImageNet weights); "
+                      "all batch-norm statistics",
+            "trainable_parameters": int(sum(int(np.prod(v.shape)) for v in variables)),
+            "head": "dropout 0.3, Dense 128 (embedding), cosine classifier (scale 16) on the normalised embedding",
+            "augmentation": (
+                f"cached trunk activations of {n_views} views per image: plain, mirrored, {augment_views} random "
+                "crops (55-100% area, aspect 3:4-4:3) with flip and brightness/contrast/saturation +-20%; "
+                "one view drawn per image and epoch" if augment else "none (plain images only)"
+            ),
         },
+        predict_train=lambda indices: tail_predict(clean[indices]),
+    )
+
+
+def _tflite_copy(
+    model: keras.Model, *, quantization: str, fit_set: ImageSet, seed: int, temperature: float,
+    report: tuple[np.ndarray, np.ndarray], report_set: ImageSet, train_data: ImageSet, classes: tuple[str, ...],
+    with_catalogue: bool, representative_n: int = 300,
+) -> tuple[bytes, dict[str, Any]]:
+    """The fast serving copy and its card block: how it was made, how it scores on the same evaluation images,
+    how closely it agrees with the Keras model, and the tolerance the loader checks it against."""
+    from inference import tflite
+
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.permutation(len(fit_set))[: min(representative_n, len(fit_set))])
+    content = tflite.convert(model, quantization=quantization, representative=fit_set.images[picks])
+    runner = tflite.TFLiteRunner(content, num_classes=len(classes), threads=os.cpu_count() or 1)
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embeddings = [], []
+        for start in range(0, len(images), 64):
+            lg, e = runner(images[start : start + 64].astype(np.float32))
+            logits.append(lg)
+            embeddings.append(e)
+        return evaluation.softmax(np.concatenate(logits).astype(np.float64)), np.concatenate(embeddings)
+
+    report_p, report_e = predict(report_set.images)
+    catalogue_e = predict(train_data.images)[1] if with_catalogue else None
+    metrics = _metrics(report_p, report_e, report_set, temperature, classes, catalogue_e, train_data.labels)
+    metrics.pop("confusion", None)
+
+    def normalised(e: np.ndarray) -> np.ndarray:
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+    on_report = tflite.agreement(
+        evaluation.apply_temperature(report[0], temperature), normalised(report[1]),
+        evaluation.apply_temperature(report_p, temperature), normalised(report_e),
+    )
+    probe = tflite.verification_inputs(fit_set.input_size)
+    keras_p, keras_e = _predictor(model)(probe)
+    probe_p, probe_e = predict(probe)
+    on_probe = tflite.agreement(
+        evaluation.apply_temperature(keras_p, temperature), normalised(keras_e),
+        evaluation.apply_temperature(probe_p, temperature), normalised(probe_e),
+    )
+    default_p, default_cos = tflite.DEFAULT_TOLERANCE[quantization]
+    tolerance = {
+        # Twice what was measured here, never tighter than the defaults: catches a wrong or damaged file, not
+        # rounding on another CPU.
+        "max_probability_diff": round(max(default_p, 2 * on_probe["max_probability_diff"]), 4),
+        "min_embedding_cosine": round(min(default_cos, 1 - 2 * (1 - on_probe["min_embedding_cosine"])), 4),
     }
-    destination = _write_version(output_root, version, model, card, history, metrics["confusion"], classes)
-    return TrainedVersion(version=version, path=destination, card=card)
+    return content, {
+        "file": tflite.TFLITE_FILE,
+        "format": "tflite (TensorFlow Lite flatbuffer, XNNPACK)",
+        "quantization": quantization,
+        "quantization_detail": {
+            "int8": f"weights and activations int8, calibrated on {len(picks)} training images; float32 in and out",
+            "fp16": "weights stored as float16, computed in float32",
+            "fp32": "float32 as trained",
+        }[quantization],
+        "size_bytes": len(content),
+        "metrics": metrics,
+        "agreement_with_keras": on_report,
+        "agreement_on_verification_images": on_probe,
+        "tolerance": tolerance,
+    }
 
 
 def _write_version(root: Path, version: str, model: Any, card: dict[str, Any], history: dict[str, list[float]],
-                   confusion: list[list[int]], classes: tuple[str, ...]) -> Path:
+                   confusion: list[list[int]], classes: tuple[str, ...], *, files: dict[str, bytes] | None = None
+                   ) -> Path:
     """Write into a hidden temporary folder and rename it, so a half-written version is never listed."""
 
     staging = root / f".{version}.partial"
@@ -266,6 +594,8 @@ def _write_version(root: Path, version: str, model: Any, card: dict[str, Any], h
     staging.mkdir(parents=True)
     try:
         model.save(staging / MODEL_FILE)
+        for name, content in (files or {}).items():
+            (staging / name).write_bytes(content)
         evaluated_on = card["metrics"].get("evaluated_on", "")
         evaluation.render_confusion_png(
             confusion, classes, staging / "confusion.png", title=f"{version} - {evaluated_on}"

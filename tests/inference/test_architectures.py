@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from inference.architectures import CLASSES, build, build_seed_cnn
 
@@ -25,7 +26,46 @@ def test_seed_cnn_rescales_inside_the_graph():
 
 
 def test_build_rejects_unknown_architecture():
-    import pytest
-
     with pytest.raises(ValueError, match="Unknown architecture"):
         build("resnet-9000")
+
+
+def test_efficientnet_classifier_contract_and_cosine_logits(tmp_path):
+    import keras
+
+    from inference.architectures import CosineLogits, trunk_cut
+
+    model = build("efficientnet-lite0", input_size=96, weights=None, cosine_scale=10.0)
+    assert model.inputs[0].shape[1:] == (96, 96, 3)
+    assert isinstance(model.get_layer("logits"), CosineLogits)
+    assert model.get_layer("embedding").units == 128
+    assert model.get_layer("embedding").activation.__name__ == "linear"
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    probabilities, embedding = model(pixels)
+    assert probabilities.shape == (2, 5) and embedding.shape == (2, 128)
+    np.testing.assert_allclose(np.asarray(probabilities).sum(axis=1), 1.0, rtol=1e-5)
+    logits = keras.Model(model.inputs, model.get_layer("logits").output)(pixels)
+    assert np.abs(np.asarray(logits)).max() <= 10.0 + 1e-4  # scale * cosine
+
+    # The custom layer survives a save/load round trip (the loader relies on it being registered).
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(reloaded(pixels)[0]), np.asarray(probabilities), atol=1e-5)
+
+    # Cutting at a block gives a trunk and a tail that compose to the whole network.
+    cut = trunk_cut(model, "block6a")
+    trunk = keras.Model(model.inputs, cut)
+    tail = keras.Model(cut, model.outputs)
+    np.testing.assert_allclose(np.asarray(tail(trunk(pixels))[0]), np.asarray(probabilities), atol=1e-5)
+    assert trunk_cut(model, "block1a") is not None
+    with pytest.raises(ValueError, match="not a block"):
+        trunk_cut(model, "block9z")
+
+
+def test_efficientnet_classifier_starts_from_the_imagenet_trunk():
+    from inference.efficientnet_lite import build_efficientnet_lite0
+
+    model = build("efficientnet-lite0", input_size=96)
+    reference = build_efficientnet_lite0((96, 96, 3), weights="imagenet")
+    np.testing.assert_array_equal(model.get_layer("top_conv").get_weights()[0],
+                                  reference.get_layer("top_conv").get_weights()[0])

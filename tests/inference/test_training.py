@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from inference import datasets, registry
 from inference.architectures import CLASSES
 from inference.loader import get_classifier
-from inference.training import class_weights, train
+from inference.training import TrainingEvents, class_weights, train
 from tests.inference.conftest import TINY_SIZE, make_image_folder
 
 PER_CLASS = 4
@@ -120,9 +120,72 @@ def test_train_and_evaluate_commands(image_root, model_dirs):
 
 
 def test_commands_refuse_bad_input(image_root, model_dirs):
-    with pytest.raises(CommandError, match="not available yet"):
-        call_command("train_model", "--from-catalogue")
+    # (--from-catalogue is implemented now: tests/inference/test_catalogue_training.py)
+    with pytest.raises(CommandError, match="Give DATA_DIR"):
+        call_command("train_model")
     with pytest.raises(CommandError, match="is not a folder"):
         call_command("train_model", str(image_root / "nope"))
     with pytest.raises(CommandError, match="no folder named 'ghost'"):
         call_command("evaluate_model", str(image_root), "--model", "ghost")
+
+
+def test_augmented_views_are_reproducible_and_vary(image_root):
+    dataset = datasets.read_folder(image_root, TINY_SIZE)
+    first = np.concatenate([batch for _, batch in datasets.augmented_views(dataset, 0, seed=3, workers=2)])
+    again = np.concatenate([batch for _, batch in datasets.augmented_views(dataset, 0, seed=3, workers=1)])
+    other = np.concatenate([batch for _, batch in datasets.augmented_views(dataset, 1, seed=3)])
+    assert first.shape == dataset.images.shape and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, again)  # independent of thread timing
+    assert not np.array_equal(first, other)
+    assert not np.array_equal(first, dataset.images)
+    subset = dataset.subset(np.array([1, 3]))
+    assert [f.relative for f in subset.files] == [dataset.paths[1], dataset.paths[3]]
+    bare = datasets.ImageSet(images=dataset.images, labels=dataset.labels, classes=dataset.classes,
+                             input_size=TINY_SIZE, paths=dataset.paths, fingerprint="x")
+    with pytest.raises(ValueError, match="source files"):
+        next(datasets.augmented_views(bare, 0, seed=0))
+
+
+@pytest.fixture(scope="module")
+def lite_set(tmp_path_factory):
+    root = make_image_folder(tmp_path_factory.mktemp("lite-images"), per_class=4, size=110)
+    return datasets.read_folder(root, 96, workers=2)
+
+
+@pytest.mark.slow  # ~25 s: builds EfficientNet-Lite0 with its ImageNet weights, trains, converts, loads twice
+def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, model_dirs):
+    stages: list[str] = []
+    result = train(train_data=lite_set, val_data=lite_set, architecture="efficientnet-lite0", epochs=1,
+                   augment_views=1, tflite="fp32", output_dir=model_dirs[1], version="lite-tiny",
+                   holdout_fraction=0.25, events=TrainingEvents(on_stage=stages.append))
+    assert sorted(p.name for p in result.path.iterdir()) == [
+        "card.json", "confusion.png", "curves.png", "model.keras", "model.tflite"]
+    card = registry.read_card(result.path)
+    assert card["architecture"] == "efficientnet-lite0" and card["input_size"] == 96
+    assert card["hyperparameters"]["fine_tune_from"] == "block6a"
+    assert "3 views per image" in card["hyperparameters"]["augmentation"]
+    assert "TRAINING images" in card["calibration"]["method"]
+    assert card["serving"]["quantization"] == "fp32"
+    assert card["serving"]["agreement_with_keras"]["top1_agreement"] == 1.0
+    for key in ("accuracy", "macro_f1", "ece", "precision_at_5"):
+        assert key in card["serving"]["metrics"]
+    assert card["training_cpu_seconds"] > 0
+    assert [s for s in stages if s.startswith("caching")] == [
+        "caching trunk activations (view 1 of 3)", "caching trunk activations (view 2 of 3)",
+        "caching trunk activations (view 3 of 3)"]
+
+    fast = get_classifier("lite-tiny")
+    assert fast.backend == "tflite-fp32"
+    reference = get_classifier("lite-tiny", backend="keras")
+    p_fast, e_fast = fast.predict_arrays(lite_set.images[:4])
+    p_ref, e_ref = reference.predict_arrays(lite_set.images[:4])
+    np.testing.assert_allclose(p_fast, p_ref, atol=1e-3)
+    np.testing.assert_allclose(e_fast, e_ref, atol=1e-3)
+    # The frozen trunk kept its ImageNet weights, and every batch norm (trunk and tail) its ImageNet statistics.
+    from inference.efficientnet_lite import build_efficientnet_lite0
+
+    imagenet = build_efficientnet_lite0((96, 96, 3), weights="imagenet")
+    for name in ("stem_conv", "block5c_project_conv", "block5c_project_bn", "block6a_bn", "top_bn"):
+        for trained, original in zip(reference.model.get_layer(name).get_weights(),
+                                     imagenet.get_layer(name).get_weights(), strict=True):
+            np.testing.assert_array_equal(trained, original, err_msg=name)

@@ -19,7 +19,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", default=None,
-                            help="Version to benchmark (default: ARTSITE_DEFAULT_MODEL, else the newest version).")
+                            help="Version to benchmark (default: the shipped default, inference/weights/DEFAULT, or "
+                                 "ARTSITE_DEFAULT_MODEL).")
+        parser.add_argument("--backend", choices=("auto", "keras", "tflite"), default="auto",
+                            help="Serving path to measure: auto (what workers use: the TFLite copy when present and "
+                                 "verified), keras (model.keras through tf.function) or tflite (default: auto).")
+        parser.add_argument("--no-keras-row", action="store_true",
+                            help="Skip the extra rows for the model.keras tf.function path when serving from TFLite.")
         parser.add_argument("--data", type=Path, default=None,
                             help="Folder of images (<type>/<images> or flat) to use; default: generated images.")
         parser.add_argument("--images", type=int, default=32, help="How many distinct images to cycle (default: 32).")
@@ -35,9 +41,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from inference.loader import ModelUnavailable, configure_threads, get_classifier
-        from inference.registry import newest_version
+        from inference.services import default_version_name
 
-        version = options["model"] or settings.ARTSITE_DEFAULT_MODEL or newest_version()
+        version = options["model"] or default_version_name()
         if not version:
             raise CommandError(f"No model version found in {', '.join(map(str, settings.ARTSITE_MODEL_DIRS))}.")
         if options["data"] is not None and not options["data"].is_dir():
@@ -55,17 +61,20 @@ class Command(BaseCommand):
         images = self._images(options["data"], max(1, options["images"]))
         started = time.perf_counter()
         try:
-            classifier = get_classifier(version)
+            classifier = get_classifier(version, backend=options["backend"])
+            load_seconds = time.perf_counter() - started
+            keras_classifier = None
+            if classifier.backend != "keras" and not options["no_keras_row"]:
+                keras_classifier = get_classifier(version, backend="keras")
         except ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
-        load_seconds = time.perf_counter() - started
 
         console = Console(file=cast(IO[str], self.stdout))
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True, disable=options["json"]) as progress:
             task = progress.add_task("warming up")
             figures = benchmark_serving(
-                classifier, images, single_repeats=options["repeats"],
+                classifier, images, keras_classifier=keras_classifier, single_repeats=options["repeats"],
                 reference_repeats=options["reference_repeats"], batch_size=options["batch_size"],
                 batch_repeats=options["batch_repeats"],
                 progress=lambda name: progress.update(task, description=name),
@@ -76,22 +85,37 @@ class Command(BaseCommand):
             return
 
         single, batch = figures["single"], figures["batch"]
-        table = Table(title=f"{version}: {figures['input_size']} px, XLA {'on' if figures['xla'] else 'off'}, "
-                            f"{len(images)} images ({'from ' + str(options['data']) if options['data'] else 'generated'})")
-        for column in ("measure", "serving path", "model.predict", "ratio"):
+        source = "from " + str(options["data"]) if options["data"] else "generated"
+        table = Table(title=f"{version}: {figures['input_size']} px, serving path {figures['backend']}"
+                            f"{' (XLA)' if figures['xla'] and figures['backend'] == 'keras' else ''}, "
+                            f"{len(images)} images ({source})")
+        for column in ("measure", "serving path", "model.predict", "ratio", "serving CPU", "model.predict CPU"):
             table.add_column(column, justify="left" if column == "measure" else "right")
-        s, r = single["serving"], single["model_predict"]
+        s, r, k = single["serving"], single["model_predict"], single["keras_tf_function"]
         table.add_row("single image p50 (ms)", f"{s['p50_ms']:.2f}", f"{r['p50_ms']:.2f}",
-                      f"{r['p50_ms'] / s['p50_ms']:.1f}x faster")
+                      f"{r['p50_ms'] / s['p50_ms']:.1f}x faster", f"{s['cpu_p50_ms']:.2f} ms", f"{r['cpu_p50_ms']:.2f} ms")
         table.add_row("single image p95 (ms)", f"{s['p95_ms']:.2f}", f"{r['p95_ms']:.2f}",
-                      f"{r['p95_ms'] / s['p95_ms']:.1f}x faster")
+                      f"{r['p95_ms'] / s['p95_ms']:.1f}x faster", "", "")
         table.add_row(f"batch of {batch['batch_size']} (images/s)", f"{batch['serving_images_per_s']:.0f}",
-                      f"{batch['model_predict_images_per_s']:.0f}", f"{batch['speedup']:.1f}x")
+                      f"{batch['model_predict_images_per_s']:.0f}", f"{batch['speedup']:.1f}x",
+                      f"{batch['serving_cpu_ms_per_image']:.2f} ms/image",
+                      f"{batch['model_predict_cpu_ms_per_image']:.2f} ms/image")
         console.print(table)
+        if k is not None:
+            console.print(
+                f"Same version from model.keras (tf.function, {figures['input_size']} px): single image p50 "
+                f"{k['p50_ms']:.2f} ms (CPU {k['cpu_p50_ms']:.2f} ms), p95 {k['p95_ms']:.2f} ms; batch "
+                f"{batch['keras_tf_function_images_per_s']:.0f} images/s "
+                f"(CPU {batch['keras_tf_function_cpu_ms_per_image']:.2f} ms/image)."
+            )
+        load = figures["load_average"]
         console.print(
             f"Load + warm-up {load_seconds:.1f}s. Single image: {s['n']} serving / {r['n']} model.predict calls "
             f"(serving includes resizing the decoded image). Batch: model step alone on pre-decoded arrays, "
-            f"median of {options['batch_repeats']}."
+            f"median of {options['batch_repeats']}. CPU = process CPU time (all threads) per call. "
+            f"Load average (1 min) {load['before'][0]:.1f} before, {load['after'][0]:.1f} after, "
+            f"on {figures['cpus']} CPUs: above about {max(figures['cpus'] - 1, 1)} other jobs share the cores "
+            f"and wall times rise."
         )
 
     @staticmethod

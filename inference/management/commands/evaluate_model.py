@@ -22,6 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("data_dir", type=Path, help="Labelled images: one sub-folder per type.")
         parser.add_argument("--model", default=None,
                             help="Version to evaluate (default: ARTSITE_DEFAULT_MODEL, else the newest version).")
+        parser.add_argument("--backend", choices=("auto", "keras", "tflite"), default="auto",
+                            help="Serving path to evaluate: auto (what workers use: the TFLite copy when present "
+                                 "and verified), keras (model.keras) or tflite (default: auto).")
         parser.add_argument("--catalogue", type=Path, default=None,
                             help="Images the precision@5 search runs against (e.g. the training folder). "
                                  "Without it, DATA_DIR against itself, leaving each query out.")
@@ -49,7 +52,7 @@ class Command(BaseCommand):
         from inference.evaluation import evaluate_classifier
 
         try:
-            classifier = get_classifier(version)
+            classifier = get_classifier(version, backend=options["backend"])
         except ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
 
@@ -71,12 +74,13 @@ class Command(BaseCommand):
                 classifier, sets["data"], catalogue=sets.get("catalogue"),
                 progress=_advance(progress, task),
             )
+        metrics["backend"] = classifier.backend
 
         if options["json"]:
             self.stdout.write(json.dumps(metrics, indent=2))
             return
         console = Console(file=cast(IO[str], self.stdout))
-        table = Table(title=f"{version} on {options['data_dir']} (n={metrics['n']})")
+        table = Table(title=f"{version} ({classifier.backend}) on {options['data_dir']} (n={metrics['n']})")
         for column in ("type", "precision", "recall", "F1", "support"):
             table.add_column(column, justify="left" if column == "type" else "right")
         for slug, row in metrics["per_type"].items():

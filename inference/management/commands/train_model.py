@@ -25,12 +25,28 @@ class Command(BaseCommand):
                             help="Validation images, same layout; the card's metrics are measured on them. "
                                  "Without it, on the held-out share of DATA_DIR.")
         parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="seed-cnn",
-                            help="Network to train (default: seed-cnn).")
-        parser.add_argument("--epochs", type=int, default=20, help="Training epochs (default: 20).")
+                            help="Network to train (default: seed-cnn). efficientnet-lite0 fine-tunes the shipped "
+                                 "ImageNet EfficientNet-Lite0 (the recipe of the shipped default model).")
+        parser.add_argument("--epochs", type=int, default=None,
+                            help="Training epochs (default: 20 for seed-cnn, 15 for efficientnet-lite0).")
         parser.add_argument("--seed", type=int, default=1337, help="Random seed; same seed, same model (default: 1337).")
-        parser.add_argument("--batch-size", type=int, default=32, help="Images per training step (default: 32).")
-        parser.add_argument("--learning-rate", type=float, default=1e-3,
-                            help="Initial Adam learning rate, cosine-decayed (default: 0.001).")
+        parser.add_argument("--batch-size", type=int, default=None,
+                            help="Images per training step (default: 32 for seed-cnn, 64 for efficientnet-lite0).")
+        parser.add_argument("--learning-rate", type=float, default=None,
+                            help="Peak learning rate, cosine-decayed (default: 0.001).")
+        parser.add_argument("--fine-tune-from", default="block6a",
+                            help="efficientnet-lite0: first block trained; earlier blocks keep their ImageNet "
+                                 "weights (default: block6a).")
+        parser.add_argument("--augment-views", type=int, default=4,
+                            help="efficientnet-lite0: random crop/colour views cached per image, besides the plain "
+                                 "and mirrored ones (default: 4).")
+        parser.add_argument("--label-smoothing", type=float, default=0.1,
+                            help="efficientnet-lite0: label smoothing of the cross-entropy (default: 0.1).")
+        parser.add_argument("--weight-decay", type=float, default=1e-4,
+                            help="efficientnet-lite0: AdamW weight decay (default: 0.0001).")
+        parser.add_argument("--tflite", choices=("default", "none", "fp32", "fp16", "int8"), default="default",
+                            help="Fast serving copy written beside model.keras: its quantization, or none "
+                                 "(default: int8 for efficientnet-lite0, none for seed-cnn).")
         parser.add_argument("--holdout", type=float, default=0.1,
                             help="Share of DATA_DIR held out to pick the best epoch and fit the temperature "
                                  "(default: 0.1).")
@@ -45,17 +61,27 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=None,
                             help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).")
         parser.add_argument("--from-catalogue", action="store_true",
-                            help="Train on the catalogue's curated artworks instead of DATA_DIR (not available yet).")
+                            help="Train on the catalogue's ready artworks with their effective types instead of "
+                                 "DATA_DIR; hold out part of the curator-labelled works as a gold set and activate "
+                                 "the new version only if it scores at least as well there as the active one.")
+        parser.add_argument("--gold-fraction", type=float, default=0.2,
+                            help="--from-catalogue: share of the curator-labelled works held out as the gold set "
+                                 "(default: 0.2).")
+        parser.add_argument("--no-activate", action="store_true",
+                            help="--from-catalogue: write and compare, but never activate.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["from_catalogue"]:
-            raise CommandError("--from-catalogue is not available yet; give a DATA_DIR.")
+            if options["data_dir"] is not None:
+                raise CommandError("Give either DATA_DIR or --from-catalogue, not both.")
+            self._from_catalogue(options)
+            return
         if options["data_dir"] is None:
             raise CommandError("Give DATA_DIR, a folder with one sub-folder of images per type.")
         for key in ("data_dir", "val_dir"):
             if options[key] is not None and not options[key].is_dir():
                 raise CommandError(f"{options[key]} is not a folder.")
-        if options["epochs"] < 1:
+        if options["epochs"] is not None and options["epochs"] < 1:
             raise CommandError("--epochs must be at least 1.")
 
         from inference.loader import configure_threads
@@ -67,7 +93,7 @@ class Command(BaseCommand):
         from rich.table import Table
 
         from inference.datasets import read_folder
-        from inference.training import TrainingEvents, train
+        from inference.training import RECIPE_DEFAULTS, TrainingEvents, train
 
         architecture = options["architecture"]
         input_size = options["input_size"] or DEFAULT_INPUT_SIZES.get(architecture, 150)
@@ -87,7 +113,7 @@ class Command(BaseCommand):
                 skipped = len(datasets[name].skipped)
                 progress.update(task, info=f"{skipped} unreadable skipped" if skipped else "")
 
-            epochs = options["epochs"]
+            epochs = options["epochs"] or RECIPE_DEFAULTS[architecture]["epochs"]
             epoch_task = progress.add_task("Training", total=epochs, info="")
             batch_task = progress.add_task("  epoch 1", total=None, info="")
 
@@ -107,10 +133,8 @@ class Command(BaseCommand):
             try:
                 result = train(
                     train_data=datasets["train"], val_data=datasets.get("val"), architecture=architecture,
-                    epochs=epochs, seed=options["seed"], batch_size=options["batch_size"],
-                    learning_rate=options["learning_rate"], holdout_fraction=options["holdout"],
-                    augment=not options["no_augment"], output_dir=options["output_dir"], version=options["name"],
-                    events=events,
+                    output_dir=options["output_dir"], version=options["name"], events=events,
+                    **_train_options(options),
                 )
             except (ValueError, FileExistsError) as exc:
                 raise CommandError(str(exc)) from exc
@@ -130,7 +154,60 @@ class Command(BaseCommand):
             f"precision@5 {p_at_5:.3f}  best epoch {card['hyperparameters']['best_epoch']}/{epochs}  "
             f"training {card['training_seconds']:.0f}s"
         )
+        serving = card.get("serving")
+        if serving:
+            m = serving["metrics"]
+            p5 = m.get("precision_at_5")
+            console.print(
+                f"{serving['file']} ({serving['quantization']}, {serving['size_bytes'] / 1e6:.1f} MB): accuracy "
+                f"{m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  ECE {m['ece']:.3f}  precision@5 "
+                f"{p5 if p5 is None else f'{p5:.3f}'}  top-1 agreement with model.keras "
+                f"{serving['agreement_with_keras']['top1_agreement']:.3f}"
+            )
         self.stdout.write(self.style.SUCCESS(f"Wrote {result.path}"))
+
+    def _from_catalogue(self, options: dict[str, Any]) -> None:
+        from inference.loader import configure_threads
+
+        configure_threads(options["threads"])
+        from inference.catalogue_training import model_train_from_catalogue
+
+        self.stdout.write("Training on the catalogue (this reads every ready artwork's image)...")
+        try:
+            result = model_train_from_catalogue(
+                architecture=options["architecture"], input_size=options["input_size"],
+                gold_fraction=options["gold_fraction"], activate=not options["no_activate"],
+                output_dir=options["output_dir"], version=options["name"], **_train_options(options),
+            )
+        except (ValueError, FileExistsError) as exc:
+            raise CommandError(str(exc)) from exc
+        comparison = result.comparison
+        new, active = comparison["new"], comparison["active"]
+        self.stdout.write(f"Wrote {result.path} (trained on {result.card['data']['n']} artworks).")
+        if new is not None:
+            self.stdout.write(f"Gold set ({comparison['gold_n']} curator-labelled works): new accuracy "
+                              f"{new['accuracy']:.3f}, macro-F1 {new['macro_f1']:.3f}" + (
+                                  f"; active {active['version']} accuracy {active['accuracy']:.3f}, macro-F1 "
+                                  f"{active['macro_f1']:.3f}" if active else ""))
+        self.stdout.write(comparison["reason"])
+        if result.activated:
+            self.stdout.write(self.style.SUCCESS(
+                f"Activated {result.version}: the catalogue is re-embedded in the background "
+                f"(python manage.py activate_model --list shows progress)."
+            ))
+        else:
+            self.stdout.write(self.style.WARNING(f"{result.version} was not activated."))
+
+
+def _train_options(options: dict[str, Any]) -> dict[str, Any]:
+    tflite = options["tflite"]
+    return {
+        "epochs": options["epochs"], "seed": options["seed"], "batch_size": options["batch_size"],
+        "learning_rate": options["learning_rate"], "holdout_fraction": options["holdout"],
+        "augment": not options["no_augment"], "fine_tune_from": options["fine_tune_from"],
+        "augment_views": options["augment_views"], "label_smoothing": options["label_smoothing"],
+        "weight_decay": options["weight_decay"], "tflite": None if tflite == "none" else tflite,
+    }
 
 
 def _advance(progress: Any, task: Any) -> Callable[[int, int], None]:

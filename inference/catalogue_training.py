@@ -1,0 +1,170 @@
+"""Train a new model version on the catalogue itself (``train_model --from-catalogue``), and activate it only if it
+does at least as well as the active version on a gold set of curator-labelled works neither was trained on here.
+
+* Training examples are the ready artworks with their *effective* type (the curator's label, else the active
+  version's prediction): :func:`catalogue.selectors.training_examples`.
+* The gold set is a stratified share (``gold_fraction``) of the curator-labelled works, held out of training.
+  Both the new and the active version are measured on it through the one loader; the new one is activated (through
+  :func:`inference.services.model_activate`, so the catalogue is re-embedded without downtime) only if its gold
+  accuracy is at least the active one's, and its macro-F1 too. The comparison and the decision go on its card.
+* Without gold works (no curator labels yet) there is no fair comparison: the version is written but not
+  activated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.architectures import CLASSES, DEFAULT_INPUT_SIZES
+from inference.datasets import ImageSet, LabelledFile, Progress, read_files, stratified_split
+from inference.registry import CARD_FILE
+
+MIN_GOLD = 5
+
+
+@dataclass
+class CatalogueTraining:
+    version: str
+    path: Path
+    card: dict[str, Any]
+    comparison: dict[str, Any]
+    activated: bool
+
+
+def _examples_as_files() -> tuple[list[LabelledFile], list[bool], int]:
+    from catalogue.selectors import training_examples
+
+    files, curated, unknown = [], [], 0
+    for example in training_examples():
+        if example.type_slug not in CLASSES:
+            unknown += 1
+            continue
+        files.append(LabelledFile(
+            path=Path(example.image_name), relative=f"{example.artwork_id}:{example.image_name}",
+            label=CLASSES.index(example.type_slug), opener=example.read_bytes,
+        ))
+        curated.append(example.curator_labelled)
+    return files, curated, unknown
+
+
+def _gold_metrics(version: str, files: list[LabelledFile]) -> dict[str, Any]:
+    from inference.evaluation import evaluate_classifier
+    from inference.loader import get_classifier
+
+    classifier = get_classifier(version)
+    gold = read_files(files, classifier.input_size, root="catalogue gold set")
+    metrics = evaluate_classifier(classifier, gold)
+    return {key: metrics[key] for key in ("accuracy", "macro_f1", "ece", "n", "per_type")}
+
+
+def model_train_from_catalogue(
+    *,
+    architecture: str = "efficientnet-lite0",
+    input_size: int | None = None,
+    gold_fraction: float = 0.2,
+    seed: int = 1337,
+    activate: bool = True,
+    output_dir: Path | str | None = None,
+    version: str | None = None,
+    progress: Progress | None = None,
+    **train_options: Any,
+) -> CatalogueTraining:
+    """Train on the catalogue, compare with the active version on the gold set, activate if not worse.
+
+    ``train_options`` go to :func:`inference.training.train`. Raises ``ValueError`` when the catalogue has too
+    little to train on.
+    """
+    from inference import services
+    from inference.models import ModelVersion
+    from inference.selectors import model_version_active
+    from inference.training import train
+
+    files, curated, unknown = _examples_as_files()
+    if not files:
+        raise ValueError("The catalogue has no ready artworks with a type (curator label or prediction) to train on.")
+    labels = np.asarray([f.label for f in files])
+    curated_idx = np.flatnonzero(curated)
+    gold_idx = np.array([], np.int64)
+    if len(curated_idx) >= MIN_GOLD:
+        _, held = stratified_split(labels[curated_idx], gold_fraction, seed=seed)
+        gold_idx = curated_idx[held]
+    in_gold = np.zeros(len(files), bool)
+    in_gold[gold_idx] = True
+    train_files = [f for f, g in zip(files, in_gold, strict=True) if not g]
+    gold_files = [f for f, g in zip(files, in_gold, strict=True) if g]
+
+    size = input_size or DEFAULT_INPUT_SIZES.get(architecture, 150)
+    train_data = read_files(train_files, size, root="catalogue", progress=progress)
+    gold_data: ImageSet | None = read_files(gold_files, size, root="catalogue gold set") if gold_files else None
+    if gold_data is not None and not len(gold_data):
+        gold_data = None
+
+    active = model_version_active()
+    active_gold = _gold_metrics(active.version, gold_files) if active is not None and gold_data is not None else None
+
+    source = {
+        "source": "catalogue: ready artworks with their effective type (curator label, else the active version's "
+                  "prediction)",
+        "active_version_when_trained": active.version if active is not None else None,
+        "examples": len(files),
+        "curator_labelled": int(np.sum(curated)),
+        "left_out_unknown_type": unknown,
+        "gold_set": {"n": len(gold_files), "fraction_of_curator_labelled": gold_fraction,
+                     "note": "curator-labelled works held out of this training"},
+    }
+    result = train(
+        train_data=train_data, val_data=gold_data, architecture=architecture, seed=seed,
+        output_dir=output_dir, version=version, extra_card={"catalogue_training": source}, **train_options,
+    )
+
+    new_gold = None
+    if gold_data is not None:
+        # What would serve: the fast copy's figures when there is one (the active version's come from the loader too).
+        m = (result.card.get("serving") or {}).get("metrics") or result.card["metrics"]
+        new_gold = {key: m[key] for key in ("accuracy", "macro_f1", "ece", "n", "per_type")}
+    decision, reason = activation_decision(new_gold, active_gold)
+    comparison = {
+        "gold_n": len(gold_files),
+        "new": new_gold,
+        "active": {"version": active.version, **active_gold} if active is not None and active_gold else None,
+        "rule": "activate only if gold accuracy and macro-F1 are both at least the active version's",
+        "activate": bool(decision and activate),
+        "reason": reason if activate or not decision else reason + " (activation not requested)",
+    }
+    card = {**result.card, "catalogue_training": {**source, "comparison": comparison}}
+    _rewrite_card(result.path, card)
+
+    activated = False
+    if decision and activate:
+        services.model_versions_sync()
+        services.model_activate(version=ModelVersion.objects.get(version=result.version))
+        activated = True
+    return CatalogueTraining(version=result.version, path=result.path, card=card, comparison=comparison,
+                             activated=activated)
+
+
+def activation_decision(new: dict[str, Any] | None, active: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether a catalogue-trained version may replace the active one, and why, from both versions' gold-set
+    metrics (``None``: no gold set / no active version)."""
+    if new is None:
+        return False, f"no gold set (fewer than {MIN_GOLD} curator-labelled works): not activated"
+    if active is None:
+        return True, "no active version to compare with"
+    decision = new["accuracy"] >= active["accuracy"] and new["macro_f1"] >= active["macro_f1"]
+    return decision, (
+        f"gold accuracy {new['accuracy']:.3f} vs {active['accuracy']:.3f} active, macro-F1 "
+        f"{new['macro_f1']:.3f} vs {active['macro_f1']:.3f}: " + ("at least as good" if decision else "worse")
+    )
+
+
+def _rewrite_card(folder: Path, card: dict[str, Any]) -> None:
+    """Replace a card in one step (write a temporary file, then rename), so no reader sees half of it."""
+    temporary = folder / f".{CARD_FILE}.tmp"
+    temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, folder / CARD_FILE)

@@ -1,0 +1,148 @@
+"""The TFLite fast path: conversion, the runner, and the loader preferring a verified model.tflite over model.keras
+(and falling back, with a log, when the copy is missing, damaged or disagrees)."""
+
+import logging
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from inference import tflite
+from inference.loader import ModelUnavailable, get_classifier
+from tests.inference.conftest import TINY_SIZE
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tiny_model_file, tmp_path_factory):
+    """The tiny session model converted to TFLite (fp32), once."""
+    import keras
+
+    model = keras.saving.load_model(tiny_model_file, compile=False)
+    path = tmp_path_factory.mktemp("tiny-tflite") / "model.tflite"
+    path.write_bytes(tflite.convert(model, quantization="fp32"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_tflite(tmp_path_factory):
+    """A TFLite file of a *different* network with the same shapes (other random weights)."""
+    import keras
+
+    from inference.architectures import build_seed_cnn
+
+    keras.utils.set_random_seed(99)
+    path = tmp_path_factory.mktemp("other-tflite") / "model.tflite"
+    path.write_bytes(tflite.convert(build_seed_cnn(input_size=TINY_SIZE), quantization="fp32"))
+    return path
+
+
+def _batch(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, TINY_SIZE, TINY_SIZE, 3)).astype(np.float32)
+
+
+def test_runner_matches_the_keras_model(tiny_model_file, tiny_tflite):
+    import keras
+
+    model = keras.saving.load_model(tiny_model_file, compile=False)
+    runner = tflite.TFLiteRunner.from_file(tiny_tflite, num_classes=5, threads=1)
+    batch = _batch(3)
+    logits, embeddings = runner(batch)
+    serving = tflite.serving_keras_model(model)
+    expected_logits, expected_embeddings = (np.asarray(t) for t in serving(batch))
+    np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
+    np.testing.assert_allclose(embeddings, expected_embeddings, atol=1e-4)
+    single_logits, _ = runner(batch[:1])  # another batch size: its own interpreter
+    np.testing.assert_allclose(single_logits[0], logits[0], atol=1e-5)
+
+
+def test_convert_refuses_unknown_quantization_and_int8_without_images(tiny_model_file):
+    import keras
+
+    model = keras.saving.load_model(tiny_model_file, compile=False)
+    with pytest.raises(ValueError, match="Unknown quantization"):
+        tflite.convert(model, quantization="int4")
+    with pytest.raises(ValueError, match="representative"):
+        tflite.convert(model, quantization="int8")
+
+
+def test_verification_inputs_are_deterministic_pictures():
+    first, second = tflite.verification_inputs(40), tflite.verification_inputs(40)
+    assert first.shape == (4, 40, 40, 3) and first.min() >= 0 and first.max() <= 255
+    np.testing.assert_array_equal(first, second)
+
+
+def test_loader_prefers_the_verified_tflite_copy(tiny_version, tiny_tflite):
+    folder = tiny_version("fast", temperature=2.0, serving={"quantization": "fp32"})
+    shutil.copy(tiny_tflite, folder / "model.tflite")
+    fast = get_classifier("fast")
+    assert fast.backend == "tflite-fp32"
+    assert fast.verification["max_probability_diff"] <= fast.verification["max_probability_diff_limit"]
+    reference = get_classifier("fast", backend="keras")
+    assert reference.backend == "keras" and reference is not fast
+    batch = _batch(70, seed=3)  # more than one chunk, padded buckets
+    p_fast, e_fast = fast.predict_arrays(batch)
+    p_ref, e_ref = reference.predict_arrays(batch)
+    np.testing.assert_allclose(p_fast, p_ref, atol=1e-4)  # the card's temperature applied the same way
+    np.testing.assert_allclose(e_fast, e_ref, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(e_fast, axis=1), 1.0, atol=1e-5)
+    assert get_classifier("fast") is fast
+
+
+def test_tflite_path_is_thread_safe(tiny_version, tiny_tflite):
+    folder = tiny_version("fast")
+    shutil.copy(tiny_tflite, folder / "model.tflite")
+    classifier = get_classifier("fast")
+    batches = [_batch(1 + i % 3, seed=i) for i in range(8)]
+    expected = [classifier.predict_arrays(b)[0] for b in batches]
+    results: dict[int, np.ndarray] = {}
+
+    def work(i):
+        for _ in range(5):
+            results[i] = classifier.predict_arrays(batches[i])[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        np.testing.assert_allclose(results[i], expected[i], atol=1e-6)
+
+
+def test_damaged_tflite_falls_back_to_keras_with_a_log(tiny_version, caplog):
+    folder = tiny_version("broken")
+    (folder / "model.tflite").write_bytes(b"not a flatbuffer")
+    with caplog.at_level(logging.WARNING, logger="inference.loader"):
+        classifier = get_classifier("broken")
+    assert classifier.backend == "keras"
+    assert "serving model.keras instead" in caplog.text
+    assert classifier.predict_arrays(_batch(2))[0].shape == (2, 5)
+    with pytest.raises(ModelUnavailable, match="model.tflite is missing or failed its check"):
+        get_classifier("broken", backend="tflite")
+
+
+def test_tflite_of_another_network_is_refused(tiny_version, other_tflite, caplog):
+    folder = tiny_version("mismatch")
+    shutil.copy(other_tflite, folder / "model.tflite")
+    with caplog.at_level(logging.WARNING, logger="inference.loader"):
+        classifier = get_classifier("mismatch")
+    assert classifier.backend == "keras"
+    assert "disagrees with model.keras" in caplog.text
+
+
+def test_settings_can_rule_the_fast_path_out(tiny_version, tiny_tflite, settings):
+    folder = tiny_version("fast")
+    shutil.copy(tiny_tflite, folder / "model.tflite")
+    settings.ARTSITE_MODEL_BACKEND = "keras"
+    assert get_classifier("fast").backend == "keras"
+    assert get_classifier("fast", backend="tflite").backend == "tflite-fp32"  # asked for explicitly
+    with pytest.raises(ValueError, match="Unknown backend"):
+        get_classifier("fast", backend="onnx")
+
+
+def test_missing_tflite_serves_keras(tiny_version):
+    tiny_version("plain")
+    assert get_classifier("plain").backend == "keras"
+    with pytest.raises(ModelUnavailable, match="missing or failed"):
+        get_classifier("plain", backend="tflite")
