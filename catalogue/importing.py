@@ -1106,7 +1106,11 @@ class _ImportRun:
         futures = [
             self.writer.submit(_write_new, storage, name, content, written) for storage, name, content in jobs
         ]
-        wait(futures)
+        try:
+            wait(futures)
+        except BaseException:
+            wait(futures)  # Ctrl-C: let the writers finish, so that the clean-up sees every file they wrote
+            raise
         taken = [job for job, future in zip(jobs, futures, strict=True) if future.result() is False]
         for storage, name, content in taken:
             if Artwork.objects.filter(Q(image=name) | Q(thumbnail=name)).exists():
