@@ -5,22 +5,23 @@ How one run goes:
 * The folder is walked in name order (``os.scandir``, streamed); files with an image extension are *candidates*,
   every other file is listed as skipped. A sub-folder named after a type (``painting/``, ``Drawings/``...) labels
   the images below it; an optional manifest (CSV or JSON lines) gives titles, artists, accession numbers and types.
-* A pool of threads reads and hashes each candidate; the main thread asks the database, one query per batch,
-  which hashes are already catalogued (those are not decoded at all). The pool then decodes and checks the rest
-  with the upload's own checks (``services.image_check``), makes the thumbnail, the colour histogram and the
-  model-size input. Pillow, hashlib and TensorFlow release the GIL, so the pool decodes while the main thread runs
-  the model on the previous batch.
-* The main thread, per batch: re-checks the hashes (the authoritative duplicate check), writes image and
-  thumbnail through the storage backend under content-addressed names, inserts the rows (and the label audit
-  trail) in one transaction, then classifies and embeds the whole batch in-process with every serving model
-  version (``Classifier.predict_arrays``; ``services.prediction_store``) and marks it ready — or, with
-  ``enqueue=True``, hands the ids to the Celery workers once the rows are committed.
+* Two reader threads read and hash each candidate; the main thread asks the database, one query per batch,
+  which hashes are already catalogued (those are not decoded at all). A pool of decoder threads (one per core)
+  decodes and checks the rest with the upload's own checks (``services.image_check``, JPEGs in draft mode), makes
+  the thumbnail, the colour histogram and the model-size input, up to four batches ahead.
+* Per batch of 64: the main thread re-checks the hashes (the authoritative duplicate check) and hands the batch to
+  the model thread, which classifies and embeds it with every serving model version
+  (``Classifier.predict_arrays``). Meanwhile the main thread stores the batch before: writer threads save image
+  and thumbnail through the storage backend under content-addressed names, then one transaction inserts the rows
+  (ready), the label audit trail and the predictions (``services.prediction_store``). With ``enqueue=True`` the
+  rows are inserted pending and their ids go to the Celery workers once committed. Pillow, hashlib, file I/O and
+  TensorFlow release the GIL, so threads keep both cores busy.
 
 Interrupting it is safe at any moment. Files are written before their rows are committed, so a kill in between
 leaves files whose rows do not exist yet; their names come from the sha256, so the next run writes the same names
-again (replacing the leftovers) and commits the rows. Rows committed but not yet classified stay ``pending``; the
-next run finds them by hash and classifies them (or queues them again). A run over a finished folder therefore
-imports nothing and writes nothing.
+again (replacing the leftovers) and commits the rows. Artworks stored pending (``enqueue``, or while no model was
+active) are found by hash by the next run and classified (or queued again). A run over a finished folder therefore
+imports nothing, writes nothing and does not even load the model.
 
 Memory stays bounded: images are streamed through a window of a few batches (and a cap on the bytes in flight),
 duplicates within the run are found through the database rather than an in-memory set (only ``dry_run``, which
