@@ -47,7 +47,11 @@ def model_ensure_active() -> ModelVersion | None:
     if name is None:
         logger.warning("no model version found in %s", settings.ARTSITE_MODEL_DIRS)
         return None
-    return model_version_set_active(version=ModelVersion.objects.get(version=name))
+    version = ModelVersion.objects.filter(version=name).first()
+    if version is None:
+        logger.warning("the default model %r has no folder in %s", name, settings.ARTSITE_MODEL_DIRS)
+        return None
+    return model_version_set_active(version=version)
 
 
 def model_version_set_active(*, version: ModelVersion) -> ModelVersion:

@@ -109,3 +109,9 @@ def test_admin_activate_action(active_model, ready_catalogue, second_version, ad
     second_version.refresh_from_db()
     assert second_version.status == ModelVersion.Status.EMBEDDING  # re-embedding queued, old version still serves
     assert "Re-embedding the catalogue" in response.content.decode()
+
+
+def test_default_naming_a_missing_version_activates_nothing(db, settings):
+    settings.ARTSITE_DEFAULT_MODEL = "no-such-version"
+    assert model_services.model_ensure_active() is None
+    assert not ModelVersion.objects.filter(is_active=True).exists()
