@@ -13,8 +13,6 @@ does at least as well as the active version on a gold set of curator-labelled wo
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import numpy as np
 
 from inference.architectures import CLASSES, DEFAULT_INPUT_SIZES
 from inference.datasets import ImageSet, LabelledFile, Progress, read_files, stratified_split
-from inference.registry import CARD_FILE
+from inference.registry import rewrite_card
 
 MIN_GOLD = 5
 
@@ -138,7 +136,7 @@ def model_train_from_catalogue(
         "reason": reason if activate or not decision else reason + " (activation not requested)",
     }
     card = {**result.card, "catalogue_training": {**source, "comparison": comparison}}
-    _rewrite_card(result.path, card)
+    rewrite_card(result.path, card)
 
     activated = False
     if decision and activate:
@@ -163,8 +161,3 @@ def activation_decision(new: dict[str, Any] | None, active: dict[str, Any] | Non
     )
 
 
-def _rewrite_card(folder: Path, card: dict[str, Any]) -> None:
-    """Replace a card in one step (write a temporary file, then rename), so no reader sees half of it."""
-    temporary = folder / f".{CARD_FILE}.tmp"
-    temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, folder / CARD_FILE)

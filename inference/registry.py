@@ -8,6 +8,7 @@ This module never imports TensorFlow, so listing versions stays cheap.
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,18 @@ def read_card(path: Path | str) -> dict[str, Any]:
     if not isinstance(card, dict):
         raise ValueError(f"{card_path} does not hold a JSON object")
     return card
+
+
+def rewrite_card(folder: Path | str, card: dict[str, Any]) -> None:
+    """Replace a version's card.json in one step (a temporary file, then a rename: no reader sees half of it), and
+    render its MODEL_CARD.md again from it."""
+    from inference import model_card
+
+    folder = Path(folder)
+    temporary = folder / f".{CARD_FILE}.tmp"
+    temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, folder / CARD_FILE)
+    model_card.write(folder, card)
 
 
 def list_cards() -> list[dict[str, Any]]:

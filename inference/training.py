@@ -32,7 +32,7 @@ import tensorflow as tf
 from django.conf import settings
 from keras import layers
 
-from inference import architectures, evaluation
+from inference import architectures, evaluation, model_card
 from inference.datasets import ImageSet, augmented_views, stratified_split
 from inference.registry import CARD_FILE, MODEL_FILE, new_version_name
 from inference.tflite import TFLITE_FILE
@@ -602,6 +602,7 @@ def _write_version(root: Path, version: str, model: Any, card: dict[str, Any], h
         )
         evaluation.render_curves_png(history, staging / "curves.png", title=f"{version} - training")
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        model_card.write(staging, card)
         destination = root / version
         staging.rename(destination)
     except BaseException:

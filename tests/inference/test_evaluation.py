@@ -96,3 +96,52 @@ def test_bench_model_command_reports_both_paths(tiny_version):
     call_command("bench_model", "--model", "tiny-v1", "--images", "2", "--repeats", "2", "--reference-repeats", "2",
                  "--batch-size", "2", "--batch-repeats", "1", stdout=out)
     assert "model.predict" in out.getvalue() and "faster" in out.getvalue()
+
+
+def test_bench_model_measures_the_tflite_path_beside_keras_and_records_it(tiny_version, tiny_model_file):
+    import json
+    from io import StringIO
+
+    import keras
+    from django.core.management import call_command
+
+    from inference import tflite
+    from inference.registry import read_card
+
+    folder = tiny_version("fast-v1", serving={"quantization": "fp32"})
+    model = keras.saving.load_model(tiny_model_file, compile=False)
+    (folder / "model.tflite").write_bytes(tflite.convert(model, quantization="fp32"))
+    out = StringIO()
+    call_command("bench_model", "--model", "fast-v1", "--images", "2", "--repeats", "3", "--reference-repeats", "2",
+                 "--batch-size", "4", "--batch-repeats", "2", "--json", "--record", stdout=out, stderr=StringIO())
+    figures = json.loads(out.getvalue())
+    assert figures["backend"] == "tflite-fp32"
+    assert figures["single"]["keras_tf_function"]["n"] == 3
+    assert figures["single"]["serving"]["cpu_p50_ms"] > 0
+    assert figures["batch"]["keras_tf_function_images_per_s"] > 0
+    assert len(figures["load_average"]["before"]) == 3
+    card = read_card(folder)
+    assert card["benchmark"]["backend"] == "tflite-fp32" and "measured" in card["benchmark"]
+    assert "## Speed" in (folder / "MODEL_CARD.md").read_text()
+
+
+def test_model_card_renders_the_card(tmp_path):
+    from inference import model_card
+
+    per_type = {s: {"precision": 0.9, "recall": 0.8 + i / 100, "f1": 0.85, "support": 10}
+                for i, s in enumerate(CLASSES)}
+    metrics = {"n": 30, "accuracy": 0.9, "macro_f1": 0.89, "ece": 0.03, "ece_uncalibrated": 0.07,
+               "precision_at_5": 0.91, "precision_at_5_catalogue": "100 catalogue images", "per_type": per_type,
+               "confusion": [[9, 1, 0], [0, 10, 0], [1, 0, 9]], "evaluated_on": "val"}
+    card = {"version": "v9", "architecture": "efficientnet-lite0", "classes": list(CLASSES), "input_size": 224,
+            "temperature": 0.8, "metrics": metrics, "hyperparameters": {"epochs": 3, "fine_tune_from": "block6a"},
+            "serving": {"file": "model.tflite", "quantization": "int8", "metrics": metrics,
+                        "agreement_with_keras": {"top1_agreement": 0.99}},
+            "data": {"dir": "/data/train", "n": 100, "counts": {"a": 50, "b": 50}},
+            "reproduce": "python manage.py train_model /data/train"}
+    text = model_card.write(tmp_path, card).read_text()
+    assert text.startswith("# Model card: v9")
+    assert "| model.keras (float32) | 0.900 | 0.890 | 0.800 | 0.030 | 0.910 |" in text
+    assert "model.tflite (int8, what serves)" in text
+    assert "First trained block: block6a." in text and "python manage.py train_model /data/train" in text
+    assert "| **a** | 9 | 1 | 0 |" in text

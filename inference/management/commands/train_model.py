@@ -134,7 +134,7 @@ class Command(BaseCommand):
                 result = train(
                     train_data=datasets["train"], val_data=datasets.get("val"), architecture=architecture,
                     output_dir=options["output_dir"], version=options["name"], events=events,
-                    **_train_options(options),
+                    extra_card=_reproduce(), **_train_options(options),
                 )
             except (ValueError, FileExistsError) as exc:
                 raise CommandError(str(exc)) from exc
@@ -197,6 +197,16 @@ class Command(BaseCommand):
             ))
         else:
             self.stdout.write(self.style.WARNING(f"{result.version} was not activated."))
+
+
+def _reproduce() -> dict[str, str]:
+    """The command line, for the card, when this runs as ``manage.py train_model`` (not from call_command)."""
+    import shlex
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "train_model":
+        return {"reproduce": "python manage.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+    return {}
 
 
 def _train_options(options: dict[str, Any]) -> dict[str, Any]:
