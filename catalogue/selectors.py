@@ -37,6 +37,8 @@ from inference.selectors import model_version_active
 # Candidates the HNSW index hands to the filters. pgvector 0.6 has no iterative index scan: a filter (same model
 # version, ready, a type) is applied *after* the index returns ef_search rows, so a selective filter can leave
 # fewer than k. We ask for more candidates and fall back to an exact scan when the result is still short.
+# Measured (make bench-search, 1M works, m=16, ef_construction=64): recall@5 0.995 at 40 and at 100 unfiltered,
+# 0.993 vs 0.998 for a rare type, no latency difference within the noise; 100 keeps the margin for filters.
 HNSW_EF_SEARCH = 100
 MAX_SIMILAR = 50
 

@@ -140,7 +140,10 @@ class Command(BaseCommand):
         self.deadline = time.monotonic() + options["timeout"]
         run = uuid.uuid4().hex[:8]
         token = options["token"] or self._token(options["username"])
-        health = self._get_json("/healthz", {})
+        try:
+            health = self._get_json("/healthz", {})
+        except urllib.error.URLError as exc:
+            raise CommandError(f"No site answers at {base} ({exc.reason}): start it with `make run`.") from None
         self.stdout.write(
             f"Site {base}: healthz ok={health.get('ok')} model={health.get('model', {}).get('version')}"
         )
