@@ -22,7 +22,11 @@ if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
     # Media from the local filesystem storage. In production behind a proxy, the proxy serves /media/ instead.
     # Only images, with headers that keep anything in them from running (artsite/security.py).
     urlpatterns += [
-        path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", security.media_serve, {"document_root": settings.MEDIA_ROOT})
+        path(
+            f"{settings.MEDIA_URL.strip('/')}/<path:path>",
+            security.media_serve,
+            {"document_root": settings.MEDIA_ROOT},
+        )
     ]
 
 # JSON for /api/ paths, Django's pages elsewhere (catalogue/api/exceptions.py).

@@ -17,7 +17,11 @@ class ArtworkUploadForm(forms.Form):
 
 
 class ArtworkFilterForm(forms.Form):
-    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "Title, artist, accession no."}))
+    q = forms.CharField(
+        required=False,
+        label="Search",
+        widget=forms.TextInput(attrs={"placeholder": "Title, artist, accession no."}),
+    )
     type = forms.ModelChoiceField(
         ArtworkType.objects.all(), required=False, to_field_name="slug", empty_label="All types"
     )
@@ -25,7 +29,11 @@ class ArtworkFilterForm(forms.Form):
 
 
 class LabelForm(forms.Form):
-    type = forms.ModelChoiceField(ArtworkType.objects.all(), to_field_name="slug", empty_label="Choose a type")
+    type = forms.ModelChoiceField(
+        ArtworkType.objects.all(), to_field_name="slug", empty_label="Choose a type"
+    )
     note = forms.CharField(
-        max_length=1000, required=False, widget=forms.TextInput(attrs={"placeholder": "Note (optional): why?"})
+        max_length=1000,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "Note (optional): why?"}),
     )

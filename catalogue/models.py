@@ -47,7 +47,9 @@ class Artwork(models.Model):
 
     title = models.CharField(max_length=300)
     artist = models.CharField(max_length=300, blank=True)
-    date = models.CharField(max_length=100, blank=True, help_text="As catalogues write it: 'c. 1650', '1890s'.")
+    date = models.CharField(
+        max_length=100, blank=True, help_text="As catalogues write it: 'c. 1650', '1890s'."
+    )
     accession_number = models.CharField(max_length=100, unique=True, null=True, blank=True)
     description = models.TextField(blank=True)
 
@@ -65,7 +67,11 @@ class Artwork(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     curator_type = models.ForeignKey(
-        ArtworkType, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        ArtworkType,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="Set by a curator; once set it is the artwork's effective type.",
     )
     uploaded_by = models.ForeignKey(
@@ -86,7 +92,9 @@ class Prediction(models.Model):
     """What one model version says of one artwork. Kept per version so a model swap needs no downtime."""
 
     artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="predictions")
-    model_version = models.ForeignKey("inference.ModelVersion", on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", on_delete=models.CASCADE, related_name="predictions"
+    )
     predicted_type = models.ForeignKey(ArtworkType, on_delete=models.PROTECT, related_name="+")
     confidence = models.FloatField()
     probabilities = models.JSONField(help_text="{type slug: probability}")
@@ -110,7 +118,9 @@ class Prediction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.artwork_id} @ {self.model_version_id}: {self.predicted_type_id} ({self.confidence:.2f})"
+        return (
+            f"{self.artwork_id} @ {self.model_version_id}: {self.predicted_type_id} ({self.confidence:.2f})"
+        )
 
 
 class LabelCorrection(models.Model):
@@ -124,9 +134,13 @@ class LabelCorrection(models.Model):
         IMPORT = "import", "Import"
 
     artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="label_corrections")
-    from_type = models.ForeignKey(ArtworkType, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    from_type = models.ForeignKey(
+        ArtworkType, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     to_type = models.ForeignKey(ArtworkType, on_delete=models.PROTECT, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     source = models.CharField(max_length=20, choices=Source.choices)
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

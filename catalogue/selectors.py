@@ -114,7 +114,9 @@ def artwork_list(
         qs = qs.filter(status=status)
     if search:
         term = search.strip()
-        qs = qs.filter(Q(title__icontains=term) | Q(artist__icontains=term) | Q(accession_number__icontains=term))
+        qs = qs.filter(
+            Q(title__icontains=term) | Q(artist__icontains=term) | Q(accession_number__icontains=term)
+        )
     if labelled is not None:
         qs = qs.filter(curator_type__isnull=not labelled)
     if min_confidence is not None:
@@ -123,7 +125,16 @@ def artwork_list(
         qs = qs.filter(pred_confidence__lte=max_confidence)
     if model_version:
         qs = qs.filter(predictions__model_version__version=model_version).distinct()
-    allowed = {"created_at", "-created_at", "title", "-title", "artist", "-artist", "pred_confidence", "-pred_confidence"}
+    allowed = {
+        "created_at",
+        "-created_at",
+        "title",
+        "-title",
+        "artist",
+        "-artist",
+        "pred_confidence",
+        "-pred_confidence",
+    }
     if ordering in allowed:
         qs = qs.order_by(ordering, "-id")
     return qs
@@ -141,9 +152,11 @@ def artwork_prediction(*, artwork: Artwork, version: ModelVersion | None = None)
     version = version if version is not None else model_version_active()
     if version is None:
         return None
-    return Prediction.objects.select_related("predicted_type", "model_version").filter(
-        artwork=artwork, model_version=version
-    ).first()
+    return (
+        Prediction.objects.select_related("predicted_type", "model_version")
+        .filter(artwork=artwork, model_version=version)
+        .first()
+    )
 
 
 def artwork_similar(*, artwork: Artwork, k: int = 5, type_slug: str | None = None) -> list[SimilarWork]:
@@ -193,7 +206,8 @@ def embedding_nearest(
         type_id = artwork_type.pk if artwork_type else -1
         # Works the model put in T that no curator moved elsewhere: the partial index of T.
         kept = qs.filter(
-            Q(artwork__curator_type__isnull=True) | Q(artwork__curator_type_id=type_id), predicted_type_id=type_id
+            Q(artwork__curator_type__isnull=True) | Q(artwork__curator_type_id=type_id),
+            predicted_type_id=type_id,
         )
         rows = _run_vector_query(kept, vector, k, exact=False)
         if len(rows) < k:
@@ -285,9 +299,15 @@ def image_classify(*, image: Any, k: int = 5) -> ImageClassification:
     best = max(probs, key=probs.__getitem__)
     types = {t.slug: t for t in artwork_types()}
     if best not in types:
-        raise ModelUnavailable(version.version, f"it predicts the type {best!r}, which the catalogue does not have")
+        raise ModelUnavailable(
+            version.version, f"it predicts the type {best!r}, which the catalogue does not have"
+        )
     return ImageClassification(
-        version=version, predicted_type=types[best], confidence=probs[best], probabilities=probs, similar=similar,
+        version=version,
+        predicted_type=types[best],
+        confidence=probs[best],
+        probabilities=probs,
+        similar=similar,
         timings={"model": predicted - started, "search": searched - predicted},
         type_slugs={t.pk: slug for slug, t in types.items()},
     )
@@ -304,7 +324,6 @@ def catalogue_counts() -> dict[str, int]:
         counts[row["status"]] = row["n"]
     counts["total"] = sum(counts.values())
     return counts
-
 
 
 # --- Curation: the review queue, model-curator agreement, the collection map, training examples ---------------
@@ -433,7 +452,9 @@ def _agreement_counts(version_ids: Sequence[int] | None) -> dict[int, dict[tuple
     return counts
 
 
-def _agreement(version: ModelVersion | None, counts: dict[tuple[int, int], int], types: list[ArtworkType]) -> ModelAgreement:
+def _agreement(
+    version: ModelVersion | None, counts: dict[tuple[int, int], int], types: list[ArtworkType]
+) -> ModelAgreement:
     index = {t.pk: i for i, t in enumerate(types)}
     matrix = [[0] * len(types) for _ in types]
     for (curator_type_id, predicted_type_id), n in counts.items():
@@ -456,7 +477,9 @@ def model_agreements() -> list[ModelAgreement]:
     version always, even with nothing to compare yet); the active version first, then the newest."""
     counts = _agreement_counts(None)
     types = artwork_types()
-    versions = [v for v in ModelVersion.objects.order_by("-is_active", "-created_at") if v.is_active or v.pk in counts]
+    versions = [
+        v for v in ModelVersion.objects.order_by("-is_active", "-created_at") if v.is_active or v.pk in counts
+    ]
     return [_agreement(v, counts.get(v.pk, {}), types) for v in versions]
 
 
@@ -561,7 +584,9 @@ def collection_map(*, version: ModelVersion | None = None, limit: int = 5000, se
     rows = list(
         base.order_by("artwork_id")
         .annotate(vector_bytes=Func("embedding", function="vector_send", output_field=BinaryField()))
-        .values_list("artwork_id", "artwork__title", "predicted_type_id", "artwork__curator_type_id", "vector_bytes")
+        .values_list(
+            "artwork_id", "artwork__title", "predicted_type_id", "artwork__curator_type_id", "vector_bytes"
+        )
     )
     if not rows:
         return CollectionMap(version=version, points=[], total=total, explained_variance=(0.0, 0.0))
@@ -573,8 +598,12 @@ def collection_map(*, version: ModelVersion | None = None, limit: int = 5000, se
     scaled = (coords - low) / span + (1.0 - extent) / 2
     points = [
         MapPoint(
-            artwork_id=row[0], title=row[1], x=float(xy[0]), y=float(1.0 - xy[1]),
-            type_id=row[3] or row[2], curated=row[3] is not None,
+            artwork_id=row[0],
+            title=row[1],
+            x=float(xy[0]),
+            y=float(1.0 - xy[1]),
+            type_id=row[3] or row[2],
+            curated=row[3] is not None,
         )
         for row, xy in zip(rows, scaled, strict=True)
     ]
@@ -607,7 +636,9 @@ class TrainingExample:
             return None
 
 
-def training_examples(*, version: ModelVersion | None = None, curator_only: bool = False) -> list[TrainingExample]:
+def training_examples(
+    *, version: ModelVersion | None = None, curator_only: bool = False
+) -> list[TrainingExample]:
     """Ready artworks with their effective types, for training on the catalogue; curator labels first.
 
     The effective type is the curator's when there is one, else the prediction of ``version`` (default: the active
@@ -615,13 +646,17 @@ def training_examples(*, version: ModelVersion | None = None, curator_only: bool
     split of the list is reproducible).
     """
     version = version if version is not None else model_version_active()
-    qs = artworks_with_prediction(version).filter(status=Artwork.Status.READY, effective_type_id__isnull=False)
+    qs = artworks_with_prediction(version).filter(
+        status=Artwork.Status.READY, effective_type_id__isnull=False
+    )
     if curator_only:
         qs = qs.filter(curator_type__isnull=False)
     slugs = dict(ArtworkType.objects.values_list("pk", "slug"))
     rows = qs.order_by("id").values_list("pk", "image", "effective_type_id", "curator_type_id")
     examples = [
-        TrainingExample(artwork_id=pk, image_name=image, type_slug=slugs[type_id], curator_labelled=curated is not None)
+        TrainingExample(
+            artwork_id=pk, image_name=image, type_slug=slugs[type_id], curator_labelled=curated is not None
+        )
         for pk, image, type_id, curated in rows
     ]
     # Curator labels first; sorted() is stable, so each group keeps the id order.

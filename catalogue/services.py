@@ -48,7 +48,8 @@ class DuplicateArtwork(ArtworkRejected):
 
     def __init__(self, existing: Artwork) -> None:
         super().__init__(
-            f"This image is already in the catalogue as “{existing.title}” (#{existing.pk}).", reason="duplicate"
+            f"This image is already in the catalogue as “{existing.title}” (#{existing.pk}).",
+            reason="duplicate",
         )
         self.existing = existing
 
@@ -73,7 +74,9 @@ def image_check(*, data: bytes, draft: int | None = None) -> CheckedImage:
     """
     try:
         decoded = decode_image(
-            data, max_bytes=settings.ARTSITE_MAX_UPLOAD_BYTES, max_pixels=settings.ARTSITE_MAX_IMAGE_PIXELS,
+            data,
+            max_bytes=settings.ARTSITE_MAX_UPLOAD_BYTES,
+            max_pixels=settings.ARTSITE_MAX_IMAGE_PIXELS,
             draft=draft,
         )
     except ImageRejected as exc:
@@ -86,7 +89,9 @@ def read_upload(file: IO[bytes], *, max_bytes: int | None = None) -> bytes:
     limit = settings.ARTSITE_MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     size = getattr(file, "size", None)
     if size is not None and size > limit:
-        raise ArtworkRejected(f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB.", reason="too_large")
+        raise ArtworkRejected(
+            f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB.", reason="too_large"
+        )
     if hasattr(file, "seek"):
         file.seek(0)
     data = file.read(limit + 1)
@@ -176,8 +181,12 @@ def artwork_create(
             artwork.save()
             if curator_type is not None:
                 LabelCorrection.objects.create(
-                    artwork=artwork, from_type=None, to_type=curator_type, user=artwork.uploaded_by,
-                    source=label_source, note="Type given at import.",
+                    artwork=artwork,
+                    from_type=None,
+                    to_type=curator_type,
+                    user=artwork.uploaded_by,
+                    source=label_source,
+                    note="Type given at import.",
                 )
             if enqueue:
                 artwork_ids = [artwork.pk]
@@ -249,7 +258,9 @@ def classification_enqueue(*, artwork_ids: Sequence[int]) -> bool:
         for artwork_id in artwork_ids:
             classify_artwork.apply_async(args=[artwork_id], retry=False)
     except Exception:  # kombu raises OperationalError, redis ConnectionError, socket errors...
-        logger.warning("broker unreachable; %d artwork(s) stay pending until the sweep", len(artwork_ids), exc_info=True)
+        logger.warning(
+            "broker unreachable; %d artwork(s) stay pending until the sweep", len(artwork_ids), exc_info=True
+        )
         return False
     return True
 
@@ -290,8 +301,11 @@ def artwork_classify(*, artwork_id: int) -> Artwork | None:
             return artwork_fail(artwork_id=artwork.pk, error=str(exc))
         probabilities, embeddings = classifier.predict_images([image])
         prediction_store(
-            artwork_ids=[artwork.pk], model_version=version, classes=classifier.classes,
-            probabilities=probabilities, embeddings=embeddings,
+            artwork_ids=[artwork.pk],
+            model_version=version,
+            classes=classifier.classes,
+            probabilities=probabilities,
+            embeddings=embeddings,
         )
     Artwork.objects.filter(pk=artwork.pk).update(
         status=Artwork.Status.READY, error="", processed_at=timezone.now(), updated_at=timezone.now()
@@ -382,8 +396,12 @@ def label_correct(
         locked.curator_type = to_type
         locked.save(update_fields=["curator_type", "updated_at"])
         correction = LabelCorrection.objects.create(
-            artwork=locked, from_type=from_type, to_type=to_type,
-            user=user if getattr(user, "pk", None) else None, source=source, note=note or "",
+            artwork=locked,
+            from_type=from_type,
+            to_type=to_type,
+            user=user if getattr(user, "pk", None) else None,
+            source=source,
+            note=note or "",
         )
     artwork.curator_type = to_type
     return correction

@@ -67,7 +67,9 @@ def artwork_upload(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"“{artwork.title}” is stored; its type is being worked out.")
             return redirect("catalogue:artwork-detail", pk=artwork.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "catalogue/artwork_upload.html", {"form": form, "duplicate": duplicate}, status=status)
+    return render(
+        request, "catalogue/artwork_upload.html", {"form": form, "duplicate": duplicate}, status=status
+    )
 
 
 @login_required
@@ -91,7 +93,9 @@ def artwork_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "similar": selectors.artwork_similar(artwork=artwork) if prediction else [],
             "types_by_id": {t.pk: t for t in types},
             "history": selectors.artwork_label_history(artwork=artwork),
-            "label_form": LabelForm(initial={"type": artwork.curator_type.slug if artwork.curator_type else None}),
+            "label_form": LabelForm(
+                initial={"type": artwork.curator_type.slug if artwork.curator_type else None}
+            ),
             "can_curate": request.user.has_perm("catalogue.change_artwork"),
         },
     )
@@ -122,8 +126,12 @@ def artwork_label(request: HttpRequest, pk: int) -> HttpResponse:
     form = LabelForm(request.POST)
     if form.is_valid():
         services.label_correct(
-            artwork=artwork, to_type=form.cleaned_data["type"], user=request.user,
-            source=LabelCorrection.Source.REVIEW if request.POST.get("source") == "review" else LabelCorrection.Source.PORTAL,
+            artwork=artwork,
+            to_type=form.cleaned_data["type"],
+            user=request.user,
+            source=LabelCorrection.Source.REVIEW
+            if request.POST.get("source") == "review"
+            else LabelCorrection.Source.PORTAL,
             note=form.cleaned_data["note"],
         )
         messages.success(request, f"Type set to {form.cleaned_data['type'].name}.")

@@ -96,7 +96,11 @@ def broker():  # type: ignore[no-untyped-def]
     from django.conf import settings
 
     url = settings.CELERY_BROKER_URL
-    client = redis.Redis(unix_socket_path=url.removeprefix("redis+socket://")) if url.startswith("redis+socket") else redis.Redis.from_url(url)
+    client = (
+        redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"))
+        if url.startswith("redis+socket")
+        else redis.Redis.from_url(url)
+    )
     client.flushdb()
     yield client
     client.flushdb()
@@ -117,9 +121,25 @@ class WorkerProcess:
         env = {**self.env, "ARTSITE_WARM_MODEL_ON_START": "1" if warm else "0"}
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "artsite", "worker", "--pool=prefork", "--concurrency=1",
-             "--loglevel=INFO", "--without-mingle", "--without-gossip", "-n", f"test{len(self.processes)}@%h"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "artsite",
+                "worker",
+                "--pool=prefork",
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"test{len(self.processes)}@%h",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes.append(process)
         return process

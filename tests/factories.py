@@ -58,7 +58,9 @@ class ArtworkFactory(factory.django.DjangoModelFactory):
         return artwork
 
 
-def prediction_for(artwork: Artwork, *, version: object, type_slug: str, embedding: np.ndarray, confidence: float = 0.9) -> Prediction:
+def prediction_for(
+    artwork: Artwork, *, version: object, type_slug: str, embedding: np.ndarray, confidence: float = 0.9
+) -> Prediction:
     """Give an artwork a prediction with a chosen embedding (selector tests compare against numpy)."""
     artwork_type = ArtworkType.objects.get(slug=type_slug)
     slugs = list(ArtworkType.objects.values_list("slug", flat=True))

@@ -21,7 +21,9 @@ def make_image(seed: int = 0, size: tuple[int, int] = (64, 48), mode: str = "RGB
     return image if mode == "RGB" else image.convert(mode)
 
 
-def image_bytes(seed: int = 0, size: tuple[int, int] = (64, 48), fmt: str = "JPEG", mode: str = "RGB", **save: object) -> bytes:
+def image_bytes(
+    seed: int = 0, size: tuple[int, int] = (64, 48), fmt: str = "JPEG", mode: str = "RGB", **save: object
+) -> bytes:
     out = io.BytesIO()
     make_image(seed, size, mode).save(out, format=fmt, **save)
     return out.getvalue()

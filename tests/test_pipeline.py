@@ -23,7 +23,9 @@ def test_upload_is_classified_by_a_real_worker(active_model, celery_worker_proce
         artwork = services.artwork_create(data=image_bytes(1, size=(300, 320)), title="Through the queue")
     assert status_of(artwork.pk) == Artwork.Status.PENDING
 
-    wait_for(lambda: status_of(artwork.pk) == Artwork.Status.READY, timeout=90, explain=celery_worker_process.log)
+    wait_for(
+        lambda: status_of(artwork.pk) == Artwork.Status.READY, timeout=90, explain=celery_worker_process.log
+    )
     prediction = Prediction.objects.get(artwork=artwork)
     assert prediction.model_version == active_model
     assert len(prediction.embedding) == 128
@@ -35,12 +37,19 @@ def test_worker_killed_mid_task_does_not_lose_the_artwork(active_model, celery_w
     with transaction.atomic():
         artwork = services.artwork_create(data=image_bytes(2), title="Survivor")
 
-    wait_for(lambda: status_of(artwork.pk) == Artwork.Status.PROCESSING, timeout=60, interval=0.005, explain=celery_worker_process.log)
+    wait_for(
+        lambda: status_of(artwork.pk) == Artwork.Status.PROCESSING,
+        timeout=60,
+        interval=0.005,
+        explain=celery_worker_process.log,
+    )
     celery_worker_process.kill(first)
     assert status_of(artwork.pk) == Artwork.Status.PROCESSING
     assert not Prediction.objects.filter(artwork=artwork).exists()
 
     # Late acknowledgement: the message is still in Redis and is delivered again (after the visibility timeout).
     celery_worker_process.start()
-    wait_for(lambda: status_of(artwork.pk) == Artwork.Status.READY, timeout=120, explain=celery_worker_process.log)
+    wait_for(
+        lambda: status_of(artwork.pk) == Artwork.Status.READY, timeout=120, explain=celery_worker_process.log
+    )
     assert Prediction.objects.filter(artwork=artwork).count() == 1

@@ -133,9 +133,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # --- Models -----------------------------------------------------------------------------------------------------
 # Folders holding model versions (one sub-folder per version with model.keras and card.json). The first is the
 # shipped one, in the repository; the last is where `train_model` writes new versions.
-ARTSITE_MODEL_DIRS = [Path(p) for p in env.list(
-    "ARTSITE_MODEL_DIRS", default=[str(BASE_DIR / "inference" / "weights"), str(VAR_DIR / "models")]
-)]
+ARTSITE_MODEL_DIRS = [
+    Path(p)
+    for p in env.list(
+        "ARTSITE_MODEL_DIRS", default=[str(BASE_DIR / "inference" / "weights"), str(VAR_DIR / "models")]
+    )
+]
 # The version activated when none is active yet (a fresh database).
 ARTSITE_DEFAULT_MODEL = env("ARTSITE_DEFAULT_MODEL", default="")
 ARTSITE_SIMILAR_COUNT = 5
@@ -164,7 +167,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 ARTSITE_WARM_MODEL_ON_START = env.bool("ARTSITE_WARM_MODEL_ON_START", default=True)
 CELERY_BEAT_SCHEDULE = {
     # Nothing stays pending forever: artworks stored while the broker was down go through once it is back.
-    "requeue-pending": {"task": "inference.tasks.requeue_pending", "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=60)},
+    "requeue-pending": {
+        "task": "inference.tasks.requeue_pending",
+        "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=60),
+    },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -224,7 +230,9 @@ def services(var_dir: Path, *, allow_embedded: bool = True) -> tuple[dict, str]:
         database["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
         database["CONN_HEALTH_CHECKS"] = True
     elif allow_embedded:
-        database = embedded.postgres_settings(var_dir / "postgres", env("ARTSITE_DATABASE_NAME", default="artsite"))
+        database = embedded.postgres_settings(
+            var_dir / "postgres", env("ARTSITE_DATABASE_NAME", default="artsite")
+        )
     else:
         raise ImproperlyConfigured("Set DATABASE_URL (postgres://...) for this environment.")
     broker = env("CELERY_BROKER_URL", default="")

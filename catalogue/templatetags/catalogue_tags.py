@@ -23,16 +23,21 @@ def histogram_svg(histogram: dict, width: int = 320, height: int = 110) -> SafeS
         if not values:
             continue
         step = width / max(1, len(values) - 1)
-        points = " ".join(f"{i * step:.1f},{height - (v / peak) * (height - 4):.1f}" for i, v in enumerate(values))
+        points = " ".join(
+            f"{i * step:.1f},{height - (v / peak) * (height - 4):.1f}" for i, v in enumerate(values)
+        )
         paths.append((f"0,{height} {points} {width},{height}", CHANNEL_COLOURS[channel]))
     polygons = format_html_join(
-        "", '<polygon points="{}" fill="{}" fill-opacity="0.35" stroke="{}" stroke-width="1"/>',
+        "",
+        '<polygon points="{}" fill="{}" fill-opacity="0.35" stroke="{}" stroke-width="1"/>',
         ((pts, colour, colour) for pts, colour in paths),
     )
     return format_html(
         '<svg class="histogram" viewBox="0 0 {} {}" role="img" aria-label="RGB colour histogram" '
         'preserveAspectRatio="none">{}</svg>',
-        width, height, polygons,
+        width,
+        height,
+        polygons,
     )
 
 

@@ -143,14 +143,24 @@ def test_label_correct_records_audit_trail(active_model, curator):
     predicted = Prediction.objects.get(artwork=artwork).predicted_type
     target = ArtworkType.objects.exclude(pk=predicted.pk).first()
 
-    services.label_correct(artwork=artwork, to_type=target, user=curator, source=LabelCorrection.Source.PORTAL, note="signed plate")
+    services.label_correct(
+        artwork=artwork,
+        to_type=target,
+        user=curator,
+        source=LabelCorrection.Source.PORTAL,
+        note="signed plate",
+    )
 
     artwork.refresh_from_db()
     assert artwork.curator_type == target
     correction = LabelCorrection.objects.get(artwork=artwork)
-    assert (correction.from_type, correction.to_type, correction.user, correction.source, correction.note) == (
-        predicted, target, curator, "portal", "signed plate"
-    )
+    assert (
+        correction.from_type,
+        correction.to_type,
+        correction.user,
+        correction.source,
+        correction.note,
+    ) == (predicted, target, curator, "portal", "signed plate")
     # A second correction starts from the curator's type.
     other = ArtworkType.objects.exclude(pk__in=[predicted.pk, target.pk]).first()
     services.label_correct(artwork=artwork, to_type=other, user=curator, source=LabelCorrection.Source.ADMIN)

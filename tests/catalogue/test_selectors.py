@@ -96,7 +96,9 @@ def test_no_prediction_means_no_similar_works(active_model):
 def test_artwork_list_filters(catalogue):
     artworks, _ = catalogue
     painting = ArtworkType.objects.get(slug="painting")
-    Artwork.objects.filter(pk=artworks[0].pk).update(curator_type=painting, title="Night Watch", artist="Rembrandt")
+    Artwork.objects.filter(pk=artworks[0].pk).update(
+        curator_type=painting, title="Night Watch", artist="Rembrandt"
+    )
 
     paintings = selectors.artwork_list(type_slug="Paintings")
     assert artworks[0].pk in {a.pk for a in paintings}

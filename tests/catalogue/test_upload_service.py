@@ -21,7 +21,9 @@ def stored_files() -> list[Path]:
 
 def test_create_stores_file_thumbnail_and_pending_row(curator):
     data = image_bytes(1, size=(640, 480))
-    artwork = services.artwork_create(data=data, title="  Vase of Flowers ", artist="Anon", uploaded_by=curator, enqueue=False)
+    artwork = services.artwork_create(
+        data=data, title="  Vase of Flowers ", artist="Anon", uploaded_by=curator, enqueue=False
+    )
 
     artwork.refresh_from_db()
     assert artwork.status == Artwork.Status.PENDING
@@ -59,8 +61,11 @@ def test_create_enqueues_classification_on_commit(broker, django_capture_on_comm
 )
 def test_bad_files_are_refused_and_nothing_is_stored(data, reason):
     if not isinstance(data, bytes):
-        data = {"truncated": truncated_jpeg, "bomb": decompression_bomb_png,
-                "gif": lambda: image_bytes(3, fmt="GIF")}[data.values[0]]()
+        data = {
+            "truncated": truncated_jpeg,
+            "bomb": decompression_bomb_png,
+            "gif": lambda: image_bytes(3, fmt="GIF"),
+        }[data.values[0]]()
     before = stored_files()
     with pytest.raises(services.ArtworkRejected) as excinfo:
         services.artwork_create(data=data, title="Bad", enqueue=False)

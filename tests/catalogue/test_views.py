@@ -78,7 +78,9 @@ def test_duplicate_upload_links_to_existing(curator_client):
 
 
 def test_missing_title_is_a_form_error(curator_client):
-    response = curator_client.post(reverse("catalogue:artwork-upload"), {"image": SimpleUploadedFile("a.jpg", image_bytes(4))})
+    response = curator_client.post(
+        reverse("catalogue:artwork-upload"), {"image": SimpleUploadedFile("a.jpg", image_bytes(4))}
+    )
     assert response.status_code == 400 and Artwork.objects.count() == 0
 
 
@@ -127,7 +129,8 @@ def test_label_from_artwork_page_records_portal_correction(curator_client, activ
     artwork = ArtworkFactory()
     services.artwork_classify(artwork_id=artwork.pk)
     response = curator_client.post(
-        reverse("catalogue:artwork-label", args=[artwork.pk]), {"type": "sculpture", "next": "https://evil.example/"}
+        reverse("catalogue:artwork-label", args=[artwork.pk]),
+        {"type": "sculpture", "next": "https://evil.example/"},
     )
     assert response["Location"] == reverse("catalogue:artwork-detail", args=[artwork.pk])  # no open redirect
     artwork.refresh_from_db()

@@ -143,7 +143,9 @@ class Command(BaseCommand):
         try:
             health = self._get_json("/healthz", {})
         except urllib.error.URLError as exc:
-            raise CommandError(f"No site answers at {base} ({exc.reason}): start it with `make run`.") from None
+            raise CommandError(
+                f"No site answers at {base} ({exc.reason}): start it with `make run`."
+            ) from None
         self.stdout.write(
             f"Site {base}: healthz ok={health.get('ok')} model={health.get('model', {}).get('version')}"
         )

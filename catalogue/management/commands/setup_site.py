@@ -17,12 +17,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="curator", help="Curator account to create if missing.")
         parser.add_argument(
-            "--password", default="curator",
+            "--password",
+            default="curator",
             help="Password for a newly created curator account (an existing account keeps its password).",
         )
         parser.add_argument("--no-migrate", action="store_true", help="Skip running migrations.")
         parser.add_argument(
-            "--no-curator", action="store_true",
+            "--no-curator",
+            action="store_true",
             help="Do not create the default curator account (production: create accounts with createsuperuser).",
         )
 
@@ -31,15 +33,21 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
         active = model_services.model_ensure_active()
         if active is None:
-            self.stderr.write(self.style.WARNING("No model version found: artworks will fail until one is trained."))
+            self.stderr.write(
+                self.style.WARNING("No model version found: artworks will fail until one is trained.")
+            )
         else:
             self.stdout.write(f"Active model: {active.version}")
         if options["no_curator"]:
             return
-        user, created = catalogue_services.curator_ensure(username=options["username"], password=options["password"])
+        user, created = catalogue_services.curator_ensure(
+            username=options["username"], password=options["password"]
+        )
         if created:
-            self.stdout.write(self.style.SUCCESS(
-                f"Created curator account — log in as “{user.get_username()}” with password “{options['password']}”."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Created curator account — log in as “{user.get_username()}” with password “{options['password']}”."
+                )
+            )
         else:
             self.stdout.write(f"Curator account “{user.get_username()}” exists.")
