@@ -147,7 +147,21 @@ class ArtworkAdminForm(forms.ModelForm):
             self.fields["set_type"].initial = self.instance.curator_type_id
 
 
-class LabelCorrectionInline(admin.TabularInline):
+class ReadOnlyAdminMixin:
+    """Shown, never written from the admin: rows that only services create (audit trail, seeded types, model
+    versions registered from their folders)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class LabelCorrectionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = LabelCorrection
     fk_name = "artwork"
     verbose_name = "type change"
@@ -161,15 +175,6 @@ class LabelCorrectionInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LabelCorrection]:
         return super().get_queryset(request).select_related("from_type", "to_type", "user")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Artwork)
@@ -480,7 +485,7 @@ def _set_type_action(type_id: int) -> Any:
 
 
 @admin.register(LabelCorrection)
-class LabelCorrectionAdmin(admin.ModelAdmin):
+class LabelCorrectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit trail, read-only for everyone: rows are written only by ``label_correct`` (and imports)."""
 
     list_display = ("created_at", "artwork_link", "from_type", "to_type", "user", "source", "note")
@@ -499,28 +504,10 @@ class LabelCorrectionAdmin(admin.ModelAdmin):
             obj.artwork.title,
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(ArtworkType)
-class ArtworkTypeAdmin(admin.ModelAdmin):
+class ArtworkTypeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The five types are seeded by a migration and must match the models' class names: read-only here."""
 
     list_display = ("name", "slug", "position")
     readonly_fields = ("name", "slug", "position")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

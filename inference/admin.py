@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from catalogue.admin import ReadOnlyAdminMixin
 from inference.models import ModelVersion
 
 
@@ -30,7 +31,8 @@ SHOWN_METRICS = {"accuracy", "macro_f1", "ece", "n", "evaluated_on", "per_type"}
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Read-only: versions are registered from their folders, and predictions and embeddings hang on them.
     list_display = (
         "version",
         "is_active",
@@ -108,14 +110,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         self.sync_on_list(request)
         return super().changelist_view(request, {"title": "Models", **(extra_context or {})})
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # versions are registered from their folders (model_versions_sync)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # predictions and embeddings hang on the version
 
     @admin.display(description="architecture")
     def architecture(self, obj: ModelVersion) -> str:
