@@ -159,7 +159,7 @@ def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, m
                    augment_views=1, tflite="fp32", output_dir=model_dirs[1], version="lite-tiny",
                    holdout_fraction=0.25, events=TrainingEvents(on_stage=stages.append))
     assert sorted(p.name for p in result.path.iterdir()) == [
-        "card.json", "confusion.png", "curves.png", "model.keras", "model.tflite"]
+        "MODEL_CARD.md", "card.json", "confusion.png", "curves.png", "model.keras", "model.tflite"]
     card = registry.read_card(result.path)
     assert card["architecture"] == "efficientnet-lite0" and card["input_size"] == 96
     assert card["hyperparameters"]["fine_tune_from"] == "block6a"
