@@ -67,7 +67,7 @@ def postgres_settings(data_dir: Path, database: str = DATABASE_NAME) -> dict[str
 def _ensure_database(socket_dir: str, port: int | None, database: str) -> None:
     import psycopg2
 
-    def connect(dbname: str):  # type: ignore[no-untyped-def]
+    def connect(dbname: str) -> Any:
         conn = psycopg2.connect(dbname=dbname, user="postgres", host=socket_dir, port=port or 5432)
         conn.autocommit = True
         return conn

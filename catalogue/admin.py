@@ -91,7 +91,8 @@ class ConfidenceBandFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(key, label) for key, (label, _, _) in CONFIDENCE_BANDS.items()]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Artwork]) -> QuerySet[Artwork]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        # QuerySet[Any]: pred_confidence is an annotation (selectors.artworks_with_prediction), not a field.
         band = CONFIDENCE_BANDS.get(self.value() or "")
         if band is None:
             return queryset
@@ -221,7 +222,7 @@ class ArtworkAdmin(admin.ModelAdmin):
         "updated_at",
     )
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         type_fields: tuple[str, ...] = ("curator_type",)
         if obj is not None and self.has_change_permission(request, obj):
             type_fields = ("set_type", "type_note")  # set_type starts at the current label

@@ -13,7 +13,7 @@ DATABASES, CELERY_BROKER_URL = services(Path(env("ARTSITE_TEST_VAR_DIR", default
 # Worker processes started by tests inherit the parent's media folder through DJANGO_MEDIA_ROOT.
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="artsite-test-media-"))
 # Static files are found by the finders in tests; no collectstatic.
-STATIC_ROOT = None
+STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
