@@ -144,6 +144,9 @@ def train(
     augment_views: int = 4,
     weight_decay: float = 1e-4,
     label_smoothing: float = 0.1,
+    mixup: float = 0.3,
+    ema_decay: float = 0.99,
+    body_lr_factor: float = 0.2,
     tflite: str | None = "default",
     extra_card: dict[str, Any] | None = None,
 ) -> TrainedVersion:
@@ -155,7 +158,9 @@ def train(
 
     EfficientNet-Lite0 only: ``fine_tune_from`` (the first trained block; the ones before it keep their ImageNet
     weights), ``augment_views`` (augmented copies of each image whose trunk activations are cached),
-    ``weight_decay``, ``label_smoothing``. ``tflite``: quantization of the fast serving copy written beside
+    ``weight_decay``, ``label_smoothing``, ``mixup`` (Beta parameter; 0 for none), ``ema_decay`` (weight
+    averaging; 0 for none), ``body_lr_factor`` (learning rate of the pretrained blocks relative to the new
+    layers). ``tflite``: quantization of the fast serving copy written beside
     model.keras (``fp32``, ``fp16``, ``int8``; ``None`` for none).
     """
     events = events or TrainingEvents()
@@ -194,7 +199,8 @@ def train(
               "weights": weights, "events": events}
     if architecture in TAIL_TRAINED:
         fitted = _fit_tail(architecture=architecture, fine_tune_from=fine_tune_from, augment_views=augment_views,
-                           weight_decay=weight_decay, label_smoothing=label_smoothing, **common)
+                           weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup,
+                           ema_decay=ema_decay, body_lr_factor=body_lr_factor, **common)
     else:
         fitted = _fit_keras(architecture=architecture, **common)
     model = fitted.model
@@ -365,7 +371,8 @@ def _fit_keras(
 def _fit_tail(
     *, architecture: str, train_data: ImageSet, fit_idx: np.ndarray, held_idx: np.ndarray, epochs: int, seed: int,
     batch_size: int, learning_rate: float, augment: bool, weights: dict[int, float], events: TrainingEvents,
-    fine_tune_from: str, augment_views: int, weight_decay: float, label_smoothing: float,
+    fine_tune_from: str, augment_views: int, weight_decay: float, label_smoothing: float, mixup: float,
+    ema_decay: float, body_lr_factor: float,
 ) -> _Fitted:
     """Fine-tune the last blocks of a pretrained network on cached trunk activations.
 
@@ -375,8 +382,10 @@ def _fit_tail(
     convolution, the 128-d embedding and the cosine classifier) then trains on a random cached view of each image
     per epoch, which costs a fraction of running the whole network. Batch-norm statistics stay ImageNet's (the
     tail's BN layers are frozen: with ~2,300 images, re-estimating them measured worse); stochastic depth and the
-    head's dropout are on while training. AdamW with a linear warm-up then cosine decay, label smoothing and class
-    weights in the cross-entropy.
+    head's dropout are on while training. AdamW with a linear warm-up then cosine decay (the pretrained blocks at
+    ``body_lr_factor`` of the rate), label smoothing, class weights and mixup of the cached activations in the
+    cross-entropy; the kept weights are an exponential moving average of the trained ones (mixup and the average
+    were worth about 1.5 points of val accuracy in the experiments that chose this recipe).
     """
     stage = events.on_stage or (lambda _name: None)
     classes = train_data.classes
@@ -423,26 +432,46 @@ def _fit_tail(
     class_weight = tf.constant([weights[i] for i in range(len(classes))], tf.float32)
     steps_per_epoch = max(1, -(-len(fit_idx) // batch_size))
     total_steps = steps_per_epoch * epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, total_steps, alpha=0.01, warmup_target=learning_rate, warmup_steps=max(1, total_steps // 20)
-    )
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+
+    def optimizer_for(peak: float, trained: list[Any]) -> keras.optimizers.Optimizer:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, total_steps, alpha=0.01, warmup_target=peak, warmup_steps=max(1, total_steps // 20)
+        )
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+        optimizer.build(trained)
+        return optimizer
+
+    # The new layers (embedding, cosine classifier) learn at the full rate; the pretrained blocks at a fraction of
+    # it, so that fine-tuning adapts ImageNet's features rather than overwriting them.
     variables = tail.trainable_variables
-    optimizer.build(variables)
+    head_layers = {"embedding", architectures.LOGITS_LAYER}
+    head_vars = [v for v in variables if v.path.split("/")[0] in head_layers]
+    body_vars = [v for v in variables if v.path.split("/")[0] not in head_layers]
+    head_optimizer = optimizer_for(learning_rate, head_vars)
+    body_optimizer = optimizer_for(learning_rate * body_lr_factor, body_vars) if body_vars else None
+    ordered = head_vars + body_vars
+    averaged = [tf.Variable(v, trainable=False) for v in ordered]  # exponential moving average of the weights
     num_classes = len(classes)
 
-    def weighted_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        targets = tf.one_hot(labels, num_classes) * (1.0 - label_smoothing) + label_smoothing / num_classes
-        per_example = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
-        w = tf.gather(class_weight, labels)
-        return tf.reduce_sum(per_example * w) / tf.reduce_sum(w)
-
     @tf.function
-    def train_step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def train_step(x: tf.Tensor, y: tf.Tensor, mix: tf.Tensor, partner: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # Mixup on the cached activations ("manifold mixup"): each example blended with a partner from the batch,
+        # targets (smoothed) and class weights blended alike; mix = 1 turns it off.
+        x = tf.cast(x, tf.float32)
+        targets = tf.one_hot(y, num_classes) * (1.0 - label_smoothing) + label_smoothing / num_classes
+        w = tf.gather(class_weight, y)
+        x = mix * x + (1.0 - mix) * tf.gather(x, partner)
+        targets = mix * targets + (1.0 - mix) * tf.gather(targets, partner)
+        w = mix * w + (1.0 - mix) * tf.gather(w, partner)
         with tf.GradientTape() as tape:
-            logits, _ = tail(tf.cast(x, tf.float32), training=True)
-            loss = weighted_loss(logits, y)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+            logits, _ = tail(x, training=True)
+            loss = tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(targets, logits) * w) / tf.reduce_sum(w)
+        gradients = tape.gradient(loss, ordered)
+        head_optimizer.apply_gradients(zip(gradients[: len(head_vars)], head_vars, strict=True))
+        if body_optimizer is not None:
+            body_optimizer.apply_gradients(zip(gradients[len(head_vars) :], body_vars, strict=True))
+        for average, variable in zip(averaged, ordered, strict=True):
+            average.assign(ema_decay * average + (1.0 - ema_decay) * variable)
         return loss, tf.reduce_sum(tf.cast(tf.argmax(logits, axis=-1) == tf.cast(y, tf.int64), tf.float32))
 
     tail_step = tf.function(lambda x: tail(tf.cast(x, tf.float32), training=False))
@@ -459,6 +488,12 @@ def _fit_tail(
             embeddings
         )
 
+    def swap_in_average() -> list[np.ndarray]:
+        current = [v.numpy() for v in ordered]
+        for variable, average in zip(ordered, averaged, strict=True):
+            variable.assign(average)
+        return current
+
     rng = np.random.default_rng(seed)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     best_loss, best_epoch, best_weights = float("inf"), 0, None
@@ -469,12 +504,17 @@ def _fit_tail(
         loss_sum = correct = 0.0
         for step_index, start in enumerate(range(0, len(order), batch_size), start=1):
             rows, picks = order[start : start + batch_size], chosen_view[start : start + batch_size]
-            loss, hits = train_step(tf.constant(stacked[picks, rows]), tf.constant(fit_labels[rows]))
+            mix = float(rng.beta(mixup, mixup)) if mixup > 0 else 1.0
+            partner = rng.permutation(len(rows))
+            loss, hits = train_step(tf.constant(stacked[picks, rows]), tf.constant(fit_labels[rows]),
+                                    tf.constant(mix, tf.float32), tf.constant(partner))
             loss_sum += float(loss) * len(rows)
             correct += float(hits)
             if events.on_batch is not None:
                 events.on_batch(step_index, steps_per_epoch)
         logs = {"loss": loss_sum / len(order), "accuracy": correct / len(order)}
+        # The held-out share judges the averaged weights (what would be kept), then training resumes as it was.
+        current = swap_in_average()
         if len(held_idx):
             held_p, _ = tail_predict(held_x)
             weights_held = np.asarray([weights[int(c)] for c in held_labels])
@@ -488,11 +528,13 @@ def _fit_tail(
         held_loss = logs.get("val_loss")
         if held_loss is None or held_loss <= best_loss:
             best_loss = held_loss if held_loss is not None else best_loss
-            best_epoch, best_weights = epoch, [v.numpy() for v in variables]
+            best_epoch, best_weights = epoch, [v.numpy() for v in ordered]
+        for variable, value in zip(ordered, current, strict=True):
+            variable.assign(value)
         if events.on_epoch is not None:
             events.on_epoch(epoch + 1, epochs, logs)
     if best_weights is not None:
-        for variable, value in zip(variables, best_weights, strict=True):
+        for variable, value in zip(ordered, best_weights, strict=True):
             variable.assign(value)
     if not len(held_idx):
         del history["val_loss"], history["val_accuracy"]
@@ -500,9 +542,14 @@ def _fit_tail(
     return _Fitted(
         model=model, history=history, best_epoch=best_epoch,
         hyperparameters={
-            "optimizer": f"AdamW (weight decay {weight_decay:g})",
+            "optimizer": f"AdamW (weight decay {weight_decay:g}); pretrained blocks at {body_lr_factor:g} x the "
+                         "learning rate of the new layers",
             "schedule": "linear warm-up over 5% of the steps, then cosine decay to 1%",
             "loss": f"cross-entropy, label smoothing {label_smoothing:g}, class-weighted",
+            "mixup": f"on the cached activations, mixing weight ~ Beta({mixup:g}, {mixup:g}) per batch"
+                     if mixup > 0 else "none",
+            "weight_averaging": f"exponential moving average of the weights (decay {ema_decay:g} per step); the "
+                                "averaged weights are the ones judged and kept",
             "fine_tune_from": fine_tune_from,
             "frozen": f"input normalisation, stem and every block before {fine_tune_from} (ImageNet weights); "
                       "all batch-norm statistics",

@@ -44,6 +44,15 @@ class Command(BaseCommand):
                             help="efficientnet-lite0: label smoothing of the cross-entropy (default: 0.1).")
         parser.add_argument("--weight-decay", type=float, default=1e-4,
                             help="efficientnet-lite0: AdamW weight decay (default: 0.0001).")
+        parser.add_argument("--mixup", type=float, default=0.3,
+                            help="efficientnet-lite0: mixup of the cached activations, Beta(a, a) weights; 0 turns "
+                                 "it off (default: 0.3).")
+        parser.add_argument("--ema-decay", type=float, default=0.99,
+                            help="efficientnet-lite0: keep an exponential moving average of the weights with this "
+                                 "decay per step; 0 keeps the last weights (default: 0.99).")
+        parser.add_argument("--body-lr-factor", type=float, default=0.2,
+                            help="efficientnet-lite0: learning rate of the pretrained blocks relative to the new "
+                                 "layers (default: 0.2).")
         parser.add_argument("--tflite", choices=("default", "none", "fp32", "fp16", "int8"), default="default",
                             help="Fast serving copy written beside model.keras: its quantization, or none "
                                  "(default: int8 for efficientnet-lite0, none for seed-cnn).")
@@ -216,7 +225,8 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
         "learning_rate": options["learning_rate"], "holdout_fraction": options["holdout"],
         "augment": not options["no_augment"], "fine_tune_from": options["fine_tune_from"],
         "augment_views": options["augment_views"], "label_smoothing": options["label_smoothing"],
-        "weight_decay": options["weight_decay"], "tflite": None if tflite == "none" else tflite,
+        "weight_decay": options["weight_decay"], "mixup": options["mixup"], "ema_decay": options["ema_decay"],
+        "body_lr_factor": options["body_lr_factor"], "tflite": None if tflite == "none" else tflite,
     }
 
 
