@@ -73,8 +73,10 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
         model_versions_sync()  # a version trained since the last visit shows up at once
 
-    @admin.action(description="Activate the selected version (re-embeds the catalogue, then switches)",
-                  permissions=["activate"])
+    @admin.action(
+        description="Activate the selected version (re-embeds the catalogue, then switches)",
+        permissions=["activate"],
+    )
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         from inference.registry import ModelUnavailable
         from inference.services import model_activate
@@ -109,7 +111,6 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ) -> HttpResponse:
         self.sync_on_list(request)
         return super().changelist_view(request, {"title": "Models", **(extra_context or {})})
-
 
     @admin.display(description="architecture")
     def architecture(self, obj: ModelVersion) -> str:

@@ -24,7 +24,9 @@ OUTPUT_NAMES = ("probabilities", "embedding")
 LOGITS_LAYER = "logits"
 
 
-def build_seed_cnn(input_size: int = 150, num_classes: int = 5, embedding_dim: int = EMBEDDING_DIM) -> keras.Model:
+def build_seed_cnn(
+    input_size: int = 150, num_classes: int = 5, embedding_dim: int = EMBEDDING_DIM
+) -> keras.Model:
     """The seed architecture: five 3x3 ReLU convolutions (16, 32, 64, 128, 256 filters), each followed by 2x2 max
     pooling, global average pooling, three Dense 128 ReLU, a linear Dense ``embedding`` and a 5-way softmax.
 
@@ -63,7 +65,7 @@ class CosineLogits(layers.Layer):
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         self.kernel = self.add_weight(
-            shape=(int(input_shape[-1]), self.units), initializer="glorot_uniform", name="kernel"
+            shape=(int(input_shape[-1] or 0), self.units), initializer="glorot_uniform", name="kernel"
         )
 
     def call(self, inputs: Any) -> Any:

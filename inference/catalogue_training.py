@@ -43,10 +43,14 @@ def _examples_as_files() -> tuple[list[LabelledFile], list[bool], int]:
         if example.type_slug not in CLASSES:
             unknown += 1
             continue
-        files.append(LabelledFile(
-            path=Path(example.image_name), relative=f"{example.artwork_id}:{example.image_name}",
-            label=CLASSES.index(example.type_slug), opener=example.read_bytes,
-        ))
+        files.append(
+            LabelledFile(
+                path=Path(example.image_name),
+                relative=f"{example.artwork_id}:{example.image_name}",
+                label=CLASSES.index(example.type_slug),
+                opener=example.read_bytes,
+            )
+        )
         curated.append(example.curator_labelled)
     return files, curated, unknown
 
@@ -85,7 +89,9 @@ def model_train_from_catalogue(
 
     files, curated, unknown = _examples_as_files()
     if not files:
-        raise ValueError("The catalogue has no ready artworks with a type (curator label or prediction) to train on.")
+        raise ValueError(
+            "The catalogue has no ready artworks with a type (curator label or prediction) to train on."
+        )
     labels = np.asarray([f.label for f in files])
     curated_idx = np.flatnonzero(curated)
     gold_idx = np.array([], np.int64)
@@ -99,26 +105,39 @@ def model_train_from_catalogue(
 
     size = input_size or DEFAULT_INPUT_SIZES.get(architecture, 150)
     train_data = read_files(train_files, size, root="catalogue", progress=progress)
-    gold_data: ImageSet | None = read_files(gold_files, size, root="catalogue gold set") if gold_files else None
+    gold_data: ImageSet | None = (
+        read_files(gold_files, size, root="catalogue gold set") if gold_files else None
+    )
     if gold_data is not None and not len(gold_data):
         gold_data = None
 
     active = model_version_active()
-    active_gold = _gold_metrics(active.version, gold_files) if active is not None and gold_data is not None else None
+    active_gold = (
+        _gold_metrics(active.version, gold_files) if active is not None and gold_data is not None else None
+    )
 
     source = {
         "source": "catalogue: ready artworks with their effective type (curator label, else the active version's "
-                  "prediction)",
+        "prediction)",
         "active_version_when_trained": active.version if active is not None else None,
         "examples": len(files),
         "curator_labelled": int(np.sum(curated)),
         "left_out_unknown_type": unknown,
-        "gold_set": {"n": len(gold_files), "fraction_of_curator_labelled": gold_fraction,
-                     "note": "curator-labelled works held out of this training"},
+        "gold_set": {
+            "n": len(gold_files),
+            "fraction_of_curator_labelled": gold_fraction,
+            "note": "curator-labelled works held out of this training",
+        },
     }
     result = train(
-        train_data=train_data, val_data=gold_data, architecture=architecture, seed=seed,
-        output_dir=output_dir, version=version, extra_card={"catalogue_training": source}, **train_options,
+        train_data=train_data,
+        val_data=gold_data,
+        architecture=architecture,
+        seed=seed,
+        output_dir=output_dir,
+        version=version,
+        extra_card={"catalogue_training": source},
+        **train_options,
     )
 
     new_gold = None
@@ -143,8 +162,9 @@ def model_train_from_catalogue(
         services.model_versions_sync()
         services.model_activate(version=ModelVersion.objects.get(version=result.version))
         activated = True
-    return CatalogueTraining(version=result.version, path=result.path, card=card, comparison=comparison,
-                             activated=activated)
+    return CatalogueTraining(
+        version=result.version, path=result.path, card=card, comparison=comparison, activated=activated
+    )
 
 
 def activation_decision(new: dict[str, Any] | None, active: dict[str, Any] | None) -> tuple[bool, str]:
@@ -159,5 +179,3 @@ def activation_decision(new: dict[str, Any] | None, active: dict[str, Any] | Non
         f"gold accuracy {new['accuracy']:.3f} vs {active['accuracy']:.3f} active, macro-F1 "
         f"{new['macro_f1']:.3f} vs {active['macro_f1']:.3f}: " + ("at least as good" if decision else "worse")
     )
-
-

@@ -76,9 +76,13 @@ class ImageSet:
 
     def subset(self, indices: np.ndarray) -> ImageSet:
         return ImageSet(
-            images=self.images[indices], labels=self.labels[indices], classes=self.classes,
-            input_size=self.input_size, paths=[self.paths[i] for i in indices],
-            fingerprint=self.fingerprint, root=self.root,
+            images=self.images[indices],
+            labels=self.labels[indices],
+            classes=self.classes,
+            input_size=self.input_size,
+            paths=[self.paths[i] for i in indices],
+            fingerprint=self.fingerprint,
+            root=self.root,
             files=[self.files[i] for i in indices] if self.files else [],
         )
 
@@ -222,6 +226,7 @@ def stratified_split(labels: np.ndarray, fraction: float, *, seed: int) -> tuple
 
 
 # --- Augmented views (training only) -----------------------------------------------------------------------------
+
 
 def random_view(image: Image.Image, size: int, rng: np.random.Generator) -> np.ndarray:
     """One augmented model input of a decoded image, as uint8 ``(size, size, 3)``: a random crop of 55-100% of the

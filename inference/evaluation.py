@@ -156,8 +156,9 @@ def classification_metrics(
     if embeddings is not None:
         metrics["precision_at_5"] = precision_at_k(embeddings, labels, catalogue_embeddings, catalogue_labels)
         metrics["precision_at_5_catalogue"] = (
-            "leave-one-out within the evaluated set" if catalogue_embeddings is None else
-            f"{len(catalogue_labels) if catalogue_labels is not None else 0} catalogue images"
+            "leave-one-out within the evaluated set"
+            if catalogue_embeddings is None
+            else f"{len(catalogue_labels) if catalogue_labels is not None else 0} catalogue images"
         )
     return metrics
 
@@ -171,7 +172,9 @@ def predict_dataset(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(probabilities, embeddings, labels in the classifier's class order) for every image of ``dataset``."""
     if dataset.input_size != classifier.input_size:
-        raise ValueError(f"The images were read at {dataset.input_size} px; the model takes {classifier.input_size}.")
+        raise ValueError(
+            f"The images were read at {dataset.input_size} px; the model takes {classifier.input_size}."
+        )
     missing = [slug for slug in dataset.classes if slug not in classifier.classes]
     if missing:
         raise ValueError(f"The model {classifier.version} does not know the type(s) {', '.join(missing)}.")
@@ -207,8 +210,12 @@ def evaluate_classifier(
             classifier, catalogue, progress=sub_progress(len(dataset))
         )
     metrics = classification_metrics(
-        probabilities, labels, classifier.classes, embeddings=embeddings,
-        catalogue_embeddings=catalogue_embeddings, catalogue_labels=catalogue_labels,
+        probabilities,
+        labels,
+        classifier.classes,
+        embeddings=embeddings,
+        catalogue_embeddings=catalogue_embeddings,
+        catalogue_labels=catalogue_labels,
     )
     metrics["version"] = classifier.version
     metrics["data"] = dataset.summary()
@@ -219,6 +226,7 @@ def evaluate_classifier(
 
 # --- Figures (Pillow only: matplotlib is not a dependency) ------------------------------------------------------
 
+
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
@@ -226,8 +234,13 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def render_confusion_png(matrix: np.ndarray | list[list[int]], classes: Sequence[str], path: Path | str,
-                         *, title: str = "Confusion matrix") -> Path:
+def render_confusion_png(
+    matrix: np.ndarray | list[list[int]],
+    classes: Sequence[str],
+    path: Path | str,
+    *,
+    title: str = "Confusion matrix",
+) -> Path:
     """Rows true type, columns predicted; cells shaded by the share of their row, with counts."""
     matrix = np.asarray(matrix, np.int64)
     n = len(classes)
@@ -254,16 +267,25 @@ def render_confusion_png(matrix: np.ndarray | list[list[int]], classes: Sequence
             text = f"{matrix[i, j]}\n{share:.0%}"
             draw.multiline_text((x0 + 8, y0 + cell // 2 - 16), text, fill="black", font=font, spacing=2)
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-    draw.text((left, top + n * cell + 10), f"accuracy {accuracy:.1%}  n={int(matrix.sum())}", fill="black", font=font)
+    draw.text(
+        (left, top + n * cell + 10),
+        f"accuracy {accuracy:.1%}  n={int(matrix.sum())}",
+        fill="black",
+        font=font,
+    )
     path = Path(path)
     image.save(path)
     return path
 
 
-def render_curves_png(history: Mapping[str, Sequence[float]], path: Path | str, *, title: str = "Training") -> Path:
+def render_curves_png(
+    history: Mapping[str, Sequence[float]], path: Path | str, *, title: str = "Training"
+) -> Path:
     """Two panels, loss and accuracy per epoch, one line per series (``loss``/``val_loss``, ``accuracy``/...)."""
-    panels = [("loss", [k for k in history if k.endswith("loss")]),
-              ("accuracy", [k for k in history if k.endswith("accuracy")])]
+    panels = [
+        ("loss", [k for k in history if k.endswith("loss")]),
+        ("accuracy", [k for k in history if k.endswith("accuracy")]),
+    ]
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
     panel_w, panel_h, margin = 420, 300, 50
     image = Image.new("RGB", (2 * panel_w + 3 * margin, panel_h + 2 * margin + 30), "white")
@@ -288,7 +310,10 @@ def render_curves_png(history: Mapping[str, Sequence[float]], path: Path | str, 
         for s, (key, values_k) in enumerate(zip(keys, series, strict=False)):
             colour = colours[s % len(colours)]
             points = [
-                (x0 + (e / max(epochs - 1, 1)) * panel_w, y0 + panel_h - (float(v) - low) / (high - low) * panel_h)
+                (
+                    x0 + (e / max(epochs - 1, 1)) * panel_w,
+                    y0 + panel_h - (float(v) - low) / (high - low) * panel_h,
+                )
                 for e, v in enumerate(values_k)
             ]
             if len(points) > 1:
@@ -303,10 +328,16 @@ def render_curves_png(history: Mapping[str, Sequence[float]], path: Path | str, 
 
 # --- Serving benchmark (not a test: STYLE rule 14) --------------------------------------------------------------
 
+
 def _percentiles(seconds: Sequence[float], cpu_seconds: Sequence[float] | None = None) -> dict[str, float]:
     ms = np.asarray(seconds, np.float64) * 1000.0
-    figures = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-               "mean_ms": float(ms.mean()), "best_ms": float(ms.min()), "n": int(len(ms))}
+    figures = {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "mean_ms": float(ms.mean()),
+        "best_ms": float(ms.min()),
+        "n": int(len(ms)),
+    }
     if cpu_seconds is not None:
         figures["cpu_p50_ms"] = float(np.percentile(np.asarray(cpu_seconds, np.float64) * 1000.0, 50))
     return figures
@@ -357,12 +388,16 @@ def benchmark_serving(
         return samples, cpu
 
     def single(target: Classifier) -> dict[str, float]:
-        return _percentiles(*timed(lambda i: target.predict_images([images[i % len(images)]]), single_repeats))
+        return _percentiles(
+            *timed(lambda i: target.predict_images([images[i % len(images)]]), single_repeats)
+        )
 
     def throughput(function: Callable[[int], object]) -> dict[str, float]:
         wall, cpu = timed(function, batch_repeats)
-        return {"images_per_s": batch_size / float(np.median(wall)),
-                "cpu_ms_per_image": float(np.median(cpu)) * 1000.0 / batch_size}
+        return {
+            "images_per_s": batch_size / float(np.median(wall)),
+            "cpu_ms_per_image": float(np.median(cpu)) * 1000.0 / batch_size,
+        }
 
     step(f"single image, serving path ({classifier.backend})")
     serving = single(classifier)
@@ -371,9 +406,12 @@ def benchmark_serving(
         step("single image, model.keras tf.function path")
         keras_single = single(keras_classifier)
     step("single image, model.predict")
-    reference = _percentiles(*timed(
-        lambda i: model.predict(to_model_input(images[i % len(images)], size)[None], verbose=0), reference_repeats
-    ))
+    reference = _percentiles(
+        *timed(
+            lambda i: model.predict(to_model_input(images[i % len(images)], size)[None], verbose=0),
+            reference_repeats,
+        )
+    )
     step(f"batch of {batch_size}, serving path")
     batch_serving = throughput(lambda _i: classifier.predict_arrays(batch))
     if keras_single is not None and keras_classifier is not None:
@@ -386,16 +424,25 @@ def benchmark_serving(
         "input_size": size,
         "backend": classifier.backend,
         "xla": classifier.jit_compiled,
-        "single": {"serving": serving, "keras_tf_function": keras_single, "model_predict": reference,
-                   "speedup_p50": reference["p50_ms"] / serving["p50_ms"]},
-        "batch": {"batch_size": batch_size, "serving_images_per_s": batch_serving["images_per_s"],
-                  "serving_cpu_ms_per_image": batch_serving["cpu_ms_per_image"],
-                  "keras_tf_function_images_per_s": keras_batch["images_per_s"] if keras_batch else None,
-                  "keras_tf_function_cpu_ms_per_image": keras_batch["cpu_ms_per_image"] if keras_batch else None,
-                  "model_predict_images_per_s": batch_reference["images_per_s"],
-                  "model_predict_cpu_ms_per_image": batch_reference["cpu_ms_per_image"],
-                  "speedup": batch_serving["images_per_s"] / batch_reference["images_per_s"]},
-        "load_average": {"before": [round(x, 2) for x in load_before],
-                         "after": [round(x, 2) for x in os.getloadavg()]},
+        "single": {
+            "serving": serving,
+            "keras_tf_function": keras_single,
+            "model_predict": reference,
+            "speedup_p50": reference["p50_ms"] / serving["p50_ms"],
+        },
+        "batch": {
+            "batch_size": batch_size,
+            "serving_images_per_s": batch_serving["images_per_s"],
+            "serving_cpu_ms_per_image": batch_serving["cpu_ms_per_image"],
+            "keras_tf_function_images_per_s": keras_batch["images_per_s"] if keras_batch else None,
+            "keras_tf_function_cpu_ms_per_image": keras_batch["cpu_ms_per_image"] if keras_batch else None,
+            "model_predict_images_per_s": batch_reference["images_per_s"],
+            "model_predict_cpu_ms_per_image": batch_reference["cpu_ms_per_image"],
+            "speedup": batch_serving["images_per_s"] / batch_reference["images_per_s"],
+        },
+        "load_average": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        },
         "cpus": os.cpu_count(),
     }

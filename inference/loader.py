@@ -117,11 +117,16 @@ class Classifier:
             batch = batch[None]
         expected = (self.input_size, self.input_size, 3)
         if batch.ndim != 4 or batch.shape[1:] != expected:
-            raise ValueError(f"Expected a batch of shape (N, {', '.join(map(str, expected))}); got {batch.shape}.")
+            raise ValueError(
+                f"Expected a batch of shape (N, {', '.join(map(str, expected))}); got {batch.shape}."
+            )
         batch = batch.astype(np.float32, copy=False)
         n = batch.shape[0]
         if n == 0:
-            return (np.zeros((0, len(self.classes)), np.float32), np.zeros((0, self.embedding_dim), np.float32))
+            return (
+                np.zeros((0, len(self.classes)), np.float32),
+                np.zeros((0, self.embedding_dim), np.float32),
+            )
         probabilities, embeddings = [], []
         chunk = BATCH_BUCKETS[-1]
         for start in range(0, n, chunk):
@@ -202,10 +207,12 @@ def _try_tflite(classifier: Classifier) -> None:
     path = classifier.path / TFLITE_FILE
     if not path.is_file():
         return
-    serving = classifier.card.get("serving") if isinstance(classifier.card.get("serving"), dict) else {}
+    card_serving = classifier.card.get("serving")
+    serving: dict[str, Any] = card_serving if isinstance(card_serving, dict) else {}
     quantization = str(serving.get("quantization") or "fp32")
     default_p, default_cos = DEFAULT_TOLERANCE.get(quantization, DEFAULT_TOLERANCE["int8"])
-    tolerance = serving.get("tolerance") if isinstance(serving.get("tolerance"), dict) else {}
+    card_tolerance = serving.get("tolerance")
+    tolerance: dict[str, Any] = card_tolerance if isinstance(card_tolerance, dict) else {}
     max_p = float(tolerance.get("max_probability_diff", default_p))
     min_cos = float(tolerance.get("min_embedding_cosine", default_cos))
     keras_step = classifier._step
@@ -221,11 +228,17 @@ def _try_tflite(classifier: Classifier) -> None:
             )
         step(images[:1])  # warm the single-image interpreter too
     except Exception as exc:  # a damaged file, an op this runtime lacks, a mismatch: Keras serves instead
-        logger.warning("Not serving %s from %s: %s; serving model.keras instead", classifier.version, path, exc)
+        logger.warning(
+            "Not serving %s from %s: %s; serving model.keras instead", classifier.version, path, exc
+        )
         return
     classifier._step = step
     classifier.backend = f"tflite-{quantization}"
-    classifier.verification = {**checks, "max_probability_diff_limit": max_p, "min_embedding_cosine_limit": min_cos}
+    classifier.verification = {
+        **checks,
+        "max_probability_diff_limit": max_p,
+        "min_embedding_cosine_limit": min_cos,
+    }
 
 
 def _load(version: str, backend: str) -> Classifier:
@@ -248,7 +261,9 @@ def _load(version: str, backend: str) -> Classifier:
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged zip, bad config or missing weights
-        raise ModelUnavailable(version, f"{model_path} could not be loaded ({type(exc).__name__}: {exc})") from None
+        raise ModelUnavailable(
+            version, f"{model_path} could not be loaded ({type(exc).__name__}: {exc})"
+        ) from None
 
     try:
         classes = tuple(str(c) for c in card["classes"])
@@ -262,7 +277,8 @@ def _load(version: str, backend: str) -> Classifier:
         raise ModelUnavailable(version, f"the model has {len(model.outputs)} outputs; expected 2")
     if int(model.outputs[0].shape[-1]) != len(classes):
         raise ModelUnavailable(
-            version, f"the model predicts {model.outputs[0].shape[-1]} classes but the card lists {len(classes)}"
+            version,
+            f"the model predicts {model.outputs[0].shape[-1]} classes but the card lists {len(classes)}",
         )
     if tuple(model.inputs[0].shape[1:]) != (input_size, input_size, 3):
         raise ModelUnavailable(
@@ -270,8 +286,13 @@ def _load(version: str, backend: str) -> Classifier:
         )
 
     classifier = Classifier(
-        version=version, classes=classes, input_size=input_size, card=card, path=path,
-        temperature=temperature, model=model,
+        version=version,
+        classes=classes,
+        input_size=input_size,
+        card=card,
+        path=path,
+        temperature=temperature,
+        model=model,
     )
     warm = np.zeros((1, input_size, input_size, 3), np.float32)
     for jit_compile in (bool(getattr(settings, "ARTSITE_TF_JIT", False)), False):
@@ -284,13 +305,19 @@ def _load(version: str, backend: str) -> Classifier:
             if not jit_compile:
                 raise ModelUnavailable(version, f"the warm-up prediction failed ({exc})") from None
             logger.warning("XLA compilation failed for %s, serving without it: %s", version, exc)
-    if backend == "tflite" or (backend == "auto" and getattr(settings, "ARTSITE_MODEL_BACKEND", "auto") != "keras"):
+    if backend == "tflite" or (
+        backend == "auto" and getattr(settings, "ARTSITE_MODEL_BACKEND", "auto") != "keras"
+    ):
         _try_tflite(classifier)
         if backend == "tflite" and not classifier.backend.startswith("tflite"):
             raise ModelUnavailable(version, f"{TFLITE_FILE} is missing or failed its check (see the log)")
     logger.info(
-        "Loaded model %s from %s in %.1fs (serving: %s%s)", version, path, time.perf_counter() - started,
-        classifier.backend, ", XLA" if classifier.jit_compiled and classifier.backend == "keras" else "",
+        "Loaded model %s from %s in %.1fs (serving: %s%s)",
+        version,
+        path,
+        time.perf_counter() - started,
+        classifier.backend,
+        ", XLA" if classifier.jit_compiled and classifier.backend == "keras" else "",
     )
     return classifier
 

@@ -18,20 +18,28 @@ def _f(value: Any, digits: int = 3) -> str:
 def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     lines = ["| type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for slug, row in metrics.get("per_type", {}).items():
-        lines.append(f"| {slug} | {_f(row['precision'])} | {_f(row['recall'])} | {_f(row['f1'])} | {row['support']} |")
+        lines.append(
+            f"| {slug} | {_f(row['precision'])} | {_f(row['recall'])} | {_f(row['f1'])} | {row['support']} |"
+        )
     return lines
 
 
 def _summary_row(name: str, m: dict[str, Any]) -> str:
     recalls = [row["recall"] for row in m.get("per_type", {}).values()]
-    return (f"| {name} | {_f(m.get('accuracy'))} | {_f(m.get('macro_f1'))} | {_f(min(recalls) if recalls else None)} "
-            f"| {_f(m.get('ece'))} | {_f(m.get('precision_at_5'))} |")
+    return (
+        f"| {name} | {_f(m.get('accuracy'))} | {_f(m.get('macro_f1'))} | {_f(min(recalls) if recalls else None)} "
+        f"| {_f(m.get('ece'))} | {_f(m.get('precision_at_5'))} |"
+    )
 
 
 def render(card: dict[str, Any]) -> str:
     version = card.get("version", "?")
     metrics = card.get("metrics", {})
-    serving = card.get("serving") if isinstance(card.get("serving"), dict) and "metrics" in card["serving"] else None
+    serving = (
+        card.get("serving")
+        if isinstance(card.get("serving"), dict) and "metrics" in card["serving"]
+        else None
+    )
     hp = card.get("hyperparameters", {})
     data = card.get("data", {})
     evaluated_on = metrics.get("evaluated_on", "?")
@@ -62,11 +70,17 @@ def render(card: dict[str, Any]) -> str:
         _summary_row("model.keras (float32)", metrics),
     ]
     if serving:
-        lines.append(_summary_row(f"{serving['file']} ({serving['quantization']}, what serves)", serving["metrics"]))
+        lines.append(
+            _summary_row(f"{serving['file']} ({serving['quantization']}, what serves)", serving["metrics"])
+        )
     lines += ["", "Per type (model.keras):", "", *_metrics_table(metrics)]
     if serving:
-        lines += ["", f"Per type ({serving['file']}, {serving['quantization']}):", "",
-                  *_metrics_table(serving["metrics"])]
+        lines += [
+            "",
+            f"Per type ({serving['file']}, {serving['quantization']}):",
+            "",
+            *_metrics_table(serving["metrics"]),
+        ]
         agreement = serving.get("agreement_with_keras", {})
         lines += [
             "",
@@ -78,8 +92,13 @@ def render(card: dict[str, Any]) -> str:
     confusion = metrics.get("confusion")
     if confusion:
         classes = card.get("classes", [])
-        lines += ["", "Confusion matrix (model.keras; rows true, columns predicted; also `confusion.png`):", "",
-                  "| | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+        lines += [
+            "",
+            "Confusion matrix (model.keras; rows true, columns predicted; also `confusion.png`):",
+            "",
+            "| | " + " | ".join(classes) + " |",
+            "|---" * (len(classes) + 1) + "|",
+        ]
         for slug, row in zip(classes, confusion, strict=False):
             lines.append(f"| **{slug}** | " + " | ".join(str(v) for v in row) + " |")
     lines += [
@@ -99,9 +118,15 @@ def render(card: dict[str, Any]) -> str:
         f"- Preprocessing (shared by training and serving): {card.get('preprocessing')} Normalisation: "
         f"{card.get('normalisation', 'inside the model')}.",
     ]
-    for key, label in (("fine_tune_from", "First trained block"), ("frozen", "Frozen"), ("head", "Head"),
-                       ("augmentation", "Augmentation"), ("loss", "Loss"), ("optimizer", "Optimizer"),
-                       ("schedule", "Schedule")):
+    for key, label in (
+        ("fine_tune_from", "First trained block"),
+        ("frozen", "Frozen"),
+        ("head", "Head"),
+        ("augmentation", "Augmentation"),
+        ("loss", "Loss"),
+        ("optimizer", "Optimizer"),
+        ("schedule", "Schedule"),
+    ):
         if hp.get(key):
             lines.append(f"- {label}: {hp[key]}.")
     lines += [

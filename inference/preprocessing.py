@@ -38,7 +38,9 @@ class ImageRejected(ValueError):
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
-        self.reason = reason  # short machine-readable code: not_image, truncated, too_large, too_many_pixels...
+        self.reason = (
+            reason  # short machine-readable code: not_image, truncated, too_large, too_many_pixels...
+        )
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ def decode_image(
     """
     if max_bytes is not None and len(data) > max_bytes:
         raise ImageRejected(
-            f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.", reason="too_large"
+            f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.",
+            reason="too_large",
         )
     if not data:
         raise ImageRejected("The file is empty.", reason="empty")
@@ -78,7 +81,8 @@ def decode_image(
         raise ImageRejected(f"The image could not be read: {exc}.", reason="corrupt") from None
     if fmt not in ALLOWED_FORMATS:
         raise ImageRejected(
-            f"{fmt or 'This'} images are not accepted; upload a JPEG, PNG, WebP or TIFF.", reason="unsupported_format"
+            f"{fmt or 'This'} images are not accepted; upload a JPEG, PNG, WebP or TIFF.",
+            reason="unsupported_format",
         )
     width, height = image.size
     if max_pixels is not None and width * height > max_pixels:
@@ -106,7 +110,9 @@ def decode_image(
     except (Image.DecompressionBombError, ValueError, SyntaxError) as exc:
         raise ImageRejected(f"The image could not be decoded: {exc}.", reason="corrupt") from None
     true_width, true_height = true_size or rgb.size
-    return DecodedImage(image=rgb, format=fmt, extension=ALLOWED_FORMATS[fmt], width=true_width, height=true_height)
+    return DecodedImage(
+        image=rgb, format=fmt, extension=ALLOWED_FORMATS[fmt], width=true_width, height=true_height
+    )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

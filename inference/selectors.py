@@ -13,5 +13,6 @@ def model_version_active() -> ModelVersion | None:
 def model_versions_serving() -> list[ModelVersion]:
     """Versions a new artwork must be classified with: the active one, and one being rolled out (re-embedding)."""
     return list(
-        ModelVersion.objects.filter(is_active=True) | ModelVersion.objects.filter(status=ModelVersion.Status.EMBEDDING)
+        ModelVersion.objects.filter(is_active=True)
+        | ModelVersion.objects.filter(status=ModelVersion.Status.EMBEDDING)
     )

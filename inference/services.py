@@ -21,7 +21,9 @@ def model_versions_sync() -> list[ModelVersion]:
     for card in registry.list_cards():
         name = card["version"]
         path = str(registry.find_version(name))
-        version, _ = ModelVersion.objects.update_or_create(version=name, defaults={"path": path, "card": card})
+        version, _ = ModelVersion.objects.update_or_create(
+            version=name, defaults={"path": path, "card": card}
+        )
         versions.append(version)
     return versions
 
@@ -153,12 +155,17 @@ def model_reembed_batch(*, version: ModelVersion, batch_size: int = REEMBED_BATC
                 images.append(decode_image(handle.read()).image)
             ids.append(artwork.pk)
         except (ImageRejected, OSError) as exc:
-            catalogue_services.artwork_fail(artwork_id=artwork.pk, error=f"The stored image cannot be read: {exc}")
+            catalogue_services.artwork_fail(
+                artwork_id=artwork.pk, error=f"The stored image cannot be read: {exc}"
+            )
     if ids:
         probabilities, embeddings = classifier.predict_images(images)
         catalogue_services.prediction_store(
-            artwork_ids=ids, model_version=version, classes=classifier.classes,
-            probabilities=probabilities, embeddings=embeddings,
+            artwork_ids=ids,
+            model_version=version,
+            classes=classifier.classes,
+            probabilities=probabilities,
+            embeddings=embeddings,
         )
     progress = model_reembed_progress(version=version)
     if progress.remaining == 0:

@@ -71,8 +71,15 @@ def warm_model(**_: object) -> None:
         close_old_connections()
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5, default_retry_delay=10,
-             soft_time_limit=300, time_limit=360)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=5,
+    default_retry_delay=10,
+    soft_time_limit=300,
+    time_limit=360,
+)
 def reembed_catalogue(self: Task, version_id: int) -> None:
     """Re-embed the catalogue with a version being activated, one batch per run, re-queueing itself until done."""
     from inference.models import ModelVersion

@@ -16,6 +16,7 @@ curves.png (and model.tflite, the fast serving copy, where the recipe makes one)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -36,6 +37,8 @@ from inference import architectures, evaluation, model_card
 from inference.datasets import ImageSet, augmented_views, stratified_split
 from inference.registry import CARD_FILE, MODEL_FILE, new_version_name
 from inference.tflite import TFLITE_FILE
+
+logger = logging.getLogger(__name__)
 
 PREPROCESSING = (
     "inference.preprocessing.decode_image then to_model_input: EXIF orientation applied, any mode to 8-bit RGB "
@@ -100,7 +103,9 @@ def _predictor(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, n
             probabilities.append(p.numpy())
             embeddings.append(e.numpy())
         if not probabilities:
-            return np.zeros((0, model.outputs[0].shape[-1]), np.float32), np.zeros((0, model.outputs[1].shape[-1]))
+            return np.zeros((0, model.outputs[0].shape[-1]), np.float32), np.zeros(
+                (0, model.outputs[1].shape[-1])
+            )
         return np.concatenate(probabilities), np.concatenate(embeddings)
 
     return predict
@@ -147,6 +152,7 @@ def train(
     mixup: float = 0.3,
     ema_decay: float = 0.99,
     body_lr_factor: float = 0.2,
+    soup: int = 1,
     tflite: str | None = "default",
     extra_card: dict[str, Any] | None = None,
 ) -> TrainedVersion:
@@ -160,7 +166,7 @@ def train(
     weights), ``augment_views`` (augmented copies of each image whose trunk activations are cached),
     ``weight_decay``, ``label_smoothing``, ``mixup`` (Beta parameter; 0 for none), ``ema_decay`` (weight
     averaging; 0 for none), ``body_lr_factor`` (learning rate of the pretrained blocks relative to the new
-    layers). ``tflite``: quantization of the fast serving copy written beside
+    layers), ``soup`` (train this many members from the same start and average their weights). ``tflite``: quantization of the fast serving copy written beside
     model.keras (``fp32``, ``fp16``, ``int8``; ``None`` for none).
     """
     events = events or TrainingEvents()
@@ -194,13 +200,31 @@ def train(
     fit_set, held_set = train_data.subset(fit_idx), train_data.subset(held_idx)
     weights = class_weights(fit_set.labels, len(classes))
 
-    common = {"train_data": train_data, "fit_idx": fit_idx, "held_idx": held_idx, "epochs": epochs, "seed": seed,
-              "batch_size": batch_size, "learning_rate": learning_rate, "augment": augment,
-              "weights": weights, "events": events}
+    common: dict[str, Any] = {
+        "train_data": train_data,
+        "fit_idx": fit_idx,
+        "held_idx": held_idx,
+        "epochs": epochs,
+        "seed": seed,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "augment": augment,
+        "weights": weights,
+        "events": events,
+    }
     if architecture in TAIL_TRAINED:
-        fitted = _fit_tail(architecture=architecture, fine_tune_from=fine_tune_from, augment_views=augment_views,
-                           weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup,
-                           ema_decay=ema_decay, body_lr_factor=body_lr_factor, **common)
+        fitted = _fit_tail(
+            architecture=architecture,
+            fine_tune_from=fine_tune_from,
+            augment_views=augment_views,
+            weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            mixup=mixup,
+            ema_decay=ema_decay,
+            body_lr_factor=body_lr_factor,
+            soup=max(1, int(soup)),
+            **common,
+        )
     else:
         fitted = _fit_keras(architecture=architecture, **common)
     model = fitted.model
@@ -223,13 +247,26 @@ def train(
 
     files: dict[str, bytes] = {}
     serving: dict[str, Any] | None = None
+    serving_error: str | None = None
     if quantization:
         stage(f"converting to TFLite ({quantization})")
-        files[TFLITE_FILE], serving = _tflite_copy(
-            model, quantization=quantization, fit_set=fit_set, seed=seed, temperature=temperature,
-            report=(report_p, report_e), report_set=report_set, train_data=train_data, classes=classes,
-            with_catalogue=val_data is not None,
-        )
+        try:
+            files[TFLITE_FILE], serving = _tflite_copy(
+                model,
+                quantization=quantization,
+                fit_set=fit_set,
+                seed=seed,
+                temperature=temperature,
+                report=(report_p, report_e),
+                report_set=report_set,
+                train_data=train_data,
+                classes=classes,
+                with_catalogue=val_data is not None,
+            )
+        except Exception as exc:  # noqa: BLE001  (the trained model is still good: keep it, serve it with Keras)
+            logger.exception("The TFLite copy (%s) failed; the version is written without it.", quantization)
+            serving_error = f"{quantization} TFLite copy failed: {type(exc).__name__}: {exc}"[:500]
+            stage(f"TFLite copy failed, kept model.keras only: {serving_error}")
 
     stage("writing")
     card: dict[str, Any] = {
@@ -245,7 +282,7 @@ def train(
         "temperature": round(float(temperature), 4),
         "calibration": {
             "method": "temperature scaling: the T minimising the NLL of the held-out share of the TRAINING images "
-                      "(never the validation set, which stays an honest test)",
+            "(never the validation set, which stays an honest test)",
             "n": len(held_set),
         },
         "data": {
@@ -267,6 +304,7 @@ def train(
         },
         "metrics": metrics,
         "serving": serving,
+        **({"serving_error": serving_error} if serving_error else {}),
         "history": {k: [round(float(v), 5) for v in values] for k, values in fitted.history.items()},
         "training_seconds": round(training_seconds, 1),
         "training_cpu_seconds": round(training_cpu_seconds, 1),
@@ -279,17 +317,29 @@ def train(
         },
         **(extra_card or {}),
     }
-    destination = _write_version(output_root, version, model, card, fitted.history, metrics["confusion"], classes,
-                                 files=files)
+    destination = _write_version(
+        output_root, version, model, card, fitted.history, metrics["confusion"], classes, files=files
+    )
     return TrainedVersion(version=version, path=destination, card=card)
 
 
-def _metrics(probabilities: np.ndarray, embeddings: np.ndarray, dataset: ImageSet, temperature: float,
-             classes: tuple[str, ...], catalogue_e: np.ndarray | None, catalogue_labels: np.ndarray) -> dict[str, Any]:
+def _metrics(
+    probabilities: np.ndarray,
+    embeddings: np.ndarray,
+    dataset: ImageSet,
+    temperature: float,
+    classes: tuple[str, ...],
+    catalogue_e: np.ndarray | None,
+    catalogue_labels: np.ndarray,
+) -> dict[str, Any]:
     calibrated = evaluation.apply_temperature(probabilities, temperature)
     metrics = evaluation.classification_metrics(
-        calibrated, dataset.labels, classes, embeddings=embeddings,
-        catalogue_embeddings=catalogue_e, catalogue_labels=catalogue_labels if catalogue_e is not None else None,
+        calibrated,
+        dataset.labels,
+        classes,
+        embeddings=embeddings,
+        catalogue_embeddings=catalogue_e,
+        catalogue_labels=catalogue_labels if catalogue_e is not None else None,
     )
     metrics["ece_uncalibrated"] = evaluation.expected_calibration_error(probabilities, dataset.labels)
     metrics["nll_uncalibrated"] = evaluation.negative_log_likelihood(probabilities, dataset.labels)
@@ -308,8 +358,18 @@ def _normalisation(model: keras.Model) -> str:
 
 
 def _fit_keras(
-    *, architecture: str, train_data: ImageSet, fit_idx: np.ndarray, held_idx: np.ndarray, epochs: int, seed: int,
-    batch_size: int, learning_rate: float, augment: bool, weights: dict[int, float], events: TrainingEvents,
+    *,
+    architecture: str,
+    train_data: ImageSet,
+    fit_idx: np.ndarray,
+    held_idx: np.ndarray,
+    epochs: int,
+    seed: int,
+    batch_size: int,
+    learning_rate: float,
+    augment: bool,
+    weights: dict[int, float],
+    events: TrainingEvents,
 ) -> _Fitted:
     """End-to-end Keras ``fit`` with in-graph augmentation (the seed CNN)."""
     stage = events.on_stage or (lambda _name: None)
@@ -348,7 +408,9 @@ def _fit_keras(
     stage("training")
     history = trainer.fit(
         as_dataset(fit_set.images, fit_set.labels, shuffle=True),
-        validation_data=as_dataset(held_set.images, held_set.labels, shuffle=False) if len(held_set) else None,
+        validation_data=as_dataset(held_set.images, held_set.labels, shuffle=False)
+        if len(held_set)
+        else None,
         epochs=epochs,
         class_weight=weights,
         callbacks=callbacks,
@@ -358,7 +420,9 @@ def _fit_keras(
     best.restore()
     predict = _predictor(model)
     return _Fitted(
-        model=model, history=history, best_epoch=best.best_epoch,
+        model=model,
+        history=history,
+        best_epoch=best.best_epoch,
         hyperparameters={
             "optimizer": "adam",
             "schedule": "cosine decay to 2% over all steps",
@@ -369,10 +433,26 @@ def _fit_keras(
 
 
 def _fit_tail(
-    *, architecture: str, train_data: ImageSet, fit_idx: np.ndarray, held_idx: np.ndarray, epochs: int, seed: int,
-    batch_size: int, learning_rate: float, augment: bool, weights: dict[int, float], events: TrainingEvents,
-    fine_tune_from: str, augment_views: int, weight_decay: float, label_smoothing: float, mixup: float,
-    ema_decay: float, body_lr_factor: float,
+    *,
+    architecture: str,
+    train_data: ImageSet,
+    fit_idx: np.ndarray,
+    held_idx: np.ndarray,
+    epochs: int,
+    seed: int,
+    batch_size: int,
+    learning_rate: float,
+    augment: bool,
+    weights: dict[int, float],
+    events: TrainingEvents,
+    fine_tune_from: str,
+    augment_views: int,
+    weight_decay: float,
+    label_smoothing: float,
+    mixup: float,
+    ema_decay: float,
+    body_lr_factor: float,
+    soup: int,
 ) -> _Fitted:
     """Fine-tune the last blocks of a pretrained network on cached trunk activations.
 
@@ -392,7 +472,9 @@ def _fit_tail(
     model = architectures.build(architecture, input_size=train_data.input_size, num_classes=len(classes))
     cut = architectures.trunk_cut(model, fine_tune_from)
     trunk = keras.Model(model.inputs, cut, name="trunk")
-    tail = keras.Model(cut, [model.get_layer(architectures.LOGITS_LAYER).output, model.outputs[1]], name="tail")
+    tail = keras.Model(
+        cut, [model.get_layer(architectures.LOGITS_LAYER).output, model.outputs[1]], name="tail"
+    )
     for layer in tail.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.trainable = False
@@ -402,15 +484,19 @@ def _fit_tail(
     )
 
     def activations(images: np.ndarray) -> np.ndarray:
-        return np.concatenate([
-            trunk_step(tf.constant(images[start : start + 64], tf.float32)).numpy().astype(np.float16)
-            for start in range(0, len(images), 64)
-        ])
+        return np.concatenate(
+            [
+                trunk_step(tf.constant(images[start : start + 64], tf.float32)).numpy().astype(np.float16)
+                for start in range(0, len(images), 64)
+            ]
+        )
 
     fit_set = train_data.subset(fit_idx)
     n_views = 1 + (1 + augment_views if augment else 0)
     stage(f"caching trunk activations (view 1 of {n_views})")
-    clean = activations(train_data.images)  # every training image: the held-out share and the catalogue need it
+    clean = activations(
+        train_data.images
+    )  # every training image: the held-out share and the catalogue need it
     views = [clean[fit_idx]]
     if augment:
         stage(f"caching trunk activations (view 2 of {n_views})")
@@ -447,118 +533,175 @@ def _fit_tail(
     head_layers = {"embedding", architectures.LOGITS_LAYER}
     head_vars = [v for v in variables if v.path.split("/")[0] in head_layers]
     body_vars = [v for v in variables if v.path.split("/")[0] not in head_layers]
-    head_optimizer = optimizer_for(learning_rate, head_vars)
-    body_optimizer = optimizer_for(learning_rate * body_lr_factor, body_vars) if body_vars else None
     ordered = head_vars + body_vars
     averaged = [tf.Variable(v, trainable=False) for v in ordered]  # exponential moving average of the weights
+    initial = [v.numpy() for v in ordered]
     num_classes = len(classes)
 
-    @tf.function
-    def train_step(x: tf.Tensor, y: tf.Tensor, mix: tf.Tensor, partner: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        # Mixup on the cached activations ("manifold mixup"): each example blended with a partner from the batch,
-        # targets (smoothed) and class weights blended alike; mix = 1 turns it off.
-        x = tf.cast(x, tf.float32)
-        targets = tf.one_hot(y, num_classes) * (1.0 - label_smoothing) + label_smoothing / num_classes
-        w = tf.gather(class_weight, y)
-        x = mix * x + (1.0 - mix) * tf.gather(x, partner)
-        targets = mix * targets + (1.0 - mix) * tf.gather(targets, partner)
-        w = mix * w + (1.0 - mix) * tf.gather(w, partner)
-        with tf.GradientTape() as tape:
-            logits, _ = tail(x, training=True)
-            loss = tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(targets, logits) * w) / tf.reduce_sum(w)
-        gradients = tape.gradient(loss, ordered)
-        head_optimizer.apply_gradients(zip(gradients[: len(head_vars)], head_vars, strict=True))
-        if body_optimizer is not None:
-            body_optimizer.apply_gradients(zip(gradients[len(head_vars) :], body_vars, strict=True))
-        for average, variable in zip(averaged, ordered, strict=True):
-            average.assign(ema_decay * average + (1.0 - ema_decay) * variable)
-        return loss, tf.reduce_sum(tf.cast(tf.argmax(logits, axis=-1) == tf.cast(y, tf.int64), tf.float32))
+    def make_train_step() -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+        """A fresh optimizer pair (and the step that uses them) for one soup member."""
+        head_optimizer = optimizer_for(learning_rate, head_vars)
+        body_optimizer = optimizer_for(learning_rate * body_lr_factor, body_vars) if body_vars else None
+
+        @tf.function
+        def train_step(
+            x: tf.Tensor, y: tf.Tensor, mix: tf.Tensor, partner: tf.Tensor
+        ) -> tuple[tf.Tensor, tf.Tensor]:
+            # Mixup on the cached activations ("manifold mixup"): each example blended with a partner from the
+            # batch, targets (smoothed) and class weights blended alike; mix = 1 turns it off.
+            x = tf.cast(x, tf.float32)
+            targets = tf.one_hot(y, num_classes) * (1.0 - label_smoothing) + label_smoothing / num_classes
+            w = tf.gather(class_weight, y)
+            x = mix * x + (1.0 - mix) * tf.gather(x, partner)
+            targets = mix * targets + (1.0 - mix) * tf.gather(targets, partner)
+            w = mix * w + (1.0 - mix) * tf.gather(w, partner)
+            with tf.GradientTape() as tape:
+                logits, _ = tail(x, training=True)
+                per_example = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+                loss = tf.reduce_sum(per_example * w) / tf.reduce_sum(w)
+            gradients = tape.gradient(loss, ordered)
+            head_optimizer.apply_gradients(zip(gradients[: len(head_vars)], head_vars, strict=True))
+            if body_optimizer is not None:
+                body_optimizer.apply_gradients(zip(gradients[len(head_vars) :], body_vars, strict=True))
+            for average, variable in zip(averaged, ordered, strict=True):
+                average.assign(ema_decay * average + (1.0 - ema_decay) * variable)
+            return loss, tf.reduce_sum(
+                tf.cast(tf.argmax(logits, axis=-1) == tf.cast(y, tf.int64), tf.float32)
+            )
+
+        return train_step
 
     tail_step = tf.function(lambda x: tail(tf.cast(x, tf.float32), training=False))
 
     def tail_predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(x):
-            return np.zeros((0, num_classes), np.float32), np.zeros((0, int(model.outputs[1].shape[-1])), np.float32)
+            return np.zeros((0, num_classes), np.float32), np.zeros(
+                (0, int(model.outputs[1].shape[-1])), np.float32
+            )
         logits, embeddings = [], []
         for start in range(0, len(x), 256):
             lg, e = tail_step(x[start : start + 256])
             logits.append(lg.numpy())
             embeddings.append(e.numpy())
-        return evaluation.softmax(np.concatenate(logits).astype(np.float64)).astype(np.float32), np.concatenate(
-            embeddings
+        return evaluation.softmax(np.concatenate(logits).astype(np.float64)).astype(
+            np.float32
+        ), np.concatenate(embeddings)
+
+    def assign(values: list[np.ndarray]) -> None:
+        for variable, value in zip(ordered, values, strict=True):
+            variable.assign(value)
+
+    def held_out_logs() -> dict[str, float]:
+        if not len(held_idx):
+            return {}
+        held_p, _ = tail_predict(held_x)
+        weights_held = np.asarray([weights[int(c)] for c in held_labels])
+        smoothed = np.full(held_p.shape, label_smoothing / num_classes)
+        smoothed[np.arange(len(held_labels)), held_labels] += 1.0 - label_smoothing
+        per_example = -(smoothed * np.log(np.maximum(held_p, 1e-12))).sum(axis=1)
+        return {
+            "val_loss": float((per_example * weights_held).sum() / weights_held.sum()),
+            "val_accuracy": float((held_p.argmax(axis=1) == held_labels).mean()),
+        }
+
+    history: dict[str, list[float]] = {}
+    members: list[list[np.ndarray]] = []
+    member_summaries: list[dict[str, Any]] = []
+    for member in range(soup):
+        # Every member starts from the same weights (so their average is meaningful) with its own data order,
+        # views and mixup draws.
+        assign(initial)
+        for average, value in zip(averaged, initial, strict=True):
+            average.assign(value)
+        train_step = make_train_step()
+        rng = np.random.default_rng([seed, member])
+        prefix = f"member{member + 1}_" if member else ""
+        best_loss, best_epoch, best_weights = float("inf"), 0, None
+        stage("training" if soup == 1 else f"training (soup member {member + 1} of {soup})")
+        for epoch in range(epochs):
+            order = rng.permutation(len(fit_idx))
+            chosen_view = rng.integers(0, len(stacked), len(order))
+            loss_sum = correct = 0.0
+            for step_index, start in enumerate(range(0, len(order), batch_size), start=1):
+                rows, picks = order[start : start + batch_size], chosen_view[start : start + batch_size]
+                mix = float(rng.beta(mixup, mixup)) if mixup > 0 else 1.0
+                partner = rng.permutation(len(rows))
+                loss, hits = train_step(
+                    tf.constant(stacked[picks, rows]),
+                    tf.constant(fit_labels[rows]),
+                    tf.constant(mix, tf.float32),
+                    tf.constant(partner),
+                )
+                loss_sum += float(loss) * len(rows)
+                correct += float(hits)
+                if events.on_batch is not None:
+                    events.on_batch(step_index, steps_per_epoch)
+            logs = {"loss": loss_sum / len(order), "accuracy": correct / len(order)}
+            # The held-out share judges the averaged weights (what would be kept); then training resumes.
+            current = [v.numpy() for v in ordered]
+            assign([a.numpy() for a in averaged])
+            logs.update(held_out_logs())
+            for key, value in logs.items():
+                history.setdefault(prefix + key, []).append(value)
+            held_loss = logs.get("val_loss")
+            if held_loss is None or held_loss <= best_loss:
+                best_loss = held_loss if held_loss is not None else best_loss
+                best_epoch, best_weights = epoch, [v.numpy() for v in ordered]
+            assign(current)
+            if events.on_epoch is not None:
+                events.on_epoch(epoch + 1, epochs, logs)
+        members.append(best_weights if best_weights is not None else [v.numpy() for v in ordered])
+        member_summaries.append(
+            {
+                "best_epoch": best_epoch + 1,
+                **({"held_out_loss": round(best_loss, 5)} if len(held_idx) else {}),
+            }
         )
-
-    def swap_in_average() -> list[np.ndarray]:
-        current = [v.numpy() for v in ordered]
-        for variable, average in zip(ordered, averaged, strict=True):
-            variable.assign(average)
-        return current
-
-    rng = np.random.default_rng(seed)
-    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    best_loss, best_epoch, best_weights = float("inf"), 0, None
-    stage("training")
-    for epoch in range(epochs):
-        order = rng.permutation(len(fit_idx))
-        chosen_view = rng.integers(0, len(stacked), len(order))
-        loss_sum = correct = 0.0
-        for step_index, start in enumerate(range(0, len(order), batch_size), start=1):
-            rows, picks = order[start : start + batch_size], chosen_view[start : start + batch_size]
-            mix = float(rng.beta(mixup, mixup)) if mixup > 0 else 1.0
-            partner = rng.permutation(len(rows))
-            loss, hits = train_step(tf.constant(stacked[picks, rows]), tf.constant(fit_labels[rows]),
-                                    tf.constant(mix, tf.float32), tf.constant(partner))
-            loss_sum += float(loss) * len(rows)
-            correct += float(hits)
-            if events.on_batch is not None:
-                events.on_batch(step_index, steps_per_epoch)
-        logs = {"loss": loss_sum / len(order), "accuracy": correct / len(order)}
-        # The held-out share judges the averaged weights (what would be kept), then training resumes as it was.
-        current = swap_in_average()
-        if len(held_idx):
-            held_p, _ = tail_predict(held_x)
-            weights_held = np.asarray([weights[int(c)] for c in held_labels])
-            smoothed = np.full(held_p.shape, label_smoothing / num_classes)
-            smoothed[np.arange(len(held_labels)), held_labels] += 1.0 - label_smoothing
-            per_example = -(smoothed * np.log(np.maximum(held_p, 1e-12))).sum(axis=1)
-            logs["val_loss"] = float((per_example * weights_held).sum() / weights_held.sum())
-            logs["val_accuracy"] = float((held_p.argmax(axis=1) == held_labels).mean())
-        for key, value in logs.items():
-            history[key].append(value)
-        held_loss = logs.get("val_loss")
-        if held_loss is None or held_loss <= best_loss:
-            best_loss = held_loss if held_loss is not None else best_loss
-            best_epoch, best_weights = epoch, [v.numpy() for v in ordered]
-        for variable, value in zip(ordered, current, strict=True):
-            variable.assign(value)
-        if events.on_epoch is not None:
-            events.on_epoch(epoch + 1, epochs, logs)
-    if best_weights is not None:
-        for variable, value in zip(ordered, best_weights, strict=True):
-            variable.assign(value)
-    if not len(held_idx):
-        del history["val_loss"], history["val_accuracy"]
-
+    # A uniform "model soup": the members' weights averaged (one network, so serving costs the same).
+    assign([np.mean([weights_[i] for weights_ in members], axis=0) for i in range(len(ordered))])
+    best_epoch = member_summaries[0]["best_epoch"] - 1
+    soup_logs = held_out_logs()
     return _Fitted(
-        model=model, history=history, best_epoch=best_epoch,
+        model=model,
+        history=history,
+        best_epoch=best_epoch,
         hyperparameters={
             "optimizer": f"AdamW (weight decay {weight_decay:g}); pretrained blocks at {body_lr_factor:g} x the "
-                         "learning rate of the new layers",
+            "learning rate of the new layers",
             "schedule": "linear warm-up over 5% of the steps, then cosine decay to 1%",
             "loss": f"cross-entropy, label smoothing {label_smoothing:g}, class-weighted",
             "mixup": f"on the cached activations, mixing weight ~ Beta({mixup:g}, {mixup:g}) per batch"
-                     if mixup > 0 else "none",
+            if mixup > 0
+            else "none",
             "weight_averaging": f"exponential moving average of the weights (decay {ema_decay:g} per step); the "
-                                "averaged weights are the ones judged and kept",
+            "averaged weights are the ones judged and kept",
+            "soup": {
+                "members": soup,
+                "how": "members trained from the same start with different data orders, views and mixup draws; "
+                "their weights averaged uniformly"
+                if soup > 1
+                else "one member (no averaging)",
+                "per_member": member_summaries,
+                **(
+                    {
+                        "held_out_loss": round(soup_logs["val_loss"], 5),
+                        "held_out_accuracy": round(soup_logs["val_accuracy"], 4),
+                    }
+                    if soup_logs
+                    else {}
+                ),
+            },
             "fine_tune_from": fine_tune_from,
             "frozen": f"input normalisation, stem and every block before {fine_tune_from} (ImageNet weights); "
-                      "all batch-norm statistics",
+            "all batch-norm statistics",
             "trainable_parameters": int(sum(int(np.prod(v.shape)) for v in variables)),
             "head": "dropout 0.3, Dense 128 (embedding), cosine classifier (scale 16) on the normalised embedding",
             "augmentation": (
                 f"cached trunk activations of {n_views} views per image: plain, mirrored, {augment_views} random "
                 "crops (55-100% area, aspect 3:4-4:3) with flip and brightness/contrast/saturation +-20%; "
-                "one view drawn per image and epoch" if augment else "none (plain images only)"
+                "one view drawn per image and epoch"
+                if augment
+                else "none (plain images only)"
             ),
         },
         predict_train=lambda indices: tail_predict(clean[indices]),
@@ -566,9 +709,18 @@ def _fit_tail(
 
 
 def _tflite_copy(
-    model: keras.Model, *, quantization: str, fit_set: ImageSet, seed: int, temperature: float,
-    report: tuple[np.ndarray, np.ndarray], report_set: ImageSet, train_data: ImageSet, classes: tuple[str, ...],
-    with_catalogue: bool, representative_n: int = 300,
+    model: keras.Model,
+    *,
+    quantization: str,
+    fit_set: ImageSet,
+    seed: int,
+    temperature: float,
+    report: tuple[np.ndarray, np.ndarray],
+    report_set: ImageSet,
+    train_data: ImageSet,
+    classes: tuple[str, ...],
+    with_catalogue: bool,
+    representative_n: int = 300,
 ) -> tuple[bytes, dict[str, Any]]:
     """The fast serving copy and its card block: how it was made, how it scores on the same evaluation images,
     how closely it agrees with the Keras model, and the tolerance the loader checks it against."""
@@ -596,15 +748,19 @@ def _tflite_copy(
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
     on_report = tflite.agreement(
-        evaluation.apply_temperature(report[0], temperature), normalised(report[1]),
-        evaluation.apply_temperature(report_p, temperature), normalised(report_e),
+        evaluation.apply_temperature(report[0], temperature),
+        normalised(report[1]),
+        evaluation.apply_temperature(report_p, temperature),
+        normalised(report_e),
     )
     probe = tflite.verification_inputs(fit_set.input_size)
     keras_p, keras_e = _predictor(model)(probe)
     probe_p, probe_e = predict(probe)
     on_probe = tflite.agreement(
-        evaluation.apply_temperature(keras_p, temperature), normalised(keras_e),
-        evaluation.apply_temperature(probe_p, temperature), normalised(probe_e),
+        evaluation.apply_temperature(keras_p, temperature),
+        normalised(keras_e),
+        evaluation.apply_temperature(probe_p, temperature),
+        normalised(probe_e),
     )
     default_p, default_cos = tflite.DEFAULT_TOLERANCE[quantization]
     tolerance = {
@@ -630,9 +786,17 @@ def _tflite_copy(
     }
 
 
-def _write_version(root: Path, version: str, model: Any, card: dict[str, Any], history: dict[str, list[float]],
-                   confusion: list[list[int]], classes: tuple[str, ...], *, files: dict[str, bytes] | None = None
-                   ) -> Path:
+def _write_version(
+    root: Path,
+    version: str,
+    model: Any,
+    card: dict[str, Any],
+    history: dict[str, list[float]],
+    confusion: list[list[int]],
+    classes: tuple[str, ...],
+    *,
+    files: dict[str, bytes] | None = None,
+) -> Path:
     """Write into a hidden temporary folder and rename it, so a half-written version is never listed."""
 
     staging = root / f".{version}.partial"

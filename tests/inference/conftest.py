@@ -72,8 +72,9 @@ def tiny_version(model_dirs, tiny_model_file):
     return install
 
 
-def make_image_folder(root: Path, per_class: int = 4, size: int = 32, *, names: dict[str, str] | None = None,
-                      seed: int = 0) -> Path:
+def make_image_folder(
+    root: Path, per_class: int = 4, size: int = 32, *, names: dict[str, str] | None = None, seed: int = 0
+) -> Path:
     """One sub-folder per type, ``per_class`` small JPEG/PNG images each, with a colour cue per type so that a
     model can learn something in one epoch."""
     rng = np.random.default_rng(seed)

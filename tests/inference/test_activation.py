@@ -31,7 +31,9 @@ def ready_catalogue(active_model):
     return works
 
 
-def test_activation_keeps_old_version_serving_until_all_embedded(active_model, ready_catalogue, second_version, broker, django_capture_on_commit_callbacks):
+def test_activation_keeps_old_version_serving_until_all_embedded(
+    active_model, ready_catalogue, second_version, broker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         model_services.model_activate(version=second_version)
     second_version.refresh_from_db()
@@ -58,7 +60,9 @@ def test_uploads_during_reembedding_get_both_versions(active_model, ready_catalo
     model_services.model_activate(version=second_version, enqueue=False)
     newcomer = ArtworkFactory()
     services.artwork_classify(artwork_id=newcomer.pk)
-    versions = set(Prediction.objects.filter(artwork=newcomer).values_list("model_version__version", flat=True))
+    versions = set(
+        Prediction.objects.filter(artwork=newcomer).values_list("model_version__version", flat=True)
+    )
     assert versions == {"test-tiny", "test-tiny-2"}
 
 
@@ -107,7 +111,9 @@ def test_admin_activate_action(active_model, ready_catalogue, second_version, ad
     )
     assert response.status_code == 200
     second_version.refresh_from_db()
-    assert second_version.status == ModelVersion.Status.EMBEDDING  # re-embedding queued, old version still serves
+    assert (
+        second_version.status == ModelVersion.Status.EMBEDDING
+    )  # re-embedding queued, old version still serves
     assert "Re-embedding the catalogue" in response.content.decode()
 
 

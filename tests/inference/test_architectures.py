@@ -67,5 +67,6 @@ def test_efficientnet_classifier_starts_from_the_imagenet_trunk():
 
     model = build("efficientnet-lite0", input_size=96)
     reference = build_efficientnet_lite0((96, 96, 3), weights="imagenet")
-    np.testing.assert_array_equal(model.get_layer("top_conv").get_weights()[0],
-                                  reference.get_layer("top_conv").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("top_conv").get_weights()[0], reference.get_layer("top_conv").get_weights()[0]
+    )

@@ -37,16 +37,31 @@ def catalogue(active_model, settings, tmp_path):
     settings.ARTSITE_MODEL_DIRS = [*settings.ARTSITE_MODEL_DIRS, tmp_path]
     for index, slug in enumerate(SLUGS):
         for i in range(6):
-            ArtworkFactory(data=_cue_image(index, 100 * index + i), status=Artwork.Status.READY,
-                           curator_type=ArtworkType.objects.get(slug=slug))
+            ArtworkFactory(
+                data=_cue_image(index, 100 * index + i),
+                status=Artwork.Status.READY,
+                curator_type=ArtworkType.objects.get(slug=slug),
+            )
         ready_artwork(active_model, confident(slug), data=_cue_image(index, 999 + index))
     return tmp_path
 
 
 def _train(*extra):
     out = StringIO()
-    call_command("train_model", "--from-catalogue", "--architecture", "seed-cnn", "--input-size", "32",
-                 "--epochs", "1", "--batch-size", "8", *extra, stdout=out)
+    call_command(
+        "train_model",
+        "--from-catalogue",
+        "--architecture",
+        "seed-cnn",
+        "--input-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        *extra,
+        stdout=out,
+    )
     return out.getvalue()
 
 

@@ -36,7 +36,9 @@ def test_ece_is_zero_when_confidence_matches_accuracy():
     labels = np.array([0] * 7 + [1] * 3 + [0] * 10)
     assert evaluation.expected_calibration_error(probabilities, labels) == pytest.approx(0.0)
     overconfident = np.array([[1.0, 0.0]] * 10)
-    assert evaluation.expected_calibration_error(overconfident, np.array([0] * 5 + [1] * 5)) == pytest.approx(0.5)
+    assert evaluation.expected_calibration_error(overconfident, np.array([0] * 5 + [1] * 5)) == pytest.approx(
+        0.5
+    )
 
 
 def test_precision_at_5_with_catalogue_and_leave_one_out():
@@ -70,8 +72,12 @@ def test_figures_are_pngs(tmp_path):
     path = evaluation.render_confusion_png([[3, 1, 0], [0, 2, 0], [1, 0, 4]], CLASSES, tmp_path / "c.png")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.width > 200
-    history = {"loss": [1.2, 0.8, 0.6], "val_loss": [1.3, 1.0, 0.9], "accuracy": [0.4, 0.6, 0.7],
-               "val_accuracy": [0.3, 0.5, 0.6]}
+    history = {
+        "loss": [1.2, 0.8, 0.6],
+        "val_loss": [1.3, 1.0, 0.9],
+        "accuracy": [0.4, 0.6, 0.7],
+        "val_accuracy": [0.3, 0.5, 0.6],
+    }
     path = evaluation.render_curves_png(history, tmp_path / "h.png")
     with Image.open(path) as image:
         assert image.format == "PNG"
@@ -86,15 +92,44 @@ def test_bench_model_command_reports_both_paths(tiny_version):
 
     tiny_version("tiny-v1")
     out = StringIO()
-    call_command("bench_model", "--model", "tiny-v1", "--images", "3", "--repeats", "3", "--reference-repeats", "2",
-                 "--batch-size", "4", "--batch-repeats", "2", "--json", stdout=out)
+    call_command(
+        "bench_model",
+        "--model",
+        "tiny-v1",
+        "--images",
+        "3",
+        "--repeats",
+        "3",
+        "--reference-repeats",
+        "2",
+        "--batch-size",
+        "4",
+        "--batch-repeats",
+        "2",
+        "--json",
+        stdout=out,
+    )
     figures = json.loads(out.getvalue())
     assert figures["version"] == "tiny-v1"
     assert figures["single"]["serving"]["n"] == 3 and figures["single"]["model_predict"]["n"] == 2
     assert figures["batch"]["serving_images_per_s"] > 0 and figures["batch"]["model_predict_images_per_s"] > 0
     out = StringIO()
-    call_command("bench_model", "--model", "tiny-v1", "--images", "2", "--repeats", "2", "--reference-repeats", "2",
-                 "--batch-size", "2", "--batch-repeats", "1", stdout=out)
+    call_command(
+        "bench_model",
+        "--model",
+        "tiny-v1",
+        "--images",
+        "2",
+        "--repeats",
+        "2",
+        "--reference-repeats",
+        "2",
+        "--batch-size",
+        "2",
+        "--batch-repeats",
+        "1",
+        stdout=out,
+    )
     assert "model.predict" in out.getvalue() and "faster" in out.getvalue()
 
 
@@ -112,8 +147,25 @@ def test_bench_model_measures_the_tflite_path_beside_keras_and_records_it(tiny_v
     model = keras.saving.load_model(tiny_model_file, compile=False)
     (folder / "model.tflite").write_bytes(tflite.convert(model, quantization="fp32"))
     out = StringIO()
-    call_command("bench_model", "--model", "fast-v1", "--images", "2", "--repeats", "3", "--reference-repeats", "2",
-                 "--batch-size", "4", "--batch-repeats", "2", "--json", "--record", stdout=out, stderr=StringIO())
+    call_command(
+        "bench_model",
+        "--model",
+        "fast-v1",
+        "--images",
+        "2",
+        "--repeats",
+        "3",
+        "--reference-repeats",
+        "2",
+        "--batch-size",
+        "4",
+        "--batch-repeats",
+        "2",
+        "--json",
+        "--record",
+        stdout=out,
+        stderr=StringIO(),
+    )
     figures = json.loads(out.getvalue())
     assert figures["backend"] == "tflite-fp32"
     assert figures["single"]["keras_tf_function"]["n"] == 3
@@ -128,17 +180,39 @@ def test_bench_model_measures_the_tflite_path_beside_keras_and_records_it(tiny_v
 def test_model_card_renders_the_card(tmp_path):
     from inference import model_card
 
-    per_type = {s: {"precision": 0.9, "recall": 0.8 + i / 100, "f1": 0.85, "support": 10}
-                for i, s in enumerate(CLASSES)}
-    metrics = {"n": 30, "accuracy": 0.9, "macro_f1": 0.89, "ece": 0.03, "ece_uncalibrated": 0.07,
-               "precision_at_5": 0.91, "precision_at_5_catalogue": "100 catalogue images", "per_type": per_type,
-               "confusion": [[9, 1, 0], [0, 10, 0], [1, 0, 9]], "evaluated_on": "val"}
-    card = {"version": "v9", "architecture": "efficientnet-lite0", "classes": list(CLASSES), "input_size": 224,
-            "temperature": 0.8, "metrics": metrics, "hyperparameters": {"epochs": 3, "fine_tune_from": "block6a"},
-            "serving": {"file": "model.tflite", "quantization": "int8", "metrics": metrics,
-                        "agreement_with_keras": {"top1_agreement": 0.99}},
-            "data": {"dir": "/data/train", "n": 100, "counts": {"a": 50, "b": 50}},
-            "reproduce": "python manage.py train_model /data/train"}
+    per_type = {
+        s: {"precision": 0.9, "recall": 0.8 + i / 100, "f1": 0.85, "support": 10}
+        for i, s in enumerate(CLASSES)
+    }
+    metrics = {
+        "n": 30,
+        "accuracy": 0.9,
+        "macro_f1": 0.89,
+        "ece": 0.03,
+        "ece_uncalibrated": 0.07,
+        "precision_at_5": 0.91,
+        "precision_at_5_catalogue": "100 catalogue images",
+        "per_type": per_type,
+        "confusion": [[9, 1, 0], [0, 10, 0], [1, 0, 9]],
+        "evaluated_on": "val",
+    }
+    card = {
+        "version": "v9",
+        "architecture": "efficientnet-lite0",
+        "classes": list(CLASSES),
+        "input_size": 224,
+        "temperature": 0.8,
+        "metrics": metrics,
+        "hyperparameters": {"epochs": 3, "fine_tune_from": "block6a"},
+        "serving": {
+            "file": "model.tflite",
+            "quantization": "int8",
+            "metrics": metrics,
+            "agreement_with_keras": {"top1_agreement": 0.99},
+        },
+        "data": {"dir": "/data/train", "n": 100, "counts": {"a": 50, "b": 50}},
+        "reproduce": "python manage.py train_model /data/train",
+    }
     text = model_card.write(tmp_path, card).read_text()
     assert text.startswith("# Model card: v9")
     assert "| model.keras (float32) | 0.900 | 0.890 | 0.800 | 0.030 | 0.910 |" in text

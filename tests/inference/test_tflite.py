@@ -66,6 +66,34 @@ def test_convert_refuses_unknown_quantization_and_int8_without_images(tiny_model
         tflite.convert(model, quantization="int8")
 
 
+def test_int8_copy_quantises_the_backbone_and_keeps_the_cosine_head_in_float():
+    """The int8 copy: convolutions in 8 bits, the embedding and cosine classifier in float32 (fully quantised,
+    the classifier's division failed in the interpreter on real images); it still agrees with the Keras model."""
+    import keras
+
+    from inference.architectures import build_efficientnet_classifier
+
+    keras.utils.set_random_seed(3)
+    size = 96
+    model = build_efficientnet_classifier(input_size=size)  # the shipped ImageNet backbone
+    images = np.random.default_rng(4).uniform(0, 255, (12, size, size, 3)).astype(np.float32)
+    content = tflite.convert(model, quantization="int8", representative=images[:8])
+    interpreter = tflite._interpreter_class()(model_content=content)
+    types_by_op: dict[str, set[str]] = {}
+    for op in interpreter._get_ops_details():
+        types_by_op.setdefault(op["op_name"], set()).update(
+            interpreter._get_tensor_details(i, 0)["dtype"].__name__ for i in op["inputs"] if i >= 0
+        )
+    assert "int8" in types_by_op["CONV_2D"] and "int8" in types_by_op["DEPTHWISE_CONV_2D"]
+    assert types_by_op["DIV"] == {"float32"} and types_by_op["FULLY_CONNECTED"] == {"float32"}
+    logits, embeddings = tflite.TFLiteRunner(content, num_classes=5, threads=1)(images)
+    expected_logits, expected_embeddings = (np.asarray(t) for t in tflite.serving_keras_model(model)(images))
+    cosine = (embeddings * expected_embeddings).sum(1) / (
+        np.linalg.norm(embeddings, axis=1) * np.linalg.norm(expected_embeddings, axis=1)
+    )
+    assert logits.dtype == np.float32 and cosine.min() > 0.9
+
+
 def test_verification_inputs_are_deterministic_pictures():
     first, second = tflite.verification_inputs(40), tflite.verification_inputs(40)
     assert first.shape == (4, 40, 40, 3) and first.min() >= 0 and first.max() <= 255

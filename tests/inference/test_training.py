@@ -48,8 +48,15 @@ def test_fingerprint_is_stable_and_changes_with_content(tiny_set, image_root, tm
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("Drawings", "drawings"), ("drawing", "drawings"), ("Engravings", "engraving"), ("ICONOGRAPHY", "iconography"),
-     ("paintings", "painting"), ("Sculpture", "sculpture"), ("photos", None)],
+    [
+        ("Drawings", "drawings"),
+        ("drawing", "drawings"),
+        ("Engravings", "engraving"),
+        ("ICONOGRAPHY", "iconography"),
+        ("paintings", "painting"),
+        ("Sculpture", "sculpture"),
+        ("photos", None),
+    ],
 )
 def test_match_type(name, expected):
     index = datasets.match_type(name)
@@ -69,8 +76,14 @@ def test_class_weights_favour_the_smaller_class():
 
 
 def test_one_epoch_training_writes_a_loadable_version(tiny_set, model_dirs):
-    result = train(train_data=tiny_set, val_data=tiny_set, epochs=1, batch_size=8, output_dir=model_dirs[1],
-                   version="tiny-trained")
+    result = train(
+        train_data=tiny_set,
+        val_data=tiny_set,
+        epochs=1,
+        batch_size=8,
+        output_dir=model_dirs[1],
+        version="tiny-trained",
+    )
     assert result.path == model_dirs[1] / "tiny-trained"
     for name in ("model.keras", "card.json", "confusion.png", "curves.png"):
         assert (result.path / name).is_file()
@@ -102,8 +115,21 @@ def test_training_is_reproducible(tiny_set, tmp_path):
 
 def test_train_and_evaluate_commands(image_root, model_dirs):
     out = StringIO()
-    call_command("train_model", str(image_root), "--epochs", "1", "--input-size", str(TINY_SIZE),
-                 "--batch-size", "8", "--name", "cmd-v1", "--val-dir", str(image_root), stdout=out)
+    call_command(
+        "train_model",
+        str(image_root),
+        "--epochs",
+        "1",
+        "--input-size",
+        str(TINY_SIZE),
+        "--batch-size",
+        "8",
+        "--name",
+        "cmd-v1",
+        "--val-dir",
+        str(image_root),
+        stdout=out,
+    )
     assert "Wrote" in out.getvalue()
     assert (model_dirs[1] / "cmd-v1" / "card.json").is_file()  # default output dir: the last model dir
 
@@ -115,7 +141,9 @@ def test_train_and_evaluate_commands(image_root, model_dirs):
     assert report["n"] == 5 * PER_CLASS
 
     out = StringIO()
-    call_command("evaluate_model", str(image_root), "--catalogue", str(image_root), stdout=out)  # newest version
+    call_command(
+        "evaluate_model", str(image_root), "--catalogue", str(image_root), stdout=out
+    )  # newest version
     assert "precision@5" in out.getvalue() and "cmd-v1" in out.getvalue()
 
 
@@ -140,8 +168,14 @@ def test_augmented_views_are_reproducible_and_vary(image_root):
     assert not np.array_equal(first, dataset.images)
     subset = dataset.subset(np.array([1, 3]))
     assert [f.relative for f in subset.files] == [dataset.paths[1], dataset.paths[3]]
-    bare = datasets.ImageSet(images=dataset.images, labels=dataset.labels, classes=dataset.classes,
-                             input_size=TINY_SIZE, paths=dataset.paths, fingerprint="x")
+    bare = datasets.ImageSet(
+        images=dataset.images,
+        labels=dataset.labels,
+        classes=dataset.classes,
+        input_size=TINY_SIZE,
+        paths=dataset.paths,
+        fingerprint="x",
+    )
     with pytest.raises(ValueError, match="source files"):
         next(datasets.augmented_views(bare, 0, seed=0))
 
@@ -155,24 +189,48 @@ def lite_set(tmp_path_factory):
 @pytest.mark.slow  # ~25 s: builds EfficientNet-Lite0 with its ImageNet weights, trains, converts, loads twice
 def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, model_dirs):
     stages: list[str] = []
-    result = train(train_data=lite_set, val_data=lite_set, architecture="efficientnet-lite0", epochs=1,
-                   augment_views=1, tflite="fp32", output_dir=model_dirs[1], version="lite-tiny",
-                   holdout_fraction=0.25, events=TrainingEvents(on_stage=stages.append))
+    result = train(
+        train_data=lite_set,
+        val_data=lite_set,
+        architecture="efficientnet-lite0",
+        epochs=1,
+        augment_views=1,
+        tflite="fp32",
+        output_dir=model_dirs[1],
+        version="lite-tiny",
+        soup=2,
+        holdout_fraction=0.25,
+        events=TrainingEvents(on_stage=stages.append),
+    )
     assert sorted(p.name for p in result.path.iterdir()) == [
-        "MODEL_CARD.md", "card.json", "confusion.png", "curves.png", "model.keras", "model.tflite"]
+        "MODEL_CARD.md",
+        "card.json",
+        "confusion.png",
+        "curves.png",
+        "model.keras",
+        "model.tflite",
+    ]
     card = registry.read_card(result.path)
     assert card["architecture"] == "efficientnet-lite0" and card["input_size"] == 96
     assert card["hyperparameters"]["fine_tune_from"] == "block6a"
     assert "3 views per image" in card["hyperparameters"]["augmentation"]
     assert "TRAINING images" in card["calibration"]["method"]
+    assert (
+        card["hyperparameters"]["soup"]["members"] == 2
+        and len(card["hyperparameters"]["soup"]["per_member"]) == 2
+    )
+    assert {"loss", "val_loss", "member2_loss", "member2_val_loss"} <= set(card["history"])
+    assert "training (soup member 2 of 2)" in stages
     assert card["serving"]["quantization"] == "fp32"
     assert card["serving"]["agreement_with_keras"]["top1_agreement"] == 1.0
     for key in ("accuracy", "macro_f1", "ece", "precision_at_5"):
         assert key in card["serving"]["metrics"]
     assert card["training_cpu_seconds"] > 0
     assert [s for s in stages if s.startswith("caching")] == [
-        "caching trunk activations (view 1 of 3)", "caching trunk activations (view 2 of 3)",
-        "caching trunk activations (view 3 of 3)"]
+        "caching trunk activations (view 1 of 3)",
+        "caching trunk activations (view 2 of 3)",
+        "caching trunk activations (view 3 of 3)",
+    ]
 
     fast = get_classifier("lite-tiny")
     assert fast.backend == "tflite-fp32"
@@ -186,6 +244,7 @@ def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, m
 
     imagenet = build_efficientnet_lite0((96, 96, 3), weights="imagenet")
     for name in ("stem_conv", "block5c_project_conv", "block5c_project_bn", "block6a_bn", "top_bn"):
-        for trained, original in zip(reference.model.get_layer(name).get_weights(),
-                                     imagenet.get_layer(name).get_weights(), strict=True):
+        for trained, original in zip(
+            reference.model.get_layer(name).get_weights(), imagenet.get_layer(name).get_weights(), strict=True
+        ):
             np.testing.assert_array_equal(trained, original, err_msg=name)

@@ -21,13 +21,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("version", nargs="?", help="Version name (a folder in ARTSITE_MODEL_DIRS).")
-        parser.add_argument("--list", action="store_true", help="List the versions and their metrics, then exit.")
         parser.add_argument(
-            "--here", action="store_true",
+            "--list", action="store_true", help="List the versions and their metrics, then exit."
+        )
+        parser.add_argument(
+            "--here",
+            action="store_true",
             help="Re-embed in this process instead of by the Celery workers (no worker needed).",
         )
         parser.add_argument(
-            "--no-wait", action="store_true", help="Queue the re-embedding and return without showing progress."
+            "--no-wait",
+            action="store_true",
+            help="Queue the re-embedding and return without showing progress.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -59,7 +64,8 @@ class Command(BaseCommand):
             task = bar.add_task("embed", total=progress.total, completed=progress.done)
             while True:
                 progress = (
-                    services.model_reembed_batch(version=version) if here
+                    services.model_reembed_batch(version=version)
+                    if here
                     else services.model_reembed_progress(version=version)
                 )
                 bar.update(task, total=progress.total, completed=progress.done)
@@ -70,11 +76,15 @@ class Command(BaseCommand):
                     time.sleep(1.0)
         elapsed = time.monotonic() - started
         if version.is_active:
-            self.stdout.write(self.style.SUCCESS(
-                f"{version.version} is active: {progress.total} artworks embedded in {elapsed:.1f}s."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"{version.version} is active: {progress.total} artworks embedded in {elapsed:.1f}s."
+                )
+            )
         else:
-            self.stdout.write(self.style.WARNING(f"Activation of {version.version} was superseded by another version."))
+            self.stdout.write(
+                self.style.WARNING(f"Activation of {version.version} was superseded by another version.")
+            )
 
     def _list(self) -> None:
         for version in ModelVersion.objects.order_by("-created_at"):

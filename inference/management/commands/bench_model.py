@@ -18,29 +18,64 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--model", default=None,
-                            help="Version to benchmark (default: the shipped default, inference/weights/DEFAULT, or "
-                                 "ARTSITE_DEFAULT_MODEL).")
-        parser.add_argument("--backend", choices=("auto", "keras", "tflite"), default="auto",
-                            help="Serving path to measure: auto (what workers use: the TFLite copy when present and "
-                                 "verified), keras (model.keras through tf.function) or tflite (default: auto).")
-        parser.add_argument("--no-keras-row", action="store_true",
-                            help="Skip the extra rows for the model.keras tf.function path when serving from TFLite.")
-        parser.add_argument("--data", type=Path, default=None,
-                            help="Folder of images (<type>/<images> or flat) to use; default: generated images.")
-        parser.add_argument("--images", type=int, default=32, help="How many distinct images to cycle (default: 32).")
-        parser.add_argument("--repeats", type=int, default=200,
-                            help="Single-image predictions timed on the serving path (default: 200).")
-        parser.add_argument("--reference-repeats", type=int, default=50,
-                            help="Single-image predictions timed through model.predict (default: 50).")
-        parser.add_argument("--batch-size", type=int, default=64, help="Batch size for throughput (default: 64).")
-        parser.add_argument("--batch-repeats", type=int, default=10, help="Batches timed per path (default: 10).")
-        parser.add_argument("--threads", type=int, default=None,
-                            help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).")
+        parser.add_argument(
+            "--model",
+            default=None,
+            help="Version to benchmark (default: the shipped default, inference/weights/DEFAULT, or "
+            "ARTSITE_DEFAULT_MODEL).",
+        )
+        parser.add_argument(
+            "--backend",
+            choices=("auto", "keras", "tflite"),
+            default="auto",
+            help="Serving path to measure: auto (what workers use: the TFLite copy when present and "
+            "verified), keras (model.keras through tf.function) or tflite (default: auto).",
+        )
+        parser.add_argument(
+            "--no-keras-row",
+            action="store_true",
+            help="Skip the extra rows for the model.keras tf.function path when serving from TFLite.",
+        )
+        parser.add_argument(
+            "--data",
+            type=Path,
+            default=None,
+            help="Folder of images (<type>/<images> or flat) to use; default: generated images.",
+        )
+        parser.add_argument(
+            "--images", type=int, default=32, help="How many distinct images to cycle (default: 32)."
+        )
+        parser.add_argument(
+            "--repeats",
+            type=int,
+            default=200,
+            help="Single-image predictions timed on the serving path (default: 200).",
+        )
+        parser.add_argument(
+            "--reference-repeats",
+            type=int,
+            default=50,
+            help="Single-image predictions timed through model.predict (default: 50).",
+        )
+        parser.add_argument(
+            "--batch-size", type=int, default=64, help="Batch size for throughput (default: 64)."
+        )
+        parser.add_argument(
+            "--batch-repeats", type=int, default=10, help="Batches timed per path (default: 10)."
+        )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).",
+        )
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON only.")
-        parser.add_argument("--record", action="store_true",
-                            help="Also store the figures in the version's card.json ('benchmark') and render its "
-                                 "MODEL_CARD.md again.")
+        parser.add_argument(
+            "--record",
+            action="store_true",
+            help="Also store the figures in the version's card.json ('benchmark') and render its "
+            "MODEL_CARD.md again.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from inference.loader import ModelUnavailable, configure_threads, get_classifier
@@ -48,7 +83,9 @@ class Command(BaseCommand):
 
         version = options["model"] or default_version_name()
         if not version:
-            raise CommandError(f"No model version found in {', '.join(map(str, settings.ARTSITE_MODEL_DIRS))}.")
+            raise CommandError(
+                f"No model version found in {', '.join(map(str, settings.ARTSITE_MODEL_DIRS))}."
+            )
         if options["data"] is not None and not options["data"].is_dir():
             raise CommandError(f"{options['data']} is not a folder.")
         configure_threads(options["threads"])
@@ -73,12 +110,22 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         console = Console(file=cast(IO[str], self.stdout), width=132)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console, transient=True, disable=options["json"]) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=options["json"],
+        ) as progress:
             task = progress.add_task("warming up")
             figures = benchmark_serving(
-                classifier, images, keras_classifier=keras_classifier, single_repeats=options["repeats"],
-                reference_repeats=options["reference_repeats"], batch_size=options["batch_size"],
+                classifier,
+                images,
+                keras_classifier=keras_classifier,
+                single_repeats=options["repeats"],
+                reference_repeats=options["reference_repeats"],
+                batch_size=options["batch_size"],
                 batch_repeats=options["batch_repeats"],
                 progress=lambda name: progress.update(task, description=name),
             )
@@ -91,20 +138,45 @@ class Command(BaseCommand):
 
         single, batch = figures["single"], figures["batch"]
         source = "from " + str(options["data"]) if options["data"] else "generated"
-        table = Table(title=f"{version}: {figures['input_size']} px, serving path {figures['backend']}"
-                            f"{' (XLA)' if figures['xla'] and figures['backend'] == 'keras' else ''}, "
-                            f"{len(images)} images ({source})")
-        for column in ("measure", "serving path", "model.predict", "ratio", "serving CPU", "model.predict CPU"):
+        table = Table(
+            title=f"{version}: {figures['input_size']} px, serving path {figures['backend']}"
+            f"{' (XLA)' if figures['xla'] and figures['backend'] == 'keras' else ''}, "
+            f"{len(images)} images ({source})"
+        )
+        for column in (
+            "measure",
+            "serving path",
+            "model.predict",
+            "ratio",
+            "serving CPU",
+            "model.predict CPU",
+        ):
             table.add_column(column, justify="left" if column == "measure" else "right")
         s, r, k = single["serving"], single["model_predict"], single["keras_tf_function"]
-        table.add_row("single image p50 (ms)", f"{s['p50_ms']:.2f}", f"{r['p50_ms']:.2f}",
-                      f"{r['p50_ms'] / s['p50_ms']:.1f}x faster", f"{s['cpu_p50_ms']:.2f} ms", f"{r['cpu_p50_ms']:.2f} ms")
-        table.add_row("single image p95 (ms)", f"{s['p95_ms']:.2f}", f"{r['p95_ms']:.2f}",
-                      f"{r['p95_ms'] / s['p95_ms']:.1f}x faster", "", "")
-        table.add_row(f"batch of {batch['batch_size']} (images/s)", f"{batch['serving_images_per_s']:.0f}",
-                      f"{batch['model_predict_images_per_s']:.0f}", f"{batch['speedup']:.1f}x",
-                      f"{batch['serving_cpu_ms_per_image']:.2f} ms/image",
-                      f"{batch['model_predict_cpu_ms_per_image']:.2f} ms/image")
+        table.add_row(
+            "single image p50 (ms)",
+            f"{s['p50_ms']:.2f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p50_ms'] / s['p50_ms']:.1f}x faster",
+            f"{s['cpu_p50_ms']:.2f} ms",
+            f"{r['cpu_p50_ms']:.2f} ms",
+        )
+        table.add_row(
+            "single image p95 (ms)",
+            f"{s['p95_ms']:.2f}",
+            f"{r['p95_ms']:.2f}",
+            f"{r['p95_ms'] / s['p95_ms']:.1f}x faster",
+            "",
+            "",
+        )
+        table.add_row(
+            f"batch of {batch['batch_size']} (images/s)",
+            f"{batch['serving_images_per_s']:.0f}",
+            f"{batch['model_predict_images_per_s']:.0f}",
+            f"{batch['speedup']:.1f}x",
+            f"{batch['serving_cpu_ms_per_image']:.2f} ms/image",
+            f"{batch['model_predict_cpu_ms_per_image']:.2f} ms/image",
+        )
         console.print(table)
         if k is not None:
             console.print(
@@ -141,10 +213,16 @@ class Command(BaseCommand):
 
         if folder is None:
             rng = np.random.default_rng(0)
-            return [Image.fromarray(rng.integers(0, 256, (320, 300, 3), dtype=np.uint8)) for _ in range(count)]
+            return [
+                Image.fromarray(rng.integers(0, 256, (320, 300, 3), dtype=np.uint8)) for _ in range(count)
+            ]
         paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ALLOWED_EXTENSIONS)
         # Spread the picks across the folder (and so across types) rather than taking the first type only.
-        picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).astype(int)] if paths else []
+        picks = (
+            [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).astype(int)]
+            if paths
+            else []
+        )
         images = []
         for path in picks:
             try:

@@ -20,17 +20,32 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("data_dir", type=Path, help="Labelled images: one sub-folder per type.")
-        parser.add_argument("--model", default=None,
-                            help="Version to evaluate (default: ARTSITE_DEFAULT_MODEL, else the newest version).")
-        parser.add_argument("--backend", choices=("auto", "keras", "tflite"), default="auto",
-                            help="Serving path to evaluate: auto (what workers use: the TFLite copy when present "
-                                 "and verified), keras (model.keras) or tflite (default: auto).")
-        parser.add_argument("--catalogue", type=Path, default=None,
-                            help="Images the precision@5 search runs against (e.g. the training folder). "
-                                 "Without it, DATA_DIR against itself, leaving each query out.")
+        parser.add_argument(
+            "--model",
+            default=None,
+            help="Version to evaluate (default: ARTSITE_DEFAULT_MODEL, else the newest version).",
+        )
+        parser.add_argument(
+            "--backend",
+            choices=("auto", "keras", "tflite"),
+            default="auto",
+            help="Serving path to evaluate: auto (what workers use: the TFLite copy when present "
+            "and verified), keras (model.keras) or tflite (default: auto).",
+        )
+        parser.add_argument(
+            "--catalogue",
+            type=Path,
+            default=None,
+            help="Images the precision@5 search runs against (e.g. the training folder). "
+            "Without it, DATA_DIR against itself, leaving each query out.",
+        )
         parser.add_argument("--json", action="store_true", help="Print the metrics as JSON only.")
-        parser.add_argument("--threads", type=int, default=None,
-                            help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from inference.loader import ModelUnavailable, configure_threads, get_classifier
@@ -38,7 +53,9 @@ class Command(BaseCommand):
 
         version = options["model"] or settings.ARTSITE_DEFAULT_MODEL or newest_version()
         if not version:
-            raise CommandError(f"No model version found in {', '.join(map(str, settings.ARTSITE_MODEL_DIRS))}.")
+            raise CommandError(
+                f"No model version found in {', '.join(map(str, settings.ARTSITE_MODEL_DIRS))}."
+            )
         for folder in (options["data_dir"], options["catalogue"]):
             if folder is not None and not folder.is_dir():
                 raise CommandError(f"{folder} is not a folder.")
@@ -71,7 +88,9 @@ class Command(BaseCommand):
                     raise CommandError(str(exc)) from exc
             task = progress.add_task(f"Predicting with {version}", total=None)
             metrics = evaluate_classifier(
-                classifier, sets["data"], catalogue=sets.get("catalogue"),
+                classifier,
+                sets["data"],
+                catalogue=sets.get("catalogue"),
                 progress=_advance(progress, task),
             )
         metrics["backend"] = classifier.backend
@@ -84,8 +103,13 @@ class Command(BaseCommand):
         for column in ("type", "precision", "recall", "F1", "support"):
             table.add_column(column, justify="left" if column == "type" else "right")
         for slug, row in metrics["per_type"].items():
-            table.add_row(slug, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                          str(row["support"]))
+            table.add_row(
+                slug,
+                f"{row['precision']:.3f}",
+                f"{row['recall']:.3f}",
+                f"{row['f1']:.3f}",
+                str(row["support"]),
+            )
         console.print(table)
         confusion = Table(title="Confusion (rows: true, columns: predicted)")
         confusion.add_column("")

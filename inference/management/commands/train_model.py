@@ -18,66 +18,159 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("data_dir", nargs="?", type=Path,
-                            help="Training images: one sub-folder per type (drawings, engraving, iconography, "
-                                 "painting, sculpture; any case, singular or plural).")
-        parser.add_argument("--val-dir", type=Path, default=None,
-                            help="Validation images, same layout; the card's metrics are measured on them. "
-                                 "Without it, on the held-out share of DATA_DIR.")
-        parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="seed-cnn",
-                            help="Network to train (default: seed-cnn). efficientnet-lite0 fine-tunes the shipped "
-                                 "ImageNet EfficientNet-Lite0 (the recipe of the shipped default model).")
-        parser.add_argument("--epochs", type=int, default=None,
-                            help="Training epochs (default: 20 for seed-cnn, 15 for efficientnet-lite0).")
-        parser.add_argument("--seed", type=int, default=1337, help="Random seed; same seed, same model (default: 1337).")
-        parser.add_argument("--batch-size", type=int, default=None,
-                            help="Images per training step (default: 32 for seed-cnn, 64 for efficientnet-lite0).")
-        parser.add_argument("--learning-rate", type=float, default=None,
-                            help="Peak learning rate, cosine-decayed (default: 0.001).")
-        parser.add_argument("--fine-tune-from", default="block6a",
-                            help="efficientnet-lite0: first block trained; earlier blocks keep their ImageNet "
-                                 "weights (default: block6a).")
-        parser.add_argument("--augment-views", type=int, default=4,
-                            help="efficientnet-lite0: random crop/colour views cached per image, besides the plain "
-                                 "and mirrored ones (default: 4).")
-        parser.add_argument("--label-smoothing", type=float, default=0.1,
-                            help="efficientnet-lite0: label smoothing of the cross-entropy (default: 0.1).")
-        parser.add_argument("--weight-decay", type=float, default=1e-4,
-                            help="efficientnet-lite0: AdamW weight decay (default: 0.0001).")
-        parser.add_argument("--mixup", type=float, default=0.3,
-                            help="efficientnet-lite0: mixup of the cached activations, Beta(a, a) weights; 0 turns "
-                                 "it off (default: 0.3).")
-        parser.add_argument("--ema-decay", type=float, default=0.99,
-                            help="efficientnet-lite0: keep an exponential moving average of the weights with this "
-                                 "decay per step; 0 keeps the last weights (default: 0.99).")
-        parser.add_argument("--body-lr-factor", type=float, default=0.2,
-                            help="efficientnet-lite0: learning rate of the pretrained blocks relative to the new "
-                                 "layers (default: 0.2).")
-        parser.add_argument("--tflite", choices=("default", "none", "fp32", "fp16", "int8"), default="default",
-                            help="Fast serving copy written beside model.keras: its quantization, or none "
-                                 "(default: int8 for efficientnet-lite0, none for seed-cnn).")
-        parser.add_argument("--holdout", type=float, default=0.1,
-                            help="Share of DATA_DIR held out to pick the best epoch and fit the temperature "
-                                 "(default: 0.1).")
-        parser.add_argument("--input-size", type=int, default=None,
-                            help="Square input size in pixels (default: the architecture's, 150 for seed-cnn).")
-        parser.add_argument("--no-augment", action="store_true", help="Train without flips, shifts and zooms.")
-        parser.add_argument("--output-dir", type=Path, default=None,
-                            help="Where the version folder goes (default: the last of ARTSITE_MODEL_DIRS, "
-                                 "var/models). Use inference/weights to ship it with the code.")
-        parser.add_argument("--name", default=None,
-                            help="Version name (default: <architecture>-YYYYMMDD-HHMM).")
-        parser.add_argument("--threads", type=int, default=None,
-                            help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).")
-        parser.add_argument("--from-catalogue", action="store_true",
-                            help="Train on the catalogue's ready artworks with their effective types instead of "
-                                 "DATA_DIR; hold out part of the curator-labelled works as a gold set and activate "
-                                 "the new version only if it scores at least as well there as the active one.")
-        parser.add_argument("--gold-fraction", type=float, default=0.2,
-                            help="--from-catalogue: share of the curator-labelled works held out as the gold set "
-                                 "(default: 0.2).")
-        parser.add_argument("--no-activate", action="store_true",
-                            help="--from-catalogue: write and compare, but never activate.")
+        parser.add_argument(
+            "data_dir",
+            nargs="?",
+            type=Path,
+            help="Training images: one sub-folder per type (drawings, engraving, iconography, "
+            "painting, sculpture; any case, singular or plural).",
+        )
+        parser.add_argument(
+            "--val-dir",
+            type=Path,
+            default=None,
+            help="Validation images, same layout; the card's metrics are measured on them. "
+            "Without it, on the held-out share of DATA_DIR.",
+        )
+        parser.add_argument(
+            "--architecture",
+            choices=sorted(ARCHITECTURES),
+            default="seed-cnn",
+            help="Network to train (default: seed-cnn). efficientnet-lite0 fine-tunes the shipped "
+            "ImageNet EfficientNet-Lite0 (the recipe of the shipped default model).",
+        )
+        parser.add_argument(
+            "--epochs",
+            type=int,
+            default=None,
+            help="Training epochs (default: 20 for seed-cnn, 15 for efficientnet-lite0).",
+        )
+        parser.add_argument(
+            "--seed", type=int, default=1337, help="Random seed; same seed, same model (default: 1337)."
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=None,
+            help="Images per training step (default: 32 for seed-cnn, 64 for efficientnet-lite0).",
+        )
+        parser.add_argument(
+            "--learning-rate",
+            type=float,
+            default=None,
+            help="Peak learning rate, cosine-decayed (default: 0.001).",
+        )
+        parser.add_argument(
+            "--fine-tune-from",
+            default="block6a",
+            help="efficientnet-lite0: first block trained; earlier blocks keep their ImageNet "
+            "weights (default: block6a).",
+        )
+        parser.add_argument(
+            "--augment-views",
+            type=int,
+            default=4,
+            help="efficientnet-lite0: random crop/colour views cached per image, besides the plain "
+            "and mirrored ones (default: 4).",
+        )
+        parser.add_argument(
+            "--label-smoothing",
+            type=float,
+            default=0.1,
+            help="efficientnet-lite0: label smoothing of the cross-entropy (default: 0.1).",
+        )
+        parser.add_argument(
+            "--weight-decay",
+            type=float,
+            default=1e-4,
+            help="efficientnet-lite0: AdamW weight decay (default: 0.0001).",
+        )
+        parser.add_argument(
+            "--mixup",
+            type=float,
+            default=0.3,
+            help="efficientnet-lite0: mixup of the cached activations, Beta(a, a) weights; 0 turns "
+            "it off (default: 0.3).",
+        )
+        parser.add_argument(
+            "--ema-decay",
+            type=float,
+            default=0.99,
+            help="efficientnet-lite0: keep an exponential moving average of the weights with this "
+            "decay per step; 0 keeps the last weights (default: 0.99).",
+        )
+        parser.add_argument(
+            "--soup",
+            type=int,
+            default=1,
+            help="efficientnet-lite0: train this many members from the same start (different data "
+            "order, views, mixup) and average their weights: a 'model soup', no extra serving "
+            "cost, N times the training steps (default: 1).",
+        )
+        parser.add_argument(
+            "--body-lr-factor",
+            type=float,
+            default=0.2,
+            help="efficientnet-lite0: learning rate of the pretrained blocks relative to the new "
+            "layers (default: 0.2).",
+        )
+        parser.add_argument(
+            "--tflite",
+            choices=("default", "none", "fp32", "fp16", "int8"),
+            default="default",
+            help="Fast serving copy written beside model.keras: its quantization, or none "
+            "(default: int8 for efficientnet-lite0, none for seed-cnn).",
+        )
+        parser.add_argument(
+            "--holdout",
+            type=float,
+            default=0.1,
+            help="Share of DATA_DIR held out to pick the best epoch and fit the temperature (default: 0.1).",
+        )
+        parser.add_argument(
+            "--input-size",
+            type=int,
+            default=None,
+            help="Square input size in pixels (default: the architecture's, 150 for seed-cnn).",
+        )
+        parser.add_argument(
+            "--no-augment", action="store_true", help="Train without flips, shifts and zooms."
+        )
+        parser.add_argument(
+            "--output-dir",
+            type=Path,
+            default=None,
+            help="Where the version folder goes (default: the last of ARTSITE_MODEL_DIRS, "
+            "var/models). Use inference/weights to ship it with the code.",
+        )
+        parser.add_argument(
+            "--name", default=None, help="Version name (default: <architecture>-YYYYMMDD-HHMM)."
+        )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).",
+        )
+        parser.add_argument(
+            "--from-catalogue",
+            action="store_true",
+            help="Train on the catalogue's ready artworks with their effective types instead of "
+            "DATA_DIR; hold out part of the curator-labelled works as a gold set and activate "
+            "the new version only if it scores at least as well there as the active one.",
+        )
+        parser.add_argument(
+            "--gold-fraction",
+            type=float,
+            default=0.2,
+            help="--from-catalogue: share of the curator-labelled works held out as the gold set "
+            "(default: 0.2).",
+        )
+        parser.add_argument(
+            "--no-activate",
+            action="store_true",
+            help="--from-catalogue: write and compare, but never activate.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["from_catalogue"]:
@@ -107,8 +200,13 @@ class Command(BaseCommand):
         architecture = options["architecture"]
         input_size = options["input_size"] or DEFAULT_INPUT_SIZES.get(architecture, 150)
         console = Console(file=cast(IO[str], self.stdout))
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[info]}"))
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
         with Progress(*columns, console=console, transient=False) as progress:
             datasets = {}
             for name, folder in (("train", options["data_dir"]), ("val", options["val_dir"])):
@@ -141,9 +239,14 @@ class Command(BaseCommand):
             )
             try:
                 result = train(
-                    train_data=datasets["train"], val_data=datasets.get("val"), architecture=architecture,
-                    output_dir=options["output_dir"], version=options["name"], events=events,
-                    extra_card=_reproduce(), **_train_options(options),
+                    train_data=datasets["train"],
+                    val_data=datasets.get("val"),
+                    architecture=architecture,
+                    output_dir=options["output_dir"],
+                    version=options["name"],
+                    events=events,
+                    extra_card=_reproduce(),
+                    **_train_options(options),
                 )
             except (ValueError, FileExistsError) as exc:
                 raise CommandError(str(exc)) from exc
@@ -153,8 +256,13 @@ class Command(BaseCommand):
         for column in ("type", "precision", "recall", "F1", "support"):
             table.add_column(column, justify="left" if column == "type" else "right")
         for slug, row in metrics["per_type"].items():
-            table.add_row(slug, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                          str(row["support"]))
+            table.add_row(
+                slug,
+                f"{row['precision']:.3f}",
+                f"{row['recall']:.3f}",
+                f"{row['f1']:.3f}",
+                str(row["support"]),
+            )
         console.print(table)
         p_at_5 = metrics["precision_at_5"]
         console.print(
@@ -184,9 +292,13 @@ class Command(BaseCommand):
         self.stdout.write("Training on the catalogue (this reads every ready artwork's image)...")
         try:
             result = model_train_from_catalogue(
-                architecture=options["architecture"], input_size=options["input_size"],
-                gold_fraction=options["gold_fraction"], activate=not options["no_activate"],
-                output_dir=options["output_dir"], version=options["name"], **_train_options(options),
+                architecture=options["architecture"],
+                input_size=options["input_size"],
+                gold_fraction=options["gold_fraction"],
+                activate=not options["no_activate"],
+                output_dir=options["output_dir"],
+                version=options["name"],
+                **_train_options(options),
             )
         except (ValueError, FileExistsError) as exc:
             raise CommandError(str(exc)) from exc
@@ -194,16 +306,24 @@ class Command(BaseCommand):
         new, active = comparison["new"], comparison["active"]
         self.stdout.write(f"Wrote {result.path} (trained on {result.card['data']['n']} artworks).")
         if new is not None:
-            self.stdout.write(f"Gold set ({comparison['gold_n']} curator-labelled works): new accuracy "
-                              f"{new['accuracy']:.3f}, macro-F1 {new['macro_f1']:.3f}" + (
-                                  f"; active {active['version']} accuracy {active['accuracy']:.3f}, macro-F1 "
-                                  f"{active['macro_f1']:.3f}" if active else ""))
+            self.stdout.write(
+                f"Gold set ({comparison['gold_n']} curator-labelled works): new accuracy "
+                f"{new['accuracy']:.3f}, macro-F1 {new['macro_f1']:.3f}"
+                + (
+                    f"; active {active['version']} accuracy {active['accuracy']:.3f}, macro-F1 "
+                    f"{active['macro_f1']:.3f}"
+                    if active
+                    else ""
+                )
+            )
         self.stdout.write(comparison["reason"])
         if result.activated:
-            self.stdout.write(self.style.SUCCESS(
-                f"Activated {result.version}: the catalogue is re-embedded in the background "
-                f"(python manage.py activate_model --list shows progress)."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Activated {result.version}: the catalogue is re-embedded in the background "
+                    f"(python manage.py activate_model --list shows progress)."
+                )
+            )
         else:
             self.stdout.write(self.style.WARNING(f"{result.version} was not activated."))
 
@@ -221,12 +341,21 @@ def _reproduce() -> dict[str, str]:
 def _train_options(options: dict[str, Any]) -> dict[str, Any]:
     tflite = options["tflite"]
     return {
-        "epochs": options["epochs"], "seed": options["seed"], "batch_size": options["batch_size"],
-        "learning_rate": options["learning_rate"], "holdout_fraction": options["holdout"],
-        "augment": not options["no_augment"], "fine_tune_from": options["fine_tune_from"],
-        "augment_views": options["augment_views"], "label_smoothing": options["label_smoothing"],
-        "weight_decay": options["weight_decay"], "mixup": options["mixup"], "ema_decay": options["ema_decay"],
-        "body_lr_factor": options["body_lr_factor"], "tflite": None if tflite == "none" else tflite,
+        "epochs": options["epochs"],
+        "seed": options["seed"],
+        "batch_size": options["batch_size"],
+        "learning_rate": options["learning_rate"],
+        "holdout_fraction": options["holdout"],
+        "augment": not options["no_augment"],
+        "fine_tune_from": options["fine_tune_from"],
+        "augment_views": options["augment_views"],
+        "label_smoothing": options["label_smoothing"],
+        "weight_decay": options["weight_decay"],
+        "mixup": options["mixup"],
+        "ema_decay": options["ema_decay"],
+        "body_lr_factor": options["body_lr_factor"],
+        "soup": options["soup"],
+        "tflite": None if tflite == "none" else tflite,
     }
 
 
