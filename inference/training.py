@@ -774,7 +774,8 @@ def _tflite_copy(
         "format": "tflite (TensorFlow Lite flatbuffer, XNNPACK)",
         "quantization": quantization,
         "quantization_detail": {
-            "int8": f"weights and activations int8, calibrated on {len(picks)} training images; float32 in and out",
+            "int8": f"the backbone's weights and activations int8 (calibrated on {len(picks)} training images), "
+            "the head after global pooling (embedding, cosine classifier) float32; float32 in and out",
             "fp16": "weights stored as float16, computed in float32",
             "fp32": "float32 as trained",
         }[quantization],
