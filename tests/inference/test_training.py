@@ -248,3 +248,27 @@ def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, m
             reference.model.get_layer(name).get_weights(), imagenet.get_layer(name).get_weights(), strict=True
         ):
             np.testing.assert_array_equal(trained, original, err_msg=name)
+
+
+def test_a_failed_tflite_copy_keeps_the_trained_model(tiny_set, model_dirs, monkeypatch):
+    """The fast copy is an optimisation: when converting fails, the trained version is still written (Keras
+    serves it) and the card says why there is no model.tflite."""
+    from inference import tflite
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(tflite, "convert", broken)
+    result = train(
+        train_data=tiny_set,
+        val_data=tiny_set,
+        epochs=1,
+        batch_size=8,
+        tflite="fp32",
+        output_dir=model_dirs[1],
+        version="no-fast-copy",
+    )
+    assert (result.path / "model.keras").is_file() and not (result.path / "model.tflite").exists()
+    card = registry.read_card(result.path)
+    assert card["serving"] is None and "converter crashed" in card["serving_error"]
+    assert get_classifier("no-fast-copy").backend == "keras"
