@@ -43,7 +43,8 @@ def test_default_version_serves_through_the_loader(shipped):
     card = json.loads((folder / "card.json").read_text())
     classifier = loader.get_classifier(version)
     expected_backend = f"tflite-{card['serving']['quantization']}" if card.get("serving") else "keras"
-    assert classifier.backend == expected_backend  # a TFLite copy that failed its check would fall back to keras
+    # A TFLite copy that failed its check against model.keras would fall back to keras.
+    assert classifier.backend == expected_backend
     rng = np.random.default_rng(0)
     images = [
         Image.fromarray(rng.integers(0, 256, (180, 150, 3), dtype=np.uint8)),
