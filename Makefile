@@ -74,9 +74,8 @@ loadtest: install ## Against a running `make run` (or BASE_URL, loopback only): 
 faults: install ## Fault drills on their own servers (var/faults): worker SIGKILL, Redis down, PostgreSQL restart, broken model
 	ARTSITE_VAR_DIR=$(CURDIR)/var/faults $(PY) manage.py faults
 
-stop: ## Stop the embedded PostgreSQL and Redis
-	-$(PY) -c "from pathlib import Path; from artsite import embedded; embedded.redis_stop(Path('var/redis'))"
-	-.venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_ctl -D var/postgres/pgdata stop -m fast
+stop: ## Stop the embedded PostgreSQL and Redis, the portal's (var/) and the tests' (var/test/), which stay up between runs
+	-$(PY) -c "from pathlib import Path; from artsite import embedded; [(embedded.postgres_stop(Path(d, 'postgres')), embedded.redis_stop(Path(d, 'redis'))) for d in ('var', 'var/test')]"
 
 clean: stop ## Remove the virtualenv and all local data (database, media, trained models)
 	rm -rf $(VENV) var staticfiles

@@ -154,6 +154,28 @@ def _start_redis(data_dir: Path, sock: Path) -> None:
     raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
 
 
+def postgres_stop(data_dir: Path, timeout: float = 30.0) -> bool:
+    """Stop the embedded PostgreSQL whose data is under ``data_dir`` (``make stop``): a fast shutdown (SIGINT to the
+    postmaster named in ``postmaster.pid``), waiting until it has exited. Signalling works whichever system user
+    pgserver runs the server as (``pg_ctl`` refuses to run as root). Returns whether a server was stopped."""
+    import signal
+
+    pidfile = data_dir / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+        os.kill(pid, signal.SIGINT)
+    except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    raise RuntimeError(f"embedded PostgreSQL (pid {pid}) did not stop within {timeout:.0f} s")
+
+
 def redis_stop(data_dir: Path) -> None:
     """Stop the embedded Redis (used by fault-injection tests and ``make stop``)."""
     pidfile = data_dir / "redis.pid"
