@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import keras
@@ -88,6 +89,7 @@ def build_efficientnet_classifier(
     weights: str | None = "imagenet",
     dropout: float = 0.3,
     cosine_scale: float = 16.0,
+    variant: str = "lite0",
 ) -> keras.Model:
     """EfficientNet-Lite0 (``inference/efficientnet_lite.py``, ImageNet weights shipped in the repository) +
     dropout + a linear 128-d ``embedding`` + a cosine ``logits`` head (:class:`CosineLogits`) + softmax.
@@ -98,12 +100,14 @@ def build_efficientnet_classifier(
     """
     from inference.efficientnet_lite import build_efficientnet_lite0
 
-    backbone = build_efficientnet_lite0((input_size, input_size, 3), weights=weights, pooling="avg")
+    backbone = build_efficientnet_lite0(
+        (input_size, input_size, 3), weights=weights, pooling="avg", variant=variant
+    )
     x = layers.Dropout(dropout, name="head_dropout")(backbone.outputs[0])
     embedding = layers.Dense(embedding_dim, activation=None, name="embedding")(x)
     logits = CosineLogits(num_classes, scale=cosine_scale, name=LOGITS_LAYER)(embedding)
     probabilities = layers.Activation("softmax", name="probabilities")(logits)
-    return keras.Model(backbone.inputs, [probabilities, embedding], name="efficientnet_lite0_artsite")
+    return keras.Model(backbone.inputs, [probabilities, embedding], name=f"efficientnet_{variant}_artsite")
 
 
 def trunk_cut(model: keras.Model, first_trained_block: str) -> Any:
@@ -121,8 +125,9 @@ def trunk_cut(model: keras.Model, first_trained_block: str) -> Any:
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "seed-cnn": build_seed_cnn,
     "efficientnet-lite0": build_efficientnet_classifier,
+    "efficientnet-lite1": partial(build_efficientnet_classifier, variant="lite1"),
 }
-DEFAULT_INPUT_SIZES: dict[str, int] = {"seed-cnn": 150, "efficientnet-lite0": 224}
+DEFAULT_INPUT_SIZES: dict[str, int] = {"seed-cnn": 150, "efficientnet-lite0": 224, "efficientnet-lite1": 240}
 
 
 def build(architecture: str, **kwargs: Any) -> keras.Model:

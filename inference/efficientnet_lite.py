@@ -58,6 +58,7 @@ Use :func:`layers_of_last_blocks` to get the layers of the last N blocks
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,9 @@ __all__ = [
     "build_efficientnet_lite0",
     "efficientnet_lite0_block_names",
     "efficientnet_lite0_block_specs",
+    "efficientnet_lite_block_specs",
+    "VARIANTS",
+    "weights_path",
     "layers_of_last_blocks",
 ]
 
@@ -142,15 +146,45 @@ _STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
 )
 
 
-def efficientnet_lite0_block_specs() -> list[BlockSpec]:
-    """Return the 16 MBConv blocks of EfficientNet-Lite0 in forward order.
+#: Compound scaling of the EfficientNet-Lite variants: (width, depth) multipliers and the ImageNet resolution.
+#: As in Google's ``efficientnet_lite_builder`` (``fix_head_stem``): the stem (32) and head (1280) filters and the
+#: first and last stages' repeats are never scaled.
+VARIANTS: dict[str, tuple[float, float, int]] = {
+    "lite0": (1.0, 1.0, 224),
+    "lite1": (1.0, 1.1, 240),
+    "lite2": (1.1, 1.2, 260),
+}
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """Channel count after width scaling, rounded to a multiple of 8 (never more than 10 % down)."""
+    if width == 1.0:
+        return filters
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def efficientnet_lite_block_specs(variant: str = "lite0") -> list[BlockSpec]:
+    """The MBConv blocks of an EfficientNet-Lite variant in forward order (16 for Lite0, 20 for Lite1).
 
     Only the first block of each stage strides/changes width; the repeats keep
     the stage's output width and use stride 1 (and therefore a residual add).
     """
+    try:
+        width, depth, _ = VARIANTS[variant]
+    except KeyError:
+        raise ValueError(
+            f"Unknown EfficientNet-Lite variant {variant!r}; choose one of {sorted(VARIANTS)}."
+        ) from None
     specs: list[BlockSpec] = []
     index = 0
+    last = len(_STAGES)
     for stage, (repeats, kernel, stride, expand, filters_in, filters_out) in enumerate(_STAGES, start=1):
+        if stage not in (1, last):
+            repeats = int(math.ceil(depth * repeats))
+        filters_in = filters_in if stage == 1 else _round_filters(filters_in, width)
+        filters_out = _round_filters(filters_out, width)
         for repeat in range(repeats):
             specs.append(
                 BlockSpec(
@@ -165,6 +199,11 @@ def efficientnet_lite0_block_specs() -> list[BlockSpec]:
             )
             index += 1
     return specs
+
+
+def efficientnet_lite0_block_specs() -> list[BlockSpec]:
+    """The 16 MBConv blocks of EfficientNet-Lite0 (see :func:`efficientnet_lite_block_specs`)."""
+    return efficientnet_lite_block_specs("lite0")
 
 
 def efficientnet_lite0_block_names() -> list[str]:
@@ -248,14 +287,22 @@ def _check_input_shape(input_shape: Sequence[int | None]) -> None:
         raise ValueError(f"input size must be >= {MIN_INPUT_SIZE}, got {input_shape!r}")
 
 
-def _resolve_weights(weights: str | Path | None) -> Path | None:
+def weights_path(variant: str = "lite0") -> Path:
+    """The shipped ImageNet weights file of a variant (it may not exist for every variant)."""
+    return DEFAULT_WEIGHTS_PATH.with_name(f"efficientnet_{variant}_imagenet.weights.h5")
+
+
+def _resolve_weights(weights: str | Path | None, variant: str = "lite0") -> Path | None:
     if weights is None:
         return None
     if isinstance(weights, str) and weights == "imagenet":
-        return DEFAULT_WEIGHTS_PATH
+        path = weights_path(variant)
+        if not path.is_file():
+            raise FileNotFoundError(f"No ImageNet weights shipped for EfficientNet-{variant.title()}: {path}")
+        return path
     path = Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"EfficientNet-Lite0 weights file not found: {path}")
+        raise FileNotFoundError(f"EfficientNet-Lite weights file not found: {path}")
     return path
 
 
@@ -268,8 +315,9 @@ def build_efficientnet_lite0(
     classifier_activation: str | None = None,
     drop_connect_rate: float = _DEFAULT_DROP_CONNECT_RATE,
     dropout_rate: float = _DEFAULT_DROPOUT_RATE,
+    variant: str = "lite0",
 ) -> keras.Model:
-    """Build EfficientNet-Lite0 as a Keras functional model.
+    """Build EfficientNet-Lite0 (or another ``variant`` of :data:`VARIANTS`) as a Keras functional model.
 
     Args:
         input_shape: ``(S, S, 3)`` with ``S >= 96`` (or ``(None, None, 3)``).
@@ -299,7 +347,7 @@ def build_efficientnet_lite0(
     _check_input_shape(input_shape)
     if pooling not in ("avg", "max", None):
         raise ValueError(f"pooling must be 'avg', 'max' or None, got {pooling!r}")
-    weights_path = _resolve_weights(weights)
+    weights_file = _resolve_weights(weights, variant)
 
     inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="image")
     # (x - 127) / 128 == x * (1/128) + (-127/128); both constants are exact in float32.
@@ -311,7 +359,7 @@ def build_efficientnet_lite0(
     x = _bn("stem_bn")(x)
     x = _relu6("stem_activation")(x)
 
-    specs = efficientnet_lite0_block_specs()
+    specs = efficientnet_lite_block_specs(variant)
     for spec in specs:
         x = _mbconv(x, spec, drop_rate=drop_connect_rate * spec.index / len(specs))
 
@@ -326,9 +374,9 @@ def build_efficientnet_lite0(
     x = layers.Dropout(dropout_rate, name="top_dropout")(avg_pooled)
     logits = layers.Dense(IMAGENET_CLASSES, activation=classifier_activation, name="predictions")(x)
 
-    if weights_path is not None:
+    if weights_file is not None:
         full = keras.Model(inputs, logits, name=name)
-        full.load_weights(str(weights_path))
+        full.load_weights(str(weights_file))
 
     if include_top:
         outputs = logits

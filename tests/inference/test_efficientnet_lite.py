@@ -1,7 +1,7 @@
-"""The shipped Keras EfficientNet-Lite0 weights reproduce the PyTorch original.
+"""The shipped Keras EfficientNet-Lite0 and -Lite1 weights reproduce the PyTorch originals.
 
-The fixture ``fixtures/efficientnet_lite0_reference.npz`` was written by
-``python -m inference.port.efficientnet_lite0 dump`` (PyTorch venv): it holds
+The fixtures ``fixtures/efficientnet_lite{0,1}_reference.npz`` were written by
+``python -m inference.port.efficientnet_lite0 dump [--variant lite1]`` (PyTorch venv): they hold
 deterministic synthetic uint8 images and the PyTorch model's ImageNet logits
 and average-pooled 1280-d features for them. These tests need neither torch,
 nor network, nor Django.
@@ -23,24 +23,27 @@ from inference.efficientnet_lite import (
     INPUT_STD,
     build_efficientnet_lite0,
     efficientnet_lite0_block_names,
+    efficientnet_lite_block_specs,
     layers_of_last_blocks,
+    weights_path,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "efficientnet_lite0_reference.npz"
+FIXTURES = Path(__file__).parent / "fixtures"
+VARIANTS = ["lite0", "lite1"]  # the variants whose ImageNet weights ship
 # |keras - torch| / max(1, max|torch|); the measured port error is ~2e-6.
 RELATIVE_TOLERANCE = 1e-3
 
 
 @cache
-def _reference() -> dict[str, np.ndarray]:
-    with np.load(FIXTURE) as data:
+def _reference(variant: str = "lite0") -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"efficientnet_{variant}_reference.npz") as data:
         return {key: data[key] for key in data.files}
 
 
 @cache
-def _model(size: int, include_top: bool, pooling: str | None = "avg") -> keras.Model:
+def _model(size: int, include_top: bool, pooling: str | None = "avg", variant: str = "lite0") -> keras.Model:
     return build_efficientnet_lite0(
-        (size, size, 3), include_top=include_top, weights="imagenet", pooling=pooling
+        (size, size, 3), include_top=include_top, weights="imagenet", pooling=pooling, variant=variant
     )
 
 
@@ -55,8 +58,24 @@ def _run(model: keras.Model, image: np.ndarray) -> np.ndarray:
 
 
 def test_shipped_weights_file_exists_with_expected_size() -> None:
-    assert DEFAULT_WEIGHTS_PATH.is_file()
+    assert DEFAULT_WEIGHTS_PATH.is_file() and weights_path("lite0") == DEFAULT_WEIGHTS_PATH
     assert 14 * 2**20 < DEFAULT_WEIGHTS_PATH.stat().st_size < 20 * 2**20
+    assert 19 * 2**20 < weights_path("lite1").stat().st_size < 25 * 2**20
+
+
+def test_variants_scale_depth_and_width_but_not_stem_head_or_end_stages() -> None:
+    lite1, lite2 = efficientnet_lite_block_specs("lite1"), efficientnet_lite_block_specs("lite2")
+    # Lite1: depth x1.1 -> stage repeats 1, 3, 3, 4, 4, 5, 1 (first and last stage fixed); widths as Lite0.
+    assert [s.name for s in lite1][:4] == ["block1a", "block2a", "block2b", "block2c"]
+    assert len(lite1) == 21 and lite1[-2].name == "block6e" and lite1[-1].name == "block7a"
+    assert [s.output_filters for s in lite1 if s.name.endswith("a")] == [16, 24, 40, 80, 112, 192, 320]
+    # Lite2: width x1.1, rounded to multiples of 8; the stem's 32 filters stay.
+    assert [s.output_filters for s in lite2 if s.name.endswith("a")] == [16, 24, 48, 88, 120, 208, 352]
+    assert lite2[0].input_filters == 32
+    with pytest.raises(ValueError, match="Unknown EfficientNet-Lite variant"):
+        efficientnet_lite_block_specs("lite9")
+    with pytest.raises(FileNotFoundError, match="No ImageNet weights"):
+        build_efficientnet_lite0((96, 96, 3), weights="imagenet", variant="lite2")
 
 
 def test_fixture_records_the_normalisation_the_model_uses() -> None:
@@ -65,21 +84,23 @@ def test_fixture_records_the_normalisation_the_model_uses() -> None:
     assert float(ref["input_std"]) == INPUT_STD == 128.0
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name", ["random224", "gradient224", "random160", "random97"])
-def test_logits_match_pytorch_reference(name: str) -> None:
-    ref = _reference()
+def test_logits_match_pytorch_reference(name: str, variant: str) -> None:
+    ref = _reference(variant)
     image = ref[f"image_{name}"]
-    logits = _run(_model(image.shape[0], include_top=True), image)
+    logits = _run(_model(image.shape[0], include_top=True, variant=variant), image)
     assert logits.shape == (1000,)
     _assert_close(logits, ref[f"logits_{name}"])
     assert int(np.argmax(logits)) == int(np.argmax(ref[f"logits_{name}"]))
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name", ["random224", "gradient224", "random160", "random97"])
-def test_pooled_features_match_pytorch_reference(name: str) -> None:
-    ref = _reference()
+def test_pooled_features_match_pytorch_reference(name: str, variant: str) -> None:
+    ref = _reference(variant)
     image = ref[f"image_{name}"]
-    features = _run(_model(image.shape[0], include_top=False), image)
+    features = _run(_model(image.shape[0], include_top=False, variant=variant), image)
     assert features.shape == (FEATURE_DIM,)
     _assert_close(features, ref[f"features_{name}"])
 

@@ -36,8 +36,9 @@ class Command(BaseCommand):
             "--architecture",
             choices=sorted(ARCHITECTURES),
             default="seed-cnn",
-            help="Network to train (default: seed-cnn). efficientnet-lite0 fine-tunes the shipped "
-            "ImageNet EfficientNet-Lite0 (the recipe of the shipped default model).",
+            help="Network to train (default: seed-cnn). efficientnet-lite0 and efficientnet-lite1 (240 px) "
+            "fine-tune the shipped ImageNet EfficientNet-Lite backbones with the same recipe; every option "
+            "marked efficientnet-lite0 below applies to both.",
         )
         parser.add_argument(
             "--epochs",
