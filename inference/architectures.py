@@ -91,7 +91,8 @@ def build_efficientnet_classifier(
     cosine_scale: float = 16.0,
     variant: str = "lite0",
 ) -> keras.Model:
-    """EfficientNet-Lite0 (``inference/efficientnet_lite.py``, ImageNet weights shipped in the repository) +
+    """EfficientNet-Lite0 or, with ``variant="lite1"``, -Lite1 (``inference/efficientnet_lite.py``, ImageNet
+    weights shipped in the repository) +
     dropout + a linear 128-d ``embedding`` + a cosine ``logits`` head (:class:`CosineLogits`) + softmax.
 
     The backbone's layers are part of this model (not a nested model), named as in

@@ -1,4 +1,8 @@
-"""EfficientNet-Lite0 backbone (Keras 3 functional model) with ImageNet weights.
+"""EfficientNet-Lite0 and -Lite1 backbones (Keras 3 functional models) with ImageNet weights.
+
+``build_efficientnet_lite0(..., variant="lite1")`` builds Lite1 (21 blocks, depth x1.1, native 240 px); its
+weights ship beside Lite0's (``efficientnet_lite1_imagenet.weights.h5``, ported the same way). What follows says
+Lite0; Lite1 differs only in the number of blocks per stage (:data:`VARIANTS`).
 
 Why this module exists
 ----------------------

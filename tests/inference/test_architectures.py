@@ -62,11 +62,19 @@ def test_efficientnet_classifier_contract_and_cosine_logits(tmp_path):
         trunk_cut(model, "block9z")
 
 
-def test_efficientnet_classifier_starts_from_the_imagenet_trunk():
+@pytest.mark.parametrize(
+    ("architecture", "variant", "last_repeat"),
+    [
+        ("efficientnet-lite0", "lite0", "block6d"),
+        ("efficientnet-lite1", "lite1", "block6e"),
+    ],
+)
+def test_efficientnet_classifier_starts_from_the_imagenet_trunk(architecture, variant, last_repeat):
     from inference.efficientnet_lite import build_efficientnet_lite0
 
-    model = build("efficientnet-lite0", input_size=96)
-    reference = build_efficientnet_lite0((96, 96, 3), weights="imagenet")
-    np.testing.assert_array_equal(
-        model.get_layer("top_conv").get_weights()[0], reference.get_layer("top_conv").get_weights()[0]
-    )
+    model = build(architecture, input_size=96)
+    reference = build_efficientnet_lite0((96, 96, 3), weights="imagenet", variant=variant)
+    for name in ("top_conv", f"{last_repeat}_project_conv"):
+        np.testing.assert_array_equal(
+            model.get_layer(name).get_weights()[0], reference.get_layer(name).get_weights()[0]
+        )
