@@ -446,3 +446,22 @@ def benchmark_serving(
         },
         "cpus": os.cpu_count(),
     }
+
+
+def per_type_table(title: str, per_type: Mapping[str, Mapping[str, float]]) -> Any:
+    """The per-type precision / recall / F1 / support table that ``train_model`` and ``evaluate_model`` print
+    (a rich ``Table``)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("type", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for slug, row in per_type.items():
+        table.add_row(
+            slug,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(int(row["support"])),
+        )
+    return table

@@ -66,7 +66,7 @@ class Command(BaseCommand):
         from rich.table import Table
 
         from inference.datasets import read_folder
-        from inference.evaluation import evaluate_classifier
+        from inference.evaluation import evaluate_classifier, per_type_table
 
         try:
             classifier = get_classifier(version, backend=options["backend"])
@@ -99,18 +99,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(metrics, indent=2))
             return
         console = Console(file=cast(IO[str], self.stdout))
-        table = Table(title=f"{version} ({classifier.backend}) on {options['data_dir']} (n={metrics['n']})")
-        for column in ("type", "precision", "recall", "F1", "support"):
-            table.add_column(column, justify="left" if column == "type" else "right")
-        for slug, row in metrics["per_type"].items():
-            table.add_row(
-                slug,
-                f"{row['precision']:.3f}",
-                f"{row['recall']:.3f}",
-                f"{row['f1']:.3f}",
-                str(row["support"]),
+        console.print(
+            per_type_table(
+                f"{version} ({classifier.backend}) on {options['data_dir']} (n={metrics['n']})",
+                metrics["per_type"],
             )
-        console.print(table)
+        )
         confusion = Table(title="Confusion (rows: true, columns: predicted)")
         confusion.add_column("")
         for slug in classifier.classes:

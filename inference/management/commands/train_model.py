@@ -193,9 +193,9 @@ class Command(BaseCommand):
 
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.table import Table
 
         from inference.datasets import read_folder
+        from inference.evaluation import per_type_table
         from inference.training import RECIPE_DEFAULTS, TrainingEvents, train
 
         architecture = options["architecture"]
@@ -253,18 +253,11 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
 
         card, metrics = result.card, result.card["metrics"]
-        table = Table(title=f"{result.version} on {metrics['evaluated_on']} (n={metrics['n']})")
-        for column in ("type", "precision", "recall", "F1", "support"):
-            table.add_column(column, justify="left" if column == "type" else "right")
-        for slug, row in metrics["per_type"].items():
-            table.add_row(
-                slug,
-                f"{row['precision']:.3f}",
-                f"{row['recall']:.3f}",
-                f"{row['f1']:.3f}",
-                str(row["support"]),
+        console.print(
+            per_type_table(
+                f"{result.version} on {metrics['evaluated_on']} (n={metrics['n']})", metrics["per_type"]
             )
-        console.print(table)
+        )
         p_at_5 = metrics["precision_at_5"]
         console.print(
             f"accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
