@@ -56,33 +56,44 @@ def convert(model: Any, *, quantization: str = "fp32", representative: np.ndarra
     """A TFLite flatbuffer of ``model``'s (logits, embedding), float32 in and out.
 
     ``int8``: weights and activations of the convolutional backbone in 8 bits, calibrated on ``representative`` (a
-    few hundred real model inputs, (N, S, S, 3) pixels in [0, 255]), the head in float32 (:data:`FLOAT_HEAD_OPS`); ``fp16``: weights stored in half precision (half the file, same speed);
-    ``fp32``: as trained.
+    few hundred real model inputs, (N, S, S, 3) pixels in [0, 255]), the head in float32 (:data:`FLOAT_HEAD_OPS`);
+    ``fp16``: weights stored in half precision (half the file, same speed); ``fp32``: as trained.
     """
     import tensorflow as tf
 
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}.")
+    if quantization == "int8":
+        return quantize_int8(serving_keras_model(model), representative)
     converter = tf.lite.TFLiteConverter.from_keras_model(serving_keras_model(model))
     if quantization == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization == "int8":
-        if representative is None or not len(representative):
-            raise ValueError("int8 quantization needs representative images to calibrate on.")
-        samples = np.asarray(representative, np.float32)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([samples[i : i + 1]] for i in range(len(samples)))
-        # The convolutions run in int8; the small head after global pooling (the 128-d embedding and the cosine
-        # classifier's norms and division) stays float32. Fully quantised, an embedding whose norm rounds to zero
-        # made the interpreter's DIV fail on real images, and the head is a negligible share of the time.
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter,
-            debug_dataset=lambda: ([samples[i : i + 1]] for i in range(min(4, len(samples)))),
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_HEAD_OPS)),
-        )
-        return bytes(debugger.get_nondebug_quantized_model())
     return bytes(converter.convert())
+
+
+def quantize_int8(keras_model: Any, representative: np.ndarray | None) -> bytes:
+    """An int8 TFLite flatbuffer of any Keras model on images, float32 in and out, calibrated on
+    ``representative``. The same images give the same activation ranges, so a network's trunk converted alone and
+    inside the whole network is quantised identically; training uses that (see
+    :func:`inference.training.train`'s ``quantized_trunk``)."""
+    import tensorflow as tf
+
+    if representative is None or not len(representative):
+        raise ValueError("int8 quantization needs representative images to calibrate on.")
+    samples = np.asarray(representative, np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([samples[i : i + 1]] for i in range(len(samples)))
+    # The convolutions run in int8; the small head after global pooling (the 128-d embedding and the cosine
+    # classifier's norms and division) stays float32. Fully quantised, an embedding whose norm rounds to zero
+    # made the interpreter's DIV fail on real images, and the head is a negligible share of the time.
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=lambda: ([samples[i : i + 1]] for i in range(min(4, len(samples)))),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_HEAD_OPS)),
+    )
+    return bytes(debugger.get_nondebug_quantized_model())
 
 
 def _interpreter_class() -> Any:
@@ -99,22 +110,20 @@ def _interpreter_class() -> Any:
     return Interpreter
 
 
-class TFLiteRunner:
-    """Runs a TFLite model on float32 batches. One interpreter per thread and batch size (an interpreter is not
-    thread-safe, and resizing its input re-plans it), created on first use."""
+class _Interpreters:
+    """TFLite interpreters of one flatbuffer: one per thread and batch size (an interpreter is not thread-safe,
+    and resizing its input re-plans it), created on first use."""
 
-    def __init__(self, content: bytes, *, num_classes: int, threads: int) -> None:
+    def __init__(self, content: bytes, *, threads: int) -> None:
         self.content = content
-        self.num_classes = num_classes
         self.threads = max(1, int(threads))
         self._local = threading.local()
 
-    @classmethod
-    def from_file(cls, path: Path | str, *, num_classes: int, threads: int) -> TFLiteRunner:
-        return cls(Path(path).read_bytes(), num_classes=num_classes, threads=threads)
-
-    def _interpreter(self, batch_size: int) -> tuple[Any, int, int, int]:
-        cache: dict[int, tuple[Any, int, int, int]] | None = getattr(self._local, "interpreters", None)
+    def get(self, batch_size: int) -> tuple[Any, int, list[dict[str, Any]]]:
+        """(interpreter, input index, output details) for batches of ``batch_size``."""
+        cache: dict[int, tuple[Any, int, list[dict[str, Any]]]] | None = getattr(
+            self._local, "interpreters", None
+        )
         if cache is None:
             cache = self._local.interpreters = {}
         entry = cache.get(batch_size)
@@ -125,29 +134,58 @@ class TFLiteRunner:
             if shape[0] != batch_size:
                 interpreter.resize_tensor_input(input_detail["index"], [batch_size, *shape[1:]], strict=False)
             interpreter.allocate_tensors()
-            outputs = interpreter.get_output_details()
-            if len(outputs) != 2:
-                raise ValueError(
-                    f"The TFLite model has {len(outputs)} outputs; expected 2 (logits, embedding)."
-                )
-            # Output order in a converted model is not guaranteed: the logits are the output with one value per class.
-            by_width = {int(o["shape"][-1]): int(o["index"]) for o in outputs}
-            logits_index = by_width.get(self.num_classes)
-            if logits_index is None or len(by_width) != 2:
-                raise ValueError(
-                    f"The TFLite model's outputs do not include {self.num_classes} class scores."
-                )
-            embedding_index = next(i for w, i in by_width.items() if i != logits_index)
-            entry = (interpreter, int(input_detail["index"]), logits_index, embedding_index)
+            entry = (interpreter, int(input_detail["index"]), interpreter.get_output_details())
             cache[batch_size] = entry
         return entry
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, raw embeddings) of a float32 (N, S, S, 3) batch."""
-        interpreter, input_index, logits_index, embedding_index = self._interpreter(int(batch.shape[0]))
+    def run(self, batch: np.ndarray) -> tuple[Any, list[dict[str, Any]]]:
+        interpreter, input_index, outputs = self.get(int(batch.shape[0]))
         interpreter.set_tensor(input_index, np.ascontiguousarray(batch, np.float32))
         interpreter.invoke()
+        return interpreter, outputs
+
+
+class TFLiteRunner:
+    """Runs a version's TFLite model on float32 batches: (logits, raw embeddings)."""
+
+    def __init__(self, content: bytes, *, num_classes: int, threads: int) -> None:
+        self.content = content
+        self.num_classes = num_classes
+        self._interpreters = _Interpreters(content, threads=threads)
+
+    @classmethod
+    def from_file(cls, path: Path | str, *, num_classes: int, threads: int) -> TFLiteRunner:
+        return cls(Path(path).read_bytes(), num_classes=num_classes, threads=threads)
+
+    def _indices(self, outputs: list[dict[str, Any]]) -> tuple[int, int]:
+        if len(outputs) != 2:
+            raise ValueError(f"The TFLite model has {len(outputs)} outputs; expected 2 (logits, embedding).")
+        # Output order in a converted model is not guaranteed: the logits are the output with one value per class.
+        by_width = {int(o["shape"][-1]): int(o["index"]) for o in outputs}
+        logits_index = by_width.get(self.num_classes)
+        if logits_index is None or len(by_width) != 2:
+            raise ValueError(f"The TFLite model's outputs do not include {self.num_classes} class scores.")
+        embedding_index = next(i for i in by_width.values() if i != logits_index)
+        return logits_index, embedding_index
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, raw embeddings) of a float32 (N, S, S, 3) batch."""
+        interpreter, outputs = self._interpreters.run(batch)
+        logits_index, embedding_index = self._indices(outputs)
         return interpreter.get_tensor(logits_index).copy(), interpreter.get_tensor(embedding_index).copy()
+
+
+class FeatureRunner:
+    """Runs a single-output TFLite model (e.g. a network's int8 trunk) on float32 batches."""
+
+    def __init__(self, content: bytes, *, threads: int) -> None:
+        self._interpreters = _Interpreters(content, threads=threads)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        interpreter, outputs = self._interpreters.run(batch)
+        if len(outputs) != 1:
+            raise ValueError(f"The TFLite model has {len(outputs)} outputs; expected 1.")
+        return np.asarray(interpreter.get_tensor(outputs[0]["index"])).copy()
 
 
 def verification_inputs(size: int) -> np.ndarray:

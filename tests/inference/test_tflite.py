@@ -94,6 +94,47 @@ def test_int8_copy_quantises_the_backbone_and_keeps_the_cosine_head_in_float():
     assert logits.dtype == np.float32 and cosine.min() > 0.9
 
 
+def test_int8_trunk_alone_gives_the_features_the_int8_copy_serves():
+    """Training caches the int8 trunk's activations (the trunk quantised alone, on the calibration images) so the
+    tail learns on what the int8 serving copy computes. Inside the served copy, the tensor entering the tail must
+    be the same: same quantisation scale, values at most one rounding step apart (interpreter kernels round
+    differently), far closer than the float trunk's."""
+    import keras
+    import tensorflow as tf
+
+    from inference.architectures import build_efficientnet_classifier, trunk_cut
+
+    keras.utils.set_random_seed(5)
+    size = 96
+    model = build_efficientnet_classifier(input_size=size)
+    rng = np.random.default_rng(6)
+    calibration = rng.uniform(0, 255, (8, size, size, 3)).astype(np.float32)
+    images = rng.uniform(0, 255, (6, size, size, 3)).astype(np.float32)
+    trunk = keras.Model(model.inputs, trunk_cut(model, "block6a"))
+    int8_features = tflite.FeatureRunner(tflite.quantize_int8(trunk, calibration), threads=1)(images)
+    float_features = np.asarray(trunk(images))
+    assert int8_features.shape == float_features.shape and int8_features.dtype == np.float32
+
+    served = tf.lite.Interpreter(
+        model_content=tflite.convert(model, quantization="int8", representative=calibration),
+        experimental_preserve_all_tensors=True,
+    )
+    (entry,) = served.get_input_details()
+    served.resize_tensor_input(entry["index"], list(images.shape))
+    served.allocate_tensors()
+    served.set_tensor(entry["index"], images)
+    served.invoke()
+    candidates = []  # (dequantised values, scale) of every served int8 tensor of the trunk output's shape
+    for detail in served.get_tensor_details():
+        scale, zero_point = detail["quantization"]
+        if tuple(detail["shape"]) == int8_features.shape and detail["dtype"] == np.int8 and scale:
+            values = (served.get_tensor(detail["index"]).astype(np.float32) - zero_point) * scale
+            candidates.append((values, scale))
+    values, scale = min(candidates, key=lambda c: float(np.abs(c[0] - int8_features).mean()))
+    assert np.abs(values - int8_features).max() <= 1.01 * scale
+    assert np.abs(values - int8_features).mean() < 0.2 * np.abs(values - float_features).mean()
+
+
 def test_verification_inputs_are_deterministic_pictures():
     first, second = tflite.verification_inputs(40), tflite.verification_inputs(40)
     assert first.shape == (4, 40, 40, 3) and first.min() >= 0 and first.max() <= 255

@@ -250,6 +250,36 @@ def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, m
             np.testing.assert_array_equal(trained, original, err_msg=name)
 
 
+@pytest.mark.slow  # ~25 s: like the test above, with the int8 copy
+def test_int8_recipe_trains_the_tail_on_the_int8_trunk_it_serves(lite_set, model_dirs):
+    stages: list[str] = []
+    result = train(
+        train_data=lite_set,
+        architecture="efficientnet-lite0",
+        epochs=1,
+        augment_views=1,
+        margin=0.2,
+        output_dir=model_dirs[1],
+        version="lite-int8",
+        holdout_fraction=0.25,
+        events=TrainingEvents(on_stage=stages.append),
+    )
+    card = registry.read_card(result.path)
+    assert card["serving"]["quantization"] == "int8"
+    assert stages.index("quantising the trunk (int8)") < stages.index(
+        "caching trunk activations (view 1 of 3)"
+    )
+    assert card["hyperparameters"]["trunk_activations"].startswith("the int8 trunk of the serving copy")
+    assert "calibrated on 15 training images" in card["hyperparameters"]["trunk_activations"]
+    assert "calibrated on 15 training images" in card["serving"]["quantization_detail"]
+    assert "margin 0.2" in card["hyperparameters"]["loss"]
+    served = get_classifier("lite-int8")
+    assert served.backend == "tflite-int8"
+    probabilities, embeddings = served.predict_arrays(lite_set.images[:3])
+    assert probabilities.shape == (3, 5) and embeddings.shape == (3, 128)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
 def test_a_failed_tflite_copy_keeps_the_trained_model(tiny_set, model_dirs, monkeypatch):
     """The fast copy is an optimisation: when converting fails, the trained version is still written (Keras
     serves it) and the card says why there is no model.tflite."""

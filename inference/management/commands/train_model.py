@@ -109,6 +109,19 @@ class Command(BaseCommand):
             "cost, N times the training steps (default: 1).",
         )
         parser.add_argument(
+            "--margin",
+            type=float,
+            default=0.0,
+            help="efficientnet-lite: additive cosine margin while training (CosFace; e.g. 0.2): tighter "
+            "clusters of each type's embeddings for similar-works search (default: 0, none).",
+        )
+        parser.add_argument(
+            "--float-trunk",
+            action="store_true",
+            help="efficientnet-lite: with an int8 serving copy, still train the tail on the float32 "
+            "trunk's activations (by default it trains on the int8 trunk's, the features it is served).",
+        )
+        parser.add_argument(
             "--body-lr-factor",
             type=float,
             default=0.2,
@@ -349,6 +362,8 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
         "ema_decay": options["ema_decay"],
         "body_lr_factor": options["body_lr_factor"],
         "soup": options["soup"],
+        "quantized_trunk": not options["float_trunk"],
+        "margin": options["margin"],
         "tflite": None if tflite == "none" else tflite,
     }
 
