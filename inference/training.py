@@ -172,7 +172,6 @@ def train(
     ema_decay: float = 0.99,
     body_lr_factor: float = 0.2,
     soup: int = 1,
-    margin: float = 0.0,
     tflite: str | None = "default",
     quantized_trunk: bool = True,
     extra_card: dict[str, Any] | None = None,
@@ -249,7 +248,6 @@ def train(
             ema_decay=ema_decay,
             body_lr_factor=body_lr_factor,
             soup=max(1, int(soup)),
-            margin=margin,
             int8_trunk_calibration=calibration if quantized_trunk else None,
         )
     else:
@@ -460,7 +458,6 @@ def _fit_tail(
     ema_decay: float,
     body_lr_factor: float,
     soup: int,
-    margin: float = 0.0,
     int8_trunk_calibration: np.ndarray | None = None,
 ) -> _Fitted:
     """Fine-tune the last blocks of a pretrained network on cached trunk activations.
@@ -565,9 +562,6 @@ def _fit_tail(
     averaged = [tf.Variable(v, trainable=False) for v in ordered]  # exponential moving average of the weights
     initial = [v.numpy() for v in ordered]
     num_classes = len(classes)
-    # Additive cosine margin ("CosFace"): while training, each example's own class must win by `margin` in cosine,
-    # which pulls a type's embeddings closer together (what similar-works search uses); serving is unchanged.
-    margin_logits = float(margin) * float(model.get_layer(architectures.LOGITS_LAYER).scale)
 
     def make_train_step() -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
         """A fresh optimizer pair (and the step that uses them) for one soup member."""
@@ -581,16 +575,13 @@ def _fit_tail(
             # Mixup on the cached activations ("manifold mixup"): each example blended with a partner from the
             # batch, targets (smoothed) and class weights blended alike; mix = 1 turns it off.
             x = tf.cast(x, tf.float32)
-            hard = tf.one_hot(y, num_classes)
-            targets = hard * (1.0 - label_smoothing) + label_smoothing / num_classes
+            targets = tf.one_hot(y, num_classes) * (1.0 - label_smoothing) + label_smoothing / num_classes
             w = tf.gather(class_weight, y)
             x = mix * x + (1.0 - mix) * tf.gather(x, partner)
-            hard = mix * hard + (1.0 - mix) * tf.gather(hard, partner)
             targets = mix * targets + (1.0 - mix) * tf.gather(targets, partner)
             w = mix * w + (1.0 - mix) * tf.gather(w, partner)
             with tf.GradientTape() as tape:
                 logits, _ = tail(x, training=True)
-                logits = logits - margin_logits * hard
                 per_example = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
                 loss = tf.reduce_sum(per_example * w) / tf.reduce_sum(w)
             gradients = tape.gradient(loss, ordered)
@@ -703,8 +694,7 @@ def _fit_tail(
             "optimizer": f"AdamW (weight decay {weight_decay:g}); pretrained blocks at {body_lr_factor:g} x the "
             "learning rate of the new layers",
             "schedule": "linear warm-up over 5% of the steps, then cosine decay to 1%",
-            "loss": f"cross-entropy, label smoothing {label_smoothing:g}, class-weighted"
-            + (f", additive cosine margin {margin:g} (CosFace)" if margin else ""),
+            "loss": f"cross-entropy, label smoothing {label_smoothing:g}, class-weighted",
             "mixup": f"on the cached activations, mixing weight ~ Beta({mixup:g}, {mixup:g}) per batch"
             if mixup > 0
             else "none",

@@ -258,7 +258,6 @@ def test_int8_recipe_trains_the_tail_on_the_int8_trunk_it_serves(lite_set, model
         architecture="efficientnet-lite0",
         epochs=1,
         augment_views=1,
-        margin=0.2,
         output_dir=model_dirs[1],
         version="lite-int8",
         holdout_fraction=0.25,
@@ -272,7 +271,6 @@ def test_int8_recipe_trains_the_tail_on_the_int8_trunk_it_serves(lite_set, model
     assert card["hyperparameters"]["trunk_activations"].startswith("the int8 trunk of the serving copy")
     assert "calibrated on 15 training images" in card["hyperparameters"]["trunk_activations"]
     assert "calibrated on 15 training images" in card["serving"]["quantization_detail"]
-    assert "margin 0.2" in card["hyperparameters"]["loss"]
     served = get_classifier("lite-int8")
     assert served.backend == "tflite-int8"
     probabilities, embeddings = served.predict_arrays(lite_set.images[:3])

@@ -109,13 +109,6 @@ class Command(BaseCommand):
             "cost, N times the training steps (default: 1).",
         )
         parser.add_argument(
-            "--margin",
-            type=float,
-            default=0.0,
-            help="efficientnet-lite: additive cosine margin while training (CosFace; e.g. 0.2): tighter "
-            "clusters of each type's embeddings for similar-works search (default: 0, none).",
-        )
-        parser.add_argument(
             "--float-trunk",
             action="store_true",
             help="efficientnet-lite: with an int8 serving copy, still train the tail on the float32 "
@@ -363,7 +356,6 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
         "body_lr_factor": options["body_lr_factor"],
         "soup": options["soup"],
         "quantized_trunk": not options["float_trunk"],
-        "margin": options["margin"],
         "tflite": None if tflite == "none" else tflite,
     }
 
