@@ -87,7 +87,7 @@ def render(card: dict[str, Any]) -> str:
             f"The {serving['quantization']} copy agrees with model.keras on {_f(agreement.get('top1_agreement'))} of "
             f"the evaluation images' top type; largest probability difference "
             f"{_f(agreement.get('max_probability_diff'))}, smallest embedding cosine "
-            f"{_f(agreement.get('min_embedding_cosine'), 4)}. {serving.get('quantization_detail', '')}.",
+            f"{_f(agreement.get('min_embedding_cosine'), 4)}. {_sentence(serving.get('quantization_detail', ''))}",
         ]
     confusion = metrics.get("confusion")
     if confusion:
@@ -121,6 +121,7 @@ def render(card: dict[str, Any]) -> str:
     for key, label in (
         ("fine_tune_from", "First trained block"),
         ("frozen", "Frozen"),
+        ("trunk_activations", "Trunk activations trained on"),
         ("head", "Head"),
         ("augmentation", "Augmentation"),
         ("loss", "Loss"),
@@ -182,3 +183,9 @@ def write(folder: Path | str, card: dict[str, Any]) -> Path:
     path = Path(folder) / MODEL_CARD_FILE
     path.write_text(render(card), encoding="utf-8")
     return path
+
+
+def _sentence(text: str) -> str:
+    """``text`` as a sentence: capital first letter, final full stop; empty stays empty."""
+    text = text.strip()
+    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}" if text else ""

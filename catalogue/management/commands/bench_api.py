@@ -96,8 +96,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--model",
             default=None,
-            help="Model version to benchmark (default: the bench database's active version, else "
-            "the version a fresh database activates, else an untrained stand-in).",
+            help="Model version to benchmark (default: the version a fresh database activates, else "
+            "the bench database's active version, else an untrained stand-in).",
         )
         parser.add_argument(
             "--stand-in",
@@ -221,8 +221,9 @@ class Command(BaseCommand):
     # --- model ----------------------------------------------------------------------------------------------------
 
     def _model(self, requested: str | None, stand_in: str) -> tuple[Any, str]:
-        """The version to benchmark, active: the requested one; else the bench database's active version unless it
-        is a stand-in; else the version a fresh database activates; else an untrained stand-in."""
+        """The version to benchmark, active: the requested one; else the version a fresh database activates (the
+        shipped default: what the product serves, even if an older bench database still has another active); else
+        the bench database's active version unless it is a stand-in; else an untrained stand-in."""
         from inference.models import ModelVersion
         from inference.services import default_version_name, model_version_set_active, model_versions_sync
 
@@ -232,10 +233,13 @@ class Command(BaseCommand):
             version = ModelVersion.objects.filter(version=requested).first()
             if version is None:
                 raise CommandError(f"No model version {requested!r} in {settings.ARTSITE_MODEL_DIRS}.")
-        elif version is None or version.card.get("stand_in"):
+        else:
             name = default_version_name()
             real = ModelVersion.objects.filter(version=name).first() if name else None
-            version = real if real is not None and not real.card.get("stand_in") else None
+            if real is not None and not real.card.get("stand_in"):
+                version = real
+            elif version is not None and version.card.get("stand_in"):
+                version = None
         if version is None:
             version = self._stand_in(stand_in, Path(settings.VAR_DIR) / STAND_IN_DIR)
         else:
