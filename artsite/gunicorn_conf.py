@@ -4,7 +4,7 @@ so the first `POST /api/v1/classify/` is as fast as the rest."""
 import logging
 
 
-def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
+def post_worker_init(worker) -> None:
     try:
         from django.db import close_old_connections
 

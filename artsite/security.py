@@ -36,7 +36,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponseBase
 from django.views.static import serve
 
 logger = logging.getLogger(__name__)
@@ -204,12 +204,12 @@ class LoginRateLimitBackend:
     # one, which must stay ModelBackend.
 
 
-def login_rate_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def login_rate_limited(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Wrap a log-in view: while the poster is blocked, answer 429 with the empty form and a message saying for how
     long, instead of the usual "wrong password" (which would be a lie when the password was right)."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method == "POST":
             wait = login_blocked_for(ip=client_ip(request), username=str(request.POST.get("username", "")))
             if wait:
@@ -242,7 +242,7 @@ MEDIA_TYPES = {
 MEDIA_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 
 
-def media_serve(request: HttpRequest, path: str, document_root: str | None = None) -> HttpResponse:
+def media_serve(request: HttpRequest, path: str, document_root: str | None = None) -> HttpResponseBase:
     """``django.views.static.serve`` for uploads, limited to image types and with headers that forbid running
     anything (an image opened on its own becomes a sandboxed, script-less document)."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(path).name)

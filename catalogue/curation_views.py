@@ -7,7 +7,7 @@ show the controls only to them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -68,10 +68,11 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "can_curate": request.user.has_perm("catalogue.change_artwork"),
     }
     if artwork is not None:
-        probs = artwork.pred_probabilities or {}
+        annotated = cast(Any, artwork)  # pred_* come from selectors.artworks_with_prediction's .annotate()
+        probs = annotated.pred_probabilities or {}
         by_id = {t.pk: t for t in types}
         context.update(
-            predicted=by_id.get(artwork.pred_type_id),
+            predicted=by_id.get(annotated.pred_type_id),
             probabilities=sorted(
                 ((t, float(probs.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]
             ),

@@ -5,6 +5,7 @@ Without ``DATABASE_URL`` / ``CELERY_BROKER_URL`` the project starts embedded Pos
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -105,7 +106,7 @@ MEDIA_URL = env("DJANGO_MEDIA_URL", default="/media/")
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 if env("ARTSITE_STORAGE", default="filesystem") == "s3":
-    _default_storage = {
+    _default_storage: dict[str, Any] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),

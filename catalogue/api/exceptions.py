@@ -202,7 +202,7 @@ def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith(API_PREFIX):
         return _json_error(404, "not_found", f"No API endpoint at {request.path}.")
-    return defaults.page_not_found(request, exception)  # type: ignore[arg-type]
+    return defaults.page_not_found(request, exception)
 
 
 def handler500(request: HttpRequest) -> HttpResponse:

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 from django.conf import settings
@@ -444,7 +444,7 @@ class Command(BaseCommand):
             "ARTSITE_MODEL_DIRS": ",".join(str(d) for d in settings.ARTSITE_MODEL_DIRS),
             "ARTSITE_THROTTLE_CLASSIFY": "1000000/min",
             "BENCH_TF_THREADS": str(tf_threads),
-            "BENCH_TF_JIT": {True: "on", False: "off"}.get(
+            "BENCH_TF_JIT": {True: "on", False: "off", None: "default"}.get(
                 getattr(settings, "ARTSITE_TF_JIT", None), "default"
             ),
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -538,7 +538,7 @@ class Command(BaseCommand):
                 f"{con[stage]['p95']:.1f}",
                 ref_cell,
             )
-        console = Console(file=self.stdout, width=130)
+        console = Console(file=cast(IO[str], self.stdout), width=130)
         console.print(table)
         app_seq = seq["app"]
         ratio = app_seq["p50"] / ref["total"]["p50"] if ref["total"]["p50"] else float("nan")

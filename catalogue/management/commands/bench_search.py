@@ -203,6 +203,8 @@ class Command(BaseCommand):
 
     def real_embeddings(self, version: str, folder: Path) -> tuple[np.ndarray, np.ndarray]:
         """The model's embeddings and predicted class of every real image (cached per model version and file list)."""
+        from PIL import Image
+
         from inference.loader import get_classifier
         from inference.preprocessing import ImageRejected, decode_image
 
@@ -221,7 +223,8 @@ class Command(BaseCommand):
         classifier = get_classifier(version)
         slugs = [t.slug for t in ArtworkType.objects.order_by("pk")]
         class_to_type = np.array([slugs.index(c) for c in classifier.classes])
-        embeddings, types, batch = [], [], []
+        embeddings, types = [], []
+        batch: list[Image.Image] = []
         started = time.perf_counter()
 
         def flush() -> None:
@@ -375,7 +378,7 @@ class Command(BaseCommand):
 
     def _model_index_params(self) -> tuple[int, int]:
         index = next(i for i in Prediction._meta.indexes if i.name == INDEX_NAME)
-        return int(index.m), int(index.ef_construction)  # type: ignore[attr-defined]
+        return int(index.m), int(index.ef_construction)
 
     def _pgvector_version(self) -> str:
         with connection.cursor() as cursor:
@@ -528,7 +531,7 @@ class Command(BaseCommand):
         # A filtered search always scans the works curators moved into the type exactly: not a fallback.
         planned_exact = 0 if case is None else 1
         fallbacks, times, db_times, cpu_times, found_ids = 0, [], [], [], {}
-        selectors._run_vector_query = counting_run  # type: ignore[assignment]
+        selectors._run_vector_query = counting_run
         try:
             with connection.execute_wrapper(timed):
                 for n, row in enumerate(int(r) for r in queries):
@@ -552,7 +555,7 @@ class Command(BaseCommand):
                     cpu_times.append(cpu * 1000)
                     found_ids[row] = [w.artwork.pk - 1 for w in found]
         finally:
-            selectors._run_vector_query = original_run  # type: ignore[assignment]
+            selectors._run_vector_query = original_run
 
         hits = sum(sum(1 for i in found_ids[row] if i in truth[row][0]) for row in found_ids)
         short = sum(1 for row in found_ids if len(found_ids[row]) < min(K, truth[row][1]))

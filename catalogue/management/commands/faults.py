@@ -222,7 +222,7 @@ class Command(BaseCommand):
 
     def _pg_ctl(self, *args: str) -> None:
         import pgserver
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time by setattr
 
         server = pgserver.get_server(self.var / "postgres" / "pgdata", cleanup_mode=None)
         pg_ctl(["-w", *args], pgdata=server.pgdata, user=server.system_user, timeout=60)
@@ -274,7 +274,7 @@ class Command(BaseCommand):
         jar = CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         self.http("GET", "/accounts/login/", opener=opener)
-        csrf = next(c.value for c in jar if c.name == "csrftoken")
+        csrf = next(c.value for c in jar if c.name == "csrftoken" and c.value is not None)
         form = urllib.parse.urlencode(
             {"username": "drill", "password": "drill-password-1", "csrfmiddlewaretoken": csrf}
         ).encode()
@@ -288,7 +288,7 @@ class Command(BaseCommand):
                 "Referer": self.base + "/accounts/login/",
             },
         )
-        csrf = next(c.value for c in jar if c.name == "csrftoken")
+        csrf = next(c.value for c in jar if c.name == "csrftoken" and c.value is not None)
         return opener, csrf
 
     def portal_upload(self, opener: Any, csrf: str, title: str, seed: int) -> tuple[int, str, float]:
@@ -327,7 +327,7 @@ class Command(BaseCommand):
             warm=False
         )  # a cold worker loads the model inside its first task: a wide window
         status, artwork_id, _ = self.api_upload("Drill: worker killed", 1)
-        assert status == 202, status
+        assert status == 202 and artwork_id is not None, status
         self.wait(lambda: self.status_of(artwork_id) == "processing", 120, "task started", interval=0.02)
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
@@ -430,7 +430,11 @@ class Command(BaseCommand):
             if artwork_id
             else []
         )
-        self.wait(lambda: self.status_of(artwork_id) == "ready", 180, "artwork ready after the restart")
+        self.wait(
+            lambda: artwork_id is not None and self.status_of(artwork_id) == "ready",
+            180,
+            "artwork ready after the restart",
+        )
         ok = all(s == 200 for s in statuses) and status == 202 and all(p == 200 for p in pages)
         self.result(
             self.drill_postgres_restart.__doc__ or "",
@@ -450,9 +454,13 @@ class Command(BaseCommand):
             self.kill("worker")
             self.start_worker()  # a worker starting now (a deploy, a restart) meets the damaged file
             status, artwork_id, _ = self.api_upload(f"Drill: model {fault}", seed)
-            if status != 202:
+            if status != 202 or artwork_id is None:
                 raise AssertionError(f"upload answered {status}")
-            self.wait(lambda a=artwork_id: self.status_of(a) in ("failed", "ready"), 180, "artwork finished")
+
+            def finished(a: int = artwork_id) -> bool:
+                return self.status_of(a) in ("failed", "ready")
+
+            self.wait(finished, 180, "artwork finished")
             error = Artwork.objects.get(pk=artwork_id).error
             code, body, _ = self.http("GET", "/healthz")
             model = json.loads(body)["model"]
@@ -480,7 +488,11 @@ class Command(BaseCommand):
                 opener=opener,
                 headers={"Content-Type": "application/x-www-form-urlencoded", "Referer": self.base + "/"},
             )
-            self.wait(lambda a=artwork_id: self.status_of(a) == "ready", 180, "ready after the retry")
+
+            def retried(a: int = artwork_id) -> bool:
+                return self.status_of(a) == "ready"
+
+            self.wait(retried, 180, "ready after the retry")
             self.result(
                 f"model file {fault}, repaired",
                 True,

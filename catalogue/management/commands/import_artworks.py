@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -83,7 +83,7 @@ class Command(BaseCommand):
             raise CommandError("--limit must be zero or more.")
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
-        console = Console(file=self.stdout, stderr=False)
+        console = Console(file=cast(IO[str], self.stdout), stderr=False)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),

@@ -71,7 +71,7 @@ class Stats:
 def _loopback_only(base_url: str) -> None:
     host = urllib.parse.urlsplit(base_url).hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except socket.gaierror as exc:
         raise CommandError(f"Cannot resolve {host!r}: {exc}") from None
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
