@@ -266,7 +266,8 @@ def train(
     report_p, report_e = predict(report_set.images)
     catalogue_e: np.ndarray | None = None
     if val_data is not None:
-        _, catalogue_e = fitted.predict_train(np.arange(len(train_data)))
+        # The catalogue through the same network as the queries (predict_train may run another trunk: the int8 one).
+        _, catalogue_e = predict(train_data.images)
     metrics = _metrics(report_p, report_e, report_set, temperature, classes, catalogue_e, train_data.labels)
     metrics["evaluated_on"] = evaluated_on
 

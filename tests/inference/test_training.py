@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from inference import datasets, registry
+from inference import datasets, evaluation, registry
 from inference.architectures import CLASSES
 from inference.loader import get_classifier
 from inference.training import TrainingEvents, class_weights, train
@@ -255,6 +255,7 @@ def test_int8_recipe_trains_the_tail_on_the_int8_trunk_it_serves(lite_set, model
     stages: list[str] = []
     result = train(
         train_data=lite_set,
+        val_data=lite_set,
         architecture="efficientnet-lite0",
         epochs=1,
         augment_views=1,
@@ -276,6 +277,10 @@ def test_int8_recipe_trains_the_tail_on_the_int8_trunk_it_serves(lite_set, model
     probabilities, embeddings = served.predict_arrays(lite_set.images[:3])
     assert probabilities.shape == (3, 5) and embeddings.shape == (3, 128)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # The card's float figures are model.keras end to end: its catalogue embeddings too, not the int8 trunk's.
+    _, keras_embeddings = get_classifier("lite-int8", backend="keras").predict_arrays(lite_set.images)
+    expected = evaluation.precision_at_k(keras_embeddings, lite_set.labels, keras_embeddings, lite_set.labels)
+    assert card["metrics"]["precision_at_5"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_a_failed_tflite_copy_keeps_the_trained_model(tiny_set, model_dirs, monkeypatch):
