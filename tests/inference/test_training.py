@@ -186,8 +186,8 @@ def lite_set(tmp_path_factory):
     return datasets.read_folder(root, 96, workers=2)
 
 
-@pytest.mark.slow  # ~25 s: builds EfficientNet-Lite0 with its ImageNet weights, trains, converts, loads twice
-def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, model_dirs):
+def _train_tiny_lite(lite_set, model_dirs, version: str, **options):  # type: ignore[no-untyped-def]
+    """One epoch of the EfficientNet-Lite0 recipe on the tiny set (it is its own val set); (result, stages seen)."""
     stages: list[str] = []
     result = train(
         train_data=lite_set,
@@ -195,13 +195,18 @@ def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, m
         architecture="efficientnet-lite0",
         epochs=1,
         augment_views=1,
-        tflite="fp32",
         output_dir=model_dirs[1],
-        version="lite-tiny",
-        soup=2,
+        version=version,
         holdout_fraction=0.25,
         events=TrainingEvents(on_stage=stages.append),
+        **options,
     )
+    return result, stages
+
+
+@pytest.mark.slow  # ~25 s: builds EfficientNet-Lite0 with its ImageNet weights, trains, converts, loads twice
+def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, model_dirs):
+    result, stages = _train_tiny_lite(lite_set, model_dirs, "lite-tiny", tflite="fp32", soup=2)
     assert sorted(p.name for p in result.path.iterdir()) == [
         "MODEL_CARD.md",
         "card.json",
@@ -252,18 +257,7 @@ def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, m
 
 @pytest.mark.slow  # ~25 s: like the test above, with the int8 copy
 def test_int8_recipe_trains_the_tail_on_the_int8_trunk_it_serves(lite_set, model_dirs):
-    stages: list[str] = []
-    result = train(
-        train_data=lite_set,
-        val_data=lite_set,
-        architecture="efficientnet-lite0",
-        epochs=1,
-        augment_views=1,
-        output_dir=model_dirs[1],
-        version="lite-int8",
-        holdout_fraction=0.25,
-        events=TrainingEvents(on_stage=stages.append),
-    )
+    result, stages = _train_tiny_lite(lite_set, model_dirs, "lite-int8")
     card = registry.read_card(result.path)
     assert card["serving"]["quantization"] == "int8"
     assert stages.index("quantising the trunk (int8)") < stages.index(
