@@ -152,6 +152,9 @@ class TFLiteRunner:
         self.content = content
         self.num_classes = num_classes
         self._interpreters = _Interpreters(content, threads=threads)
+        self._output_indices: tuple[int, int] | None = (
+            None  # (logits, embedding): the same for every batch size
+        )
 
     @classmethod
     def from_file(cls, path: Path | str, *, num_classes: int, threads: int) -> TFLiteRunner:
@@ -171,7 +174,9 @@ class TFLiteRunner:
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits, raw embeddings) of a float32 (N, S, S, 3) batch."""
         interpreter, outputs = self._interpreters.run(batch)
-        logits_index, embedding_index = self._indices(outputs)
+        if self._output_indices is None:
+            self._output_indices = self._indices(outputs)
+        logits_index, embedding_index = self._output_indices
         return interpreter.get_tensor(logits_index).copy(), interpreter.get_tensor(embedding_index).copy()
 
 
