@@ -127,8 +127,33 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "seed-cnn": build_seed_cnn,
     "efficientnet-lite0": build_efficientnet_classifier,
     "efficientnet-lite1": partial(build_efficientnet_classifier, variant="lite1"),
+    "efficientnet-lite2": partial(build_efficientnet_classifier, variant="lite2"),
 }
-DEFAULT_INPUT_SIZES: dict[str, int] = {"seed-cnn": 150, "efficientnet-lite0": 224, "efficientnet-lite1": 240}
+DEFAULT_INPUT_SIZES: dict[str, int] = {
+    "seed-cnn": 150,
+    "efficientnet-lite0": 224,
+    "efficientnet-lite1": 240,
+    "efficientnet-lite2": 260,
+}
+
+
+#: The EfficientNet-Lite variant behind each EfficientNet architecture.
+EFFICIENTNET_VARIANTS: dict[str, str] = {
+    "efficientnet-lite0": "lite0",
+    "efficientnet-lite1": "lite1",
+    "efficientnet-lite2": "lite2",
+}
+
+
+def require_pretrained_weights(architecture: str) -> None:
+    """Raise ``FileNotFoundError`` (saying how to port them) if ``architecture`` starts from ImageNet weights that
+    are not on disk. Lite2's are not shipped: no shipped version uses them, and they would add 24 MB."""
+    variant = EFFICIENTNET_VARIANTS.get(architecture)
+    if variant is None:
+        return
+    from inference.efficientnet_lite import _resolve_weights
+
+    _resolve_weights("imagenet", variant)
 
 
 def build(architecture: str, **kwargs: Any) -> keras.Model:

@@ -302,7 +302,11 @@ def _resolve_weights(weights: str | Path | None, variant: str = "lite0") -> Path
     if isinstance(weights, str) and weights == "imagenet":
         path = weights_path(variant)
         if not path.is_file():
-            raise FileNotFoundError(f"No ImageNet weights shipped for EfficientNet-{variant.title()}: {path}")
+            raise FileNotFoundError(
+                f"No ImageNet weights for EfficientNet-{variant.title()} at {path}. Port them once with "
+                f"'python -m inference.port.efficientnet_lite dump/convert --variant {variant}' "
+                "(inference/weights/backbones/README.md)."
+            )
         return path
     path = Path(weights)
     if not path.is_file():

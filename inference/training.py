@@ -146,8 +146,9 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "seed-cnn": {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "tflite": None},
     "efficientnet-lite0": {"epochs": 15, "batch_size": 64, "learning_rate": 1e-3, "tflite": "int8"},
     "efficientnet-lite1": {"epochs": 15, "batch_size": 64, "learning_rate": 1e-3, "tflite": "int8"},
+    "efficientnet-lite2": {"epochs": 15, "batch_size": 64, "learning_rate": 1e-3, "tflite": "int8"},
 }
-TAIL_TRAINED = {"efficientnet-lite0", "efficientnet-lite1"}
+TAIL_TRAINED = {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
 
 
 def train(

@@ -157,6 +157,26 @@ def test_commands_refuse_bad_input(image_root, model_dirs):
         call_command("evaluate_model", str(image_root), "--model", "ghost")
 
 
+def test_train_model_without_the_backbone_weights_says_how_to_port_them(image_root, tmp_path, monkeypatch):
+    # Lite2's ImageNet weights are not shipped; point every variant at an empty folder so the test holds even
+    # on a machine where someone has ported them.
+    monkeypatch.setattr(
+        "inference.efficientnet_lite.DEFAULT_WEIGHTS_PATH",
+        tmp_path / "efficientnet_lite0_imagenet.weights.h5",
+    )
+    out_dir = tmp_path / "versions"
+    with pytest.raises(CommandError, match=r"No ImageNet weights for EfficientNet-Lite2.*--variant lite2"):
+        call_command(
+            "train_model",
+            str(image_root),
+            "--architecture",
+            "efficientnet-lite2",
+            "--output-dir",
+            str(out_dir),
+        )
+    assert not out_dir.exists()
+
+
 def test_augmented_views_are_reproducible_and_vary(image_root):
     dataset = datasets.read_folder(image_root, TINY_SIZE)
     first = np.concatenate([batch for _, batch in datasets.augmented_views(dataset, 0, seed=3, workers=2)])

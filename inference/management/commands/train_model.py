@@ -8,7 +8,7 @@ from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from inference.architectures import ARCHITECTURES, DEFAULT_INPUT_SIZES
+from inference.architectures import ARCHITECTURES, DEFAULT_INPUT_SIZES, require_pretrained_weights
 
 
 class Command(BaseCommand):
@@ -36,9 +36,10 @@ class Command(BaseCommand):
             "--architecture",
             choices=sorted(ARCHITECTURES),
             default="seed-cnn",
-            help="Network to train (default: seed-cnn). efficientnet-lite0 and efficientnet-lite1 (240 px) "
-            "fine-tune the shipped ImageNet EfficientNet-Lite backbones with the same recipe; every option "
-            "marked efficientnet-lite0 below applies to both.",
+            help="Network to train (default: seed-cnn). efficientnet-lite0, -lite1 (240 px) and -lite2 (260 px) "
+            "fine-tune ImageNet EfficientNet-Lite backbones with the same recipe; every option marked "
+            "efficientnet-lite0 below applies to all three. Lite0's and Lite1's weights ship; Lite2's must be "
+            "ported first (inference/weights/backbones/README.md).",
         )
         parser.add_argument(
             "--epochs",
@@ -180,6 +181,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            require_pretrained_weights(options["architecture"])  # before minutes of reading images
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from exc
         if options["from_catalogue"]:
             if options["data_dir"] is not None:
                 raise CommandError("Give either DATA_DIR or --from-catalogue, not both.")
