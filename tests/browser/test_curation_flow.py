@@ -56,6 +56,7 @@ def chromium() -> Path:
 
 @pytest.fixture
 def browser_page(chromium, monkeypatch):  # type: ignore[no-untyped-def]
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop in this thread; the ORM calls the test makes between browser steps
@@ -69,6 +70,10 @@ def browser_page(chromium, monkeypatch):  # type: ignore[no-untyped-def]
             yield page
         finally:
             browser.close()
+            # While Playwright's event loop runs in this thread, Django keeps this thread's database connections in
+            # a context-local store, apart from the connection pytest-django closes: close them here, or that
+            # session keeps the test database open and dropping it fails at the end of the run.
+            connections.close_all()
 
 
 @pytest.fixture
