@@ -8,7 +8,7 @@ DATA ?= ../shared/data/art-images/train
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install chromium run worker web demo test test-fast lint format typecheck bench-model bench-import bench-api bench-search loadtest faults stop clean
+.PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-import bench-api bench-search loadtest faults stop clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -30,8 +30,8 @@ demo: install ## Import DATA=FOLDER, then run the portal as `make run` does
 	$(PY) manage.py import_artworks "$(DATA)"
 	$(MAKE) run
 
-test: install chromium ## The whole test suite (real PostgreSQL+pgvector and Redis, embedded; headless Chromium)
-	$(PY) -m pytest
+test: install chromium ## The whole test suite (real PostgreSQL+pgvector and Redis, embedded; headless Chromium), then stop those servers
+	$(PY) -m pytest; status=$$?; $(MAKE) --no-print-directory stop-test; exit $$status
 
 # The browser test drives Debian's chromium package through Playwright (never `playwright install`, which
 # downloads a browser). Installed here when missing; without apt or root the browser test skips and says why.
@@ -42,7 +42,7 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	else echo "warning: /usr/bin/chromium is missing and apt-get is unavailable (or not root): the browser test will be skipped"; fi
 
-test-fast: install ## Tests without the slow ones (real worker processes, browser)
+test-fast: install ## Tests without the slow ones (real worker processes, browser); their servers stay up for the next run
 	$(PY) -m pytest -m "not slow"
 
 lint: install ## ruff check and format check, mypy
@@ -74,8 +74,13 @@ loadtest: install ## Against a running `make run` (or BASE_URL, loopback only): 
 faults: install ## Fault drills on their own servers (var/faults): worker SIGKILL, Redis down, PostgreSQL restart, broken model
 	ARTSITE_VAR_DIR=$(CURDIR)/var/faults $(PY) manage.py faults
 
-stop: ## Stop the embedded PostgreSQL and Redis, the portal's (var/) and the tests' (var/test/), which stay up between runs
-	-$(PY) -c "from pathlib import Path; from artsite import embedded; [(embedded.postgres_stop(Path(d, 'postgres')), embedded.redis_stop(Path(d, 'redis'))) for d in ('var', 'var/test')]"
+STOP_EMBEDDED = $(PY) -c "import sys; from pathlib import Path; from artsite import embedded; [(embedded.postgres_stop(Path(d, 'postgres')), embedded.redis_stop(Path(d, 'redis'))) for d in sys.argv[1:]]"
+
+stop: ## Stop the embedded PostgreSQL and Redis: the portal's (var/), which stay up after `make run`, and the tests'
+	-$(STOP_EMBEDDED) var $${ARTSITE_TEST_VAR_DIR:-var/test}
+
+stop-test: ## Stop the tests' embedded PostgreSQL and Redis (`make test` does; `make test-fast` leaves them up)
+	-$(STOP_EMBEDDED) $${ARTSITE_TEST_VAR_DIR:-var/test}
 
 clean: stop ## Remove the virtualenv and all local data (database, media, trained models)
 	rm -rf $(VENV) var staticfiles
