@@ -122,12 +122,16 @@ def trunk_cut(model: keras.Model, first_trained_block: str) -> Any:
     raise ValueError(f"{first_trained_block!r} is not a block of {model.name}.")
 
 
+#: The EfficientNet-Lite variant behind each EfficientNet architecture (all trained by the same recipe).
+EFFICIENTNET_VARIANTS: dict[str, str] = {
+    "efficientnet-lite0": "lite0",
+    "efficientnet-lite1": "lite1",
+    "efficientnet-lite2": "lite2",
+}
 # Architecture name (as written on the card and given to `train_model --architecture`) -> builder.
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "seed-cnn": build_seed_cnn,
-    "efficientnet-lite0": build_efficientnet_classifier,
-    "efficientnet-lite1": partial(build_efficientnet_classifier, variant="lite1"),
-    "efficientnet-lite2": partial(build_efficientnet_classifier, variant="lite2"),
+    **{name: partial(build_efficientnet_classifier, variant=v) for name, v in EFFICIENTNET_VARIANTS.items()},
 }
 DEFAULT_INPUT_SIZES: dict[str, int] = {
     "seed-cnn": 150,
@@ -137,23 +141,13 @@ DEFAULT_INPUT_SIZES: dict[str, int] = {
 }
 
 
-#: The EfficientNet-Lite variant behind each EfficientNet architecture.
-EFFICIENTNET_VARIANTS: dict[str, str] = {
-    "efficientnet-lite0": "lite0",
-    "efficientnet-lite1": "lite1",
-    "efficientnet-lite2": "lite2",
-}
-
-
 def require_pretrained_weights(architecture: str) -> None:
     """Raise ``FileNotFoundError`` (saying how to port them) if ``architecture`` starts from ImageNet weights that
     are not on disk. Lite2's are not shipped: no shipped version uses them, and they would add 24 MB."""
-    variant = EFFICIENTNET_VARIANTS.get(architecture)
-    if variant is None:
-        return
-    from inference.efficientnet_lite import _resolve_weights
+    from inference.efficientnet_lite import imagenet_weights
 
-    _resolve_weights("imagenet", variant)
+    if architecture in EFFICIENTNET_VARIANTS:
+        imagenet_weights(EFFICIENTNET_VARIANTS[architecture])
 
 
 def build(architecture: str, **kwargs: Any) -> keras.Model:

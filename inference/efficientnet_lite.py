@@ -296,18 +296,24 @@ def weights_path(variant: str = "lite0") -> Path:
     return DEFAULT_WEIGHTS_PATH.with_name(f"efficientnet_{variant}_imagenet.weights.h5")
 
 
+def imagenet_weights(variant: str = "lite0") -> Path:
+    """The ImageNet weights file of a variant; ``FileNotFoundError`` saying how to port them when it is missing
+    (Lite2's are not shipped)."""
+    path = weights_path(variant)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No ImageNet weights for EfficientNet-{variant.title()} at {path}. Port them once with "
+            f"'python -m inference.port.efficientnet_lite dump/convert --variant {variant}' "
+            "(inference/weights/backbones/README.md)."
+        )
+    return path
+
+
 def _resolve_weights(weights: str | Path | None, variant: str = "lite0") -> Path | None:
     if weights is None:
         return None
     if isinstance(weights, str) and weights == "imagenet":
-        path = weights_path(variant)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"No ImageNet weights for EfficientNet-{variant.title()} at {path}. Port them once with "
-                f"'python -m inference.port.efficientnet_lite dump/convert --variant {variant}' "
-                "(inference/weights/backbones/README.md)."
-            )
-        return path
+        return imagenet_weights(variant)
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"EfficientNet-Lite weights file not found: {path}")

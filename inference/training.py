@@ -148,7 +148,7 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "efficientnet-lite1": {"epochs": 15, "batch_size": 64, "learning_rate": 1e-3, "tflite": "int8"},
     "efficientnet-lite2": {"epochs": 15, "batch_size": 64, "learning_rate": 1e-3, "tflite": "int8"},
 }
-TAIL_TRAINED = {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
+TAIL_TRAINED = set(architectures.EFFICIENTNET_VARIANTS)
 
 
 def train(
