@@ -4,7 +4,7 @@ import tempfile
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import REST_FRAMEWORK, VAR_DIR, env, services
+from .base import INSTALLED_APPS, REST_FRAMEWORK, VAR_DIR, env, services
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -33,3 +33,5 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
 }
+# Benchmarks and drills (`make bench-*`, `make faults`, `make loadtest`): never installed in production.
+INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
