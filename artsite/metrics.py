@@ -324,7 +324,7 @@ class ArtsiteCollector:
         database = health.database_check()
         up.add_metric(["database"], 1 if database.ok else 0)
         if database.ok:
-            from catalogue.selectors import catalogue_counts
+            from catalogue.selectors.artworks import catalogue_counts
 
             artworks = GaugeMetricFamily(
                 "artsite_artworks", "Artworks in the catalogue by status.", labels=["status"]

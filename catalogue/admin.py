@@ -23,8 +23,12 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from catalogue import selectors, services
 from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
+from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
+from catalogue.selectors.similarity import artwork_similar
+from catalogue.services.artworks import artwork_update
+from catalogue.services.classification import artwork_retry
+from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 
 METADATA_FIELDS = ("title", "artist", "date", "accession_number", "description")
@@ -47,7 +51,7 @@ class _TypeFilter(admin.SimpleListFilter):
     field = ""
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(t.slug, t.name) for t in selectors.artwork_types()] + [("none", "None")]
+        return [(t.slug, t.name) for t in artwork_types()] + [("none", "None")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Artwork]) -> QuerySet[Artwork]:
         value = self.value()
@@ -92,7 +96,7 @@ class ConfidenceBandFilter(admin.SimpleListFilter):
         return [(key, label) for key, (label, _, _) in CONFIDENCE_BANDS.items()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        # QuerySet[Any]: pred_confidence is an annotation (selectors.artworks_with_prediction), not a field.
+        # QuerySet[Any]: pred_confidence is an annotation (artworks_with_prediction), not a field.
         band = CONFIDENCE_BANDS.get(self.value() or "")
         if band is None:
             return queryset
@@ -249,7 +253,7 @@ class ArtworkAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Artwork]:
         # The active version's prediction as annotations (one join), plus the names the list shows.
-        return selectors.artworks_with_prediction().annotate(
+        return artworks_with_prediction().annotate(
             pred_version_id=F("pred__model_version_id"),
             pred_type_name=Subquery(
                 ArtworkType.objects.filter(pk=OuterRef("pred_type_id")).values("name")[:1]
@@ -325,7 +329,7 @@ class ArtworkAdmin(admin.ModelAdmin):
         )
         if not predictions:
             return "No prediction yet." if obj.status != Artwork.Status.FAILED else f"Failed: {obj.error}"
-        types = selectors.artwork_types()
+        types = artwork_types()
         current = predictions[0]
         rows = format_html_join(
             "",
@@ -362,10 +366,10 @@ class ArtworkAdmin(admin.ModelAdmin):
     def similar_works(self, obj: Artwork) -> SafeString | str:
         if not obj.pk:
             return "–"
-        similar = selectors.artwork_similar(artwork=obj, k=5)
+        similar = artwork_similar(artwork=obj, k=5)
         if not similar:
             return "None yet (no embedding for the active model, or no other ready works)."
-        names = {t.pk: t.name for t in selectors.artwork_types()}
+        names = {t.pk: t.name for t in artwork_types()}
         tiles = format_html_join(
             "",
             '<a href="{}" style="display:inline-block;width:110px;margin:0 8px 8px 0;vertical-align:top" '
@@ -390,11 +394,11 @@ class ArtworkAdmin(admin.ModelAdmin):
         # Metadata through the service, then the type through label_correct, which writes the audit row.
         changed = {name: form.cleaned_data[name] for name in form.changed_data if name in METADATA_FIELDS}
         if changed:
-            services.artwork_update(artwork=obj, **changed)
+            artwork_update(artwork=obj, **changed)
         new_type = form.cleaned_data.get("set_type")
         current = Artwork.objects.values_list("curator_type_id", flat=True).get(pk=obj.pk)
         if new_type is not None and new_type.pk != current:
-            services.label_correct(
+            label_correct(
                 artwork=obj,
                 to_type=new_type,
                 user=request.user,
@@ -408,7 +412,7 @@ class ArtworkAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         if self.has_change_permission(request):
             # One action per type: a single click from the list, no intermediate page.
-            for artwork_type in selectors.artwork_types():
+            for artwork_type in artwork_types():
                 name = f"set_type_{artwork_type.slug}"
                 actions[name] = (_set_type_action(artwork_type.pk), name, f"Set type to {artwork_type.name}")
         return actions
@@ -417,7 +421,7 @@ class ArtworkAdmin(admin.ModelAdmin):
     def confirm_predicted_type(self, request: HttpRequest, queryset: QuerySet[Artwork]) -> None:
         """Adopt the active model's type as the curator label. A work a curator already labelled otherwise is left
         alone (curators outrank the model; "Set type to ..." changes it deliberately)."""
-        types = {t.pk: t for t in selectors.artwork_types()}
+        types = {t.pk: t for t in artwork_types()}
         confirmed = unchanged = unpredicted = overruled = 0
         for artwork in queryset:
             predicted = types.get(getattr(artwork, "pred_type_id", None) or -1)
@@ -428,7 +432,7 @@ class ArtworkAdmin(admin.ModelAdmin):
             elif artwork.curator_type_id is not None:
                 overruled += 1
             else:
-                services.label_correct(
+                label_correct(
                     artwork=artwork,
                     to_type=predicted,
                     user=request.user,
@@ -445,7 +449,7 @@ class ArtworkAdmin(admin.ModelAdmin):
     def reprocess(self, request: HttpRequest, queryset: QuerySet[Artwork]) -> None:
         count = 0
         for artwork in queryset:
-            services.artwork_retry(artwork=artwork)
+            artwork_retry(artwork=artwork)
             count += 1
         self.message_user(request, f"{count} artwork(s) queued for classification again.", messages.SUCCESS)
 
@@ -467,7 +471,7 @@ def _set_type_action(type_id: int) -> Any:
             if artwork.curator_type_id == to_type.pk:
                 unchanged += 1
                 continue
-            services.label_correct(
+            label_correct(
                 artwork=artwork,
                 to_type=to_type,
                 user=request.user,

@@ -19,9 +19,27 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from catalogue import selectors, services
 from catalogue.forms import LabelForm
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.selectors import curation as curation_selectors
+from catalogue.selectors import maps as map_selectors
+from catalogue.selectors.artworks import (
+    artwork_prediction,
+    artwork_types,
+    artworks_unfinished,
+    catalogue_counts,
+)
+from catalogue.selectors.curation import (
+    REVIEW_ORDERS,
+    ModelAgreement,
+    model_agreement,
+    model_agreements,
+    review_progress,
+)
+from catalogue.selectors.maps import MapPoint
+from catalogue.selectors.similarity import artwork_similar
+from catalogue.services.classification import artwork_retry
+from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 
 SKIPPED_SESSION_KEY = "review_skipped"
@@ -36,7 +54,7 @@ NO_TYPE_COLOUR = "#999999"
 
 def _review_order(request: HttpRequest) -> str:
     order = request.GET.get("order") or request.POST.get("order") or "confidence"
-    return order if order in selectors.REVIEW_ORDERS else "confidence"
+    return order if order in REVIEW_ORDERS else "confidence"
 
 
 def _review_url(order: str) -> str:
@@ -55,20 +73,20 @@ def _skipped(request: HttpRequest) -> list[int]:
 def review_queue(request: HttpRequest) -> HttpResponse:
     order = _review_order(request)
     skipped = _skipped(request)
-    queue = selectors.review_queue(order=order, exclude_ids=skipped)
+    queue = curation_selectors.review_queue(order=order, exclude_ids=skipped)
     artwork = queue.first()
-    types = selectors.artwork_types()
+    types = artwork_types()
     context: dict[str, Any] = {
         "artwork": artwork,
         "order": order,
-        "orders": selectors.REVIEW_ORDERS.items(),
-        "progress": selectors.review_progress(),
+        "orders": REVIEW_ORDERS.items(),
+        "progress": review_progress(),
         "skipped": len(skipped),
         "types": types,
         "can_curate": request.user.has_perm("catalogue.change_artwork"),
     }
     if artwork is not None:
-        annotated = cast(Any, artwork)  # pred_* come from selectors.artworks_with_prediction's .annotate()
+        annotated = cast(Any, artwork)  # pred_* come from artworks_with_prediction's .annotate()
         probs = annotated.pred_probabilities or {}
         by_id = {t.pk: t for t in types}
         context.update(
@@ -76,7 +94,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
             probabilities=sorted(
                 ((t, float(probs.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]
             ),
-            similar=selectors.artwork_similar(artwork=artwork),
+            similar=artwork_similar(artwork=artwork),
             types_by_id=by_id,
             upcoming=list(queue[1:7]),
         )
@@ -94,7 +112,7 @@ def review_label(request: HttpRequest, pk: int) -> HttpResponse:
     order = _review_order(request)
     note = (request.POST.get("note") or "").strip()[:1000]
     if request.POST.get("confirm"):
-        prediction = selectors.artwork_prediction(artwork=artwork)
+        prediction = artwork_prediction(artwork=artwork)
         if prediction is None:
             messages.error(request, f"“{artwork.title}” has no prediction from the active model to confirm.")
             return redirect(_review_url(order))
@@ -106,7 +124,7 @@ def review_label(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, "Choose one of the five types.")
             return redirect(_review_url(order))
         to_type = form.cleaned_data["type"]
-    services.label_correct(
+    label_correct(
         artwork=artwork, to_type=to_type, user=request.user, source=LabelCorrection.Source.REVIEW, note=note
     )
     messages.success(request, f"“{artwork.title}”: {to_type.name}.")
@@ -133,7 +151,7 @@ def review_reset(request: HttpRequest) -> HttpResponse:
 # --- Quality ------------------------------------------------------------------------------------------------------
 
 
-def _heatmap_rows(agreement: selectors.ModelAgreement) -> list[dict[str, Any]]:
+def _heatmap_rows(agreement: ModelAgreement) -> list[dict[str, Any]]:
     """The confusion matrix as table rows whose cells carry a colour strength (share of the row)."""
     rows = []
     for i, (artwork_type, counts) in enumerate(zip(agreement.types, agreement.matrix, strict=True)):
@@ -153,11 +171,11 @@ def _heatmap_rows(agreement: selectors.ModelAgreement) -> list[dict[str, Any]]:
 
 @login_required
 def quality(request: HttpRequest) -> HttpResponse:
-    agreements = selectors.model_agreements()
+    agreements = model_agreements()
     chosen = request.GET.get("version")
     selected = next((a for a in agreements if a.version and a.version.version == chosen), None)
     if selected is None:
-        selected = agreements[0] if agreements else selectors.model_agreement()
+        selected = agreements[0] if agreements else model_agreement()
     return render(
         request,
         "catalogue/quality.html",
@@ -168,8 +186,8 @@ def quality(request: HttpRequest) -> HttpResponse:
             ],
             "selected": selected,
             "heatmap": _heatmap_rows(selected),
-            "unfinished": list(selectors.artworks_unfinished()),
-            "counts": selectors.catalogue_counts(),
+            "unfinished": list(artworks_unfinished()),
+            "counts": catalogue_counts(),
             "can_curate": request.user.has_perm("catalogue.change_artwork"),
         },
     )
@@ -190,7 +208,7 @@ def quality_retry(request: HttpRequest) -> HttpResponse:
         chosen = unfinished.filter(pk__in=ids)
     count = 0
     for artwork in chosen:
-        services.artwork_retry(artwork=artwork)
+        artwork_retry(artwork=artwork)
         count += 1
     if count:
         messages.success(request, f"{count} artwork(s) queued for classification again.")
@@ -206,7 +224,7 @@ def type_colours(types: list[ArtworkType]) -> dict[int, str]:
     return {t.pk: TYPE_COLOURS[i % len(TYPE_COLOURS)] for i, t in enumerate(types)}
 
 
-def map_svg(points: list[selectors.MapPoint], colours: dict[int, str], names: dict[int, str]) -> SafeString:
+def map_svg(points: list[MapPoint], colours: dict[int, str], names: dict[int, str]) -> SafeString:
     """The map as inline SVG: one linked circle per work, its title (and type) as the hover tooltip.
 
     Built with plain string formatting for speed (5,000 points): every value is a number or one of our own
@@ -241,8 +259,8 @@ def collection_map(request: HttpRequest) -> HttpResponse:
     version = None
     if request.GET.get("version"):
         version = get_object_or_404(ModelVersion, version=request.GET["version"])
-    cmap = selectors.collection_map(version=version, limit=MAP_LIMIT)
-    types = selectors.artwork_types()
+    cmap = map_selectors.collection_map(version=version, limit=MAP_LIMIT)
+    types = artwork_types()
     colours = type_colours(types)
     names = {t.pk: t.name for t in types}
     counts: dict[int, int] = {}

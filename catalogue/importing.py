@@ -7,13 +7,13 @@ How one run goes:
   the images below it; an optional manifest (CSV or JSON lines) gives titles, artists, accession numbers and types.
 * Two reader threads read and hash each candidate; the main thread asks the database, one query per batch,
   which hashes are already catalogued (those are not decoded at all). A pool of decoder threads (one per core)
-  decodes and checks the rest with the upload's own checks (``services.image_check``, JPEGs in draft mode), makes
+  decodes and checks the rest with the upload's own checks (``image_check``, JPEGs in draft mode), makes
   the thumbnail, the colour histogram and the model-size input, up to four batches ahead.
 * Per batch of 64: the main thread re-checks the hashes (the authoritative duplicate check) and hands the batch to
   the model thread, which classifies and embeds it with every serving model version
   (``Classifier.predict_arrays``). Meanwhile the main thread stores the batch before: writer threads save image
   and thumbnail through the storage backend under content-addressed names, then one transaction inserts the rows
-  (ready), the label audit trail and the predictions (``services.prediction_store``). With ``enqueue=True`` the
+  (ready), the label audit trail and the predictions (``prediction_store``). With ``enqueue=True`` the
   rows are inserted pending and their ids go to the Celery workers once committed. Pillow, hashlib, file I/O and
   TensorFlow release the GIL, so threads keep both cores busy.
 
@@ -55,9 +55,17 @@ from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
 
-from catalogue import services
 from catalogue.models import Artwork, ArtworkType, LabelCorrection, artwork_image_path, artwork_thumbnail_path
-from catalogue.selectors import artwork_type_by_slug
+from catalogue.selectors.artworks import artwork_type_by_slug
+from catalogue.services.artworks import (
+    ArtworkRejected,
+    CheckedImage,
+    color_histogram,
+    image_check,
+    stored_files_delete,
+    thumbnail_bytes,
+)
+from catalogue.services.classification import classification_enqueue, prediction_store
 from inference.preprocessing import ALLOWED_EXTENSIONS, to_model_input
 
 logger = logging.getLogger(__name__)
@@ -444,7 +452,7 @@ class _Item:
     data: bytes = b""
     sha256: str = ""
     existing: tuple[int, str] | None = None  # (artwork id, status) when the hash is already catalogued
-    checked: services.CheckedImage | None = None
+    checked: CheckedImage | None = None
     thumbnail: bytes = b""
     histogram: dict[str, list[float]] = field(default_factory=dict)
     inputs: dict[int, np.ndarray] = field(default_factory=dict)  # model input size -> uint8 pixels
@@ -485,18 +493,18 @@ def _read(item: _Item, max_bytes: int) -> _Item:
 def prepare_image(item: _Item, *, sizes: Sequence[int], draft: int | None, thumbnail_size: int) -> _Item:
     """Decode and check (the upload's checks), thumbnail, histogram and model inputs for one image."""
     try:
-        checked = services.image_check(data=item.data, draft=draft)
+        checked = image_check(data=item.data, draft=draft)
         image = checked.decoded.image
         # The one preprocessing path; uint8 is exact here (integer pixels) and a quarter of the memory.
         item.inputs = {size: to_model_input(image, size).astype(np.uint8) for size in sizes}
         if item.existing is None:  # a pending artwork being resumed already has its files and histogram
-            item.thumbnail = services.thumbnail_bytes(image, size=thumbnail_size)
+            item.thumbnail = thumbnail_bytes(image, size=thumbnail_size)
             # The histogram (shares of pixels per bin) of the model's view of the whole image is the same
             # picture as of the upload's 256 px copy, without resizing the image once more (a third of the
             # decoding time on typical 300-400 px photographs).
             source = Image.fromarray(item.inputs[max(sizes)]) if sizes else image
-            item.histogram = services.color_histogram(source)
-    except services.ArtworkRejected as exc:
+            item.histogram = color_histogram(source)
+    except ArtworkRejected as exc:
         item.skip = (exc.reason, str(exc))
     except Exception as exc:  # one odd file must not stop the import of thousands
         logger.warning("could not process %s", item.candidate.path, exc_info=True)
@@ -976,7 +984,7 @@ class _ImportRun:
         for version in self.versions:
             classifier, key = version.classifier, version.model_version.pk
             probabilities = np.stack([item.predictions[key][0] for item in items])
-            services.prediction_store(
+            prediction_store(
                 artwork_ids=ids,
                 model_version=version.model_version,
                 classes=classifier.classes,
@@ -1125,7 +1133,7 @@ class _ImportRun:
             return
         referenced = set(Artwork.objects.filter(image__in=names).values_list("image", flat=True))
         referenced |= set(Artwork.objects.filter(thumbnail__in=names).values_list("thumbnail", flat=True))
-        services._delete_files(n for n in names if n not in referenced)
+        stored_files_delete(n for n in names if n not in referenced)
 
     def _count_imported(self, items: list[_Item]) -> None:
         result = self.result
@@ -1145,7 +1153,7 @@ class _ImportRun:
             transaction.on_commit(lambda: self._send(ids))  # at once: the rows were committed just before
 
     def _send(self, ids: list[int]) -> None:
-        if services.classification_enqueue(artwork_ids=ids):
+        if classification_enqueue(artwork_ids=ids):
             self.result.queued += len(ids)
         else:
             self.result.left_pending += len(ids)

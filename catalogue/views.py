@@ -11,16 +11,26 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from catalogue import selectors, services
 from catalogue.forms import ArtworkFilterForm, ArtworkUploadForm, LabelForm
 from catalogue.models import Artwork, LabelCorrection
+from catalogue.selectors import artworks as artwork_selectors
+from catalogue.selectors.artworks import (
+    artwork_label_history,
+    artwork_prediction,
+    artwork_types,
+    catalogue_counts,
+)
+from catalogue.selectors.similarity import artwork_similar
+from catalogue.services import classification as classification_services
+from catalogue.services.artworks import ArtworkRejected, DuplicateArtwork, artwork_create, read_upload
+from catalogue.services.labels import label_correct
 
 
 @login_required
 def artwork_list(request: HttpRequest) -> HttpResponse:
     form = ArtworkFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
-    artworks = selectors.artwork_list(
+    artworks = artwork_selectors.artwork_list(
         type_slug=filters["type"].slug if filters.get("type") else None,
         status=filters.get("status") or None,
         search=filters.get("q") or None,
@@ -35,8 +45,8 @@ def artwork_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "page": page,
             "query": query.urlencode(),
-            "types": {t.pk: t for t in selectors.artwork_types()},
-            "counts": selectors.catalogue_counts(),
+            "types": {t.pk: t for t in artwork_types()},
+            "counts": catalogue_counts(),
         },
     )
 
@@ -49,8 +59,8 @@ def artwork_upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            artwork = services.artwork_create(
-                data=services.read_upload(data["image"]),
+            artwork = artwork_create(
+                data=read_upload(data["image"]),
                 title=data["title"],
                 artist=data["artist"],
                 date=data["date"],
@@ -58,10 +68,10 @@ def artwork_upload(request: HttpRequest) -> HttpResponse:
                 description=data["description"],
                 uploaded_by=request.user,
             )
-        except services.DuplicateArtwork as exc:
+        except DuplicateArtwork as exc:
             duplicate = exc.existing
             form.add_error("image", str(exc))
-        except services.ArtworkRejected as exc:
+        except ArtworkRejected as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             messages.success(request, f"“{artwork.title}” is stored; its type is being worked out.")
@@ -75,8 +85,8 @@ def artwork_upload(request: HttpRequest) -> HttpResponse:
 @login_required
 def artwork_detail(request: HttpRequest, pk: int) -> HttpResponse:
     artwork = get_object_or_404(Artwork.objects.select_related("curator_type", "uploaded_by"), pk=pk)
-    prediction = selectors.artwork_prediction(artwork=artwork)
-    types = selectors.artwork_types()
+    prediction = artwork_prediction(artwork=artwork)
+    types = artwork_types()
     probabilities = []
     if prediction is not None:
         probabilities = sorted(
@@ -90,9 +100,9 @@ def artwork_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "prediction": prediction,
             "probabilities": probabilities,
             "effective_type": artwork.curator_type or (prediction.predicted_type if prediction else None),
-            "similar": selectors.artwork_similar(artwork=artwork) if prediction else [],
+            "similar": artwork_similar(artwork=artwork) if prediction else [],
             "types_by_id": {t.pk: t for t in types},
-            "history": selectors.artwork_label_history(artwork=artwork),
+            "history": artwork_label_history(artwork=artwork),
             "label_form": LabelForm(
                 initial={"type": artwork.curator_type.slug if artwork.curator_type else None}
             ),
@@ -113,7 +123,7 @@ def artwork_status(request: HttpRequest, pk: int) -> JsonResponse:
 @permission_required("catalogue.change_artwork", raise_exception=True)
 def artwork_retry(request: HttpRequest, pk: int) -> HttpResponse:
     artwork = get_object_or_404(Artwork, pk=pk)
-    services.artwork_retry(artwork=artwork)
+    classification_services.artwork_retry(artwork=artwork)
     messages.info(request, "Classification queued again.")
     return redirect("catalogue:artwork-detail", pk=pk)
 
@@ -125,7 +135,7 @@ def artwork_label(request: HttpRequest, pk: int) -> HttpResponse:
     artwork = get_object_or_404(Artwork, pk=pk)
     form = LabelForm(request.POST)
     if form.is_valid():
-        services.label_correct(
+        label_correct(
             artwork=artwork,
             to_type=form.cleaned_data["type"],
             user=request.user,

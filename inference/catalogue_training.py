@@ -36,7 +36,7 @@ class CatalogueTraining:
 
 
 def _examples_as_files() -> tuple[list[LabelledFile], list[bool], int]:
-    from catalogue.selectors import training_examples
+    from catalogue.selectors.training import training_examples
 
     files, curated, unknown = [], [], 0
     for example in training_examples():

@@ -134,8 +134,8 @@ def model_reembed_batch(*, version: ModelVersion, batch_size: int = REEMBED_BATC
     Idempotent and safe to run concurrently with uploads. An artwork whose stored image cannot be read is marked
     failed (it would otherwise block the switch forever).
     """
-    from catalogue import services as catalogue_services
     from catalogue.models import Artwork
+    from catalogue.services.classification import artwork_fail, prediction_store
     from inference.loader import get_classifier
     from inference.preprocessing import ImageRejected, decode_image
 
@@ -155,12 +155,10 @@ def model_reembed_batch(*, version: ModelVersion, batch_size: int = REEMBED_BATC
                 images.append(decode_image(handle.read()).image)
             ids.append(artwork.pk)
         except (ImageRejected, OSError) as exc:
-            catalogue_services.artwork_fail(
-                artwork_id=artwork.pk, error=f"The stored image cannot be read: {exc}"
-            )
+            artwork_fail(artwork_id=artwork.pk, error=f"The stored image cannot be read: {exc}")
     if ids:
         probabilities, embeddings = classifier.predict_images(images)
-        catalogue_services.prediction_store(
+        prediction_store(
             artwork_ids=ids,
             model_version=version,
             classes=classifier.classes,

@@ -9,7 +9,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from artsite import metrics
-from catalogue import services
+from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +31,13 @@ MAX_RETRIES = 3
 def classify_artwork(self: Task, artwork_id: int) -> None:
     """Classify and embed one artwork. Idempotent: a redelivered or repeated task changes nothing more."""
     try:
-        services.artwork_classify(artwork_id=artwork_id)
+        artwork_classify(artwork_id=artwork_id)
     except SoftTimeLimitExceeded:
-        services.artwork_fail(artwork_id=artwork_id, error="Classification took too long and was stopped.")
+        artwork_fail(artwork_id=artwork_id, error="Classification took too long and was stopped.")
     except Exception as exc:
         if self.request.retries >= MAX_RETRIES:
             logger.exception("classification of artwork %s failed for good", artwork_id)
-            services.artwork_fail(artwork_id=artwork_id, error=f"Classification failed: {exc}")
+            artwork_fail(artwork_id=artwork_id, error=f"Classification failed: {exc}")
             return
         raise self.retry(exc=exc) from exc
 
@@ -45,7 +45,7 @@ def classify_artwork(self: Task, artwork_id: int) -> None:
 @shared_task(ignore_result=True)
 def requeue_pending() -> int:
     """Periodic sweep: artworks left pending (broker was down) or stuck in processing go through again."""
-    return services.artworks_requeue_pending()
+    return artworks_requeue_pending()
 
 
 @worker_process_init.connect

@@ -7,8 +7,8 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from catalogue import services
 from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.services.artworks import artwork_create
 from tests.images import image_bytes
 
 _seeds = itertools.count(1000)
@@ -51,7 +51,7 @@ class ArtworkFactory(factory.django.DjangoModelFactory):
     def _create(cls, model_class: type, *args: object, **kwargs: object) -> Artwork:
         status = kwargs.pop("status", None)
         data = kwargs.pop("data", None) or image_bytes(next(_seeds))
-        artwork = services.artwork_create(data=data, enqueue=False, **kwargs)  # type: ignore[arg-type]
+        artwork = artwork_create(data=data, enqueue=False, **kwargs)  # type: ignore[arg-type]
         if status:
             Artwork.objects.filter(pk=artwork.pk).update(status=status)
             artwork.status = status

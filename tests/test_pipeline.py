@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from catalogue import services
 from catalogue.models import Artwork, Prediction
+from catalogue.services.artworks import artwork_create
 from tests.conftest import wait_for
 from tests.images import image_bytes
 
@@ -20,7 +20,7 @@ def status_of(artwork_id: int) -> str:
 def test_upload_is_classified_by_a_real_worker(active_model, celery_worker_process):
     celery_worker_process.start()
     with transaction.atomic():
-        artwork = services.artwork_create(data=image_bytes(1, size=(300, 320)), title="Through the queue")
+        artwork = artwork_create(data=image_bytes(1, size=(300, 320)), title="Through the queue")
     assert status_of(artwork.pk) == Artwork.Status.PENDING
 
     wait_for(
@@ -35,7 +35,7 @@ def test_worker_killed_mid_task_does_not_lose_the_artwork(active_model, celery_w
     # A cold worker loads the model inside the first task, which leaves a wide window to kill it mid-task.
     first = celery_worker_process.start(warm=False)
     with transaction.atomic():
-        artwork = services.artwork_create(data=image_bytes(2), title="Survivor")
+        artwork = artwork_create(data=image_bytes(2), title="Survivor")
 
     wait_for(
         lambda: status_of(artwork.pk) == Artwork.Status.PROCESSING,

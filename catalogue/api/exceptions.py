@@ -31,7 +31,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from catalogue.services import ArtworkRejected, DuplicateArtwork
+from catalogue.services.artworks import ArtworkRejected, DuplicateArtwork
 from inference.registry import ModelUnavailable
 
 logger = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalogue import selectors
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
-from catalogue.selectors import MAX_SIMILAR, SimilarWork
+from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
+from catalogue.selectors.similarity import MAX_SIMILAR, SimilarWork
 from inference.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ def _file_url(request: Any, field: Any) -> str | None:
 
 
 def validate_type_slug(value: str) -> ArtworkType:
-    artwork_type = selectors.artwork_type_by_slug(value)
+    artwork_type = artwork_type_by_slug(value)
     if artwork_type is None:
-        choices = ", ".join(t.slug for t in selectors.artwork_types())
+        choices = ", ".join(t.slug for t in artwork_types())
         raise serializers.ValidationError(
             f"Unknown type “{value}”; choose one of: {choices}.", code="unknown_type"
         )
@@ -149,7 +149,7 @@ class PredictionSerializer(serializers.Serializer):
 
 
 class ArtworkSerializer(serializers.Serializer):
-    """An artwork with the active model's prediction. Instances come from ``selectors.artworks_with_prediction``."""
+    """An artwork with the active model's prediction. Instances come from ``artworks_with_prediction``."""
 
     id = serializers.IntegerField(read_only=True)
     url = serializers.SerializerMethodField(help_text="This resource in the API.")

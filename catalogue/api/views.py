@@ -21,12 +21,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalogue import selectors, services
 from catalogue.api import serializers as s
 from catalogue.api.exceptions import ApiError
 from catalogue.api.permissions import ActionPermissions
 from catalogue.api.throttles import ScopedThrottle
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.selectors.artworks import artwork_list, artwork_types, artworks_with_prediction
+from catalogue.selectors.similarity import artwork_similar
+from catalogue.services.artworks import (
+    artwork_create,
+    artwork_delete,
+    artwork_update,
+    image_check,
+    read_upload,
+)
+from catalogue.services.classification import image_classify
+from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 from inference.selectors import model_version_active
 
@@ -56,7 +66,7 @@ def errors(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
 
 
 def _types() -> dict[int, str]:
-    return {t.pk: t.slug for t in selectors.artwork_types()}
+    return {t.pk: t.slug for t in artwork_types()}
 
 
 class ApiPagination(PageNumberPagination):
@@ -148,7 +158,7 @@ class ArtworkViewSet(
         return "upload" if getattr(self, "action", None) == "create" else None
 
     def get_queryset(self) -> Any:
-        return selectors.artworks_with_prediction()
+        return artworks_with_prediction()
 
     def get_serializer_context(self) -> dict[str, Any]:
         version = model_version_active()
@@ -172,7 +182,7 @@ class ArtworkViewSet(
         query = s.ArtworkListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
-        artworks = selectors.artwork_list(
+        artworks = artwork_list(
             type_slug=q["type"].slug if q.get("type") else None,
             status=q.get("status"),
             search=q.get("search"),
@@ -189,8 +199,8 @@ class ArtworkViewSet(
         form = s.ArtworkCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        artwork = services.artwork_create(
-            data=services.read_upload(data["image"]),
+        artwork = artwork_create(
+            data=read_upload(data["image"]),
             title=data["title"],
             artist=data["artist"],
             date=data["date"],
@@ -205,11 +215,11 @@ class ArtworkViewSet(
         artwork = self.get_object()
         form = s.ArtworkUpdateSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
-        services.artwork_update(artwork=artwork, **form.validated_data)
+        artwork_update(artwork=artwork, **form.validated_data)
         return Response(self._detail(artwork.pk))
 
     def perform_destroy(self, instance: Artwork) -> None:
-        services.artwork_delete(artwork=instance)
+        artwork_delete(artwork=instance)
 
     @extend_schema(
         summary="Works similar to an artwork",
@@ -241,9 +251,7 @@ class ArtworkViewSet(
                 status_code=status.HTTP_409_CONFLICT,
                 code="not_classified",
             )
-        works = selectors.artwork_similar(
-            artwork=artwork, k=k, type_slug=artwork_type.slug if artwork_type else None
-        )
+        works = artwork_similar(artwork=artwork, k=k, type_slug=artwork_type.slug if artwork_type else None)
         context = self.get_serializer_context()
         return Response(
             {
@@ -272,7 +280,7 @@ class ArtworkViewSet(
         artwork = self.get_object()
         form = s.LabelInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        correction = services.label_correct(
+        correction = label_correct(
             artwork=artwork,
             to_type=form.validated_data["type"],
             user=request.user,
@@ -385,10 +393,10 @@ class ClassifyView(APIView):
         timings["parse"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        checked = services.image_check(data=services.read_upload(form.validated_data["image"]))
+        checked = image_check(data=read_upload(form.validated_data["image"]))
         timings["decode"] = time.perf_counter() - clock
 
-        result = selectors.image_classify(image=checked.decoded.image, k=settings.ARTSITE_SIMILAR_COUNT)
+        result = image_classify(image=checked.decoded.image, k=settings.ARTSITE_SIMILAR_COUNT)
         timings.update(result.timings)
 
         clock = time.perf_counter()

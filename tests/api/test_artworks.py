@@ -62,14 +62,14 @@ def test_page_size_is_capped_and_bad_page_is_json_404(catalogue, viewer_api):
 
 
 def test_filters(catalogue, viewer_api, curator):
-    from catalogue import services
+    from catalogue.services.labels import label_correct
 
     artworks, _ = catalogue
     by_type = _ids(viewer_api.get("/api/v1/artworks/?type=painting&page_size=100"))
     assert sorted(by_type) == sorted(a.pk for i, a in enumerate(artworks) if i % 5 == 3)
     assert sorted(_ids(viewer_api.get("/api/v1/artworks/?type=Paintings&page_size=100"))) == sorted(by_type)
 
-    services.label_correct(
+    label_correct(
         artwork=artworks[0], to_type=ArtworkType.objects.get(slug="sculpture"), user=curator, source="api"
     )
     assert _ids(viewer_api.get("/api/v1/artworks/?labelled=true")) == [artworks[0].pk]
@@ -290,10 +290,10 @@ def test_upload_throttled_with_429(curator_api, settings):
 
 
 def test_detail(catalogue, viewer_api, curator):
-    from catalogue import services
+    from catalogue.services.labels import label_correct
 
     artwork = catalogue[0][1]
-    services.label_correct(
+    label_correct(
         artwork=artwork, to_type=ArtworkType.objects.get(slug="painting"), user=curator, source="api"
     )
     body = viewer_api.get(f"/api/v1/artworks/{artwork.pk}/").json()

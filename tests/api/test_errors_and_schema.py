@@ -41,12 +41,12 @@ def test_portal_404_stays_html(client):
 
 
 def test_unexpected_error_is_json_500(viewer_api, monkeypatch):
-    from catalogue import selectors
+    from catalogue.api import views
 
     def broken(**kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(selectors, "artwork_list", broken)
+    monkeypatch.setattr(views, "artwork_list", broken)
     viewer_api.raise_request_exception = False  # let Django's handler answer, as in production
     body = assert_error(viewer_api.get("/api/v1/artworks/"), 500, "server_error")
     assert "boom" not in body["message"]  # no internals leak
@@ -174,13 +174,13 @@ def test_swagger_ui_is_served(anon):
 
 
 def test_row_deleted_while_the_request_runs_is_404(catalogue, curator_api, monkeypatch):
-    from catalogue import services
+    from catalogue.api import views
     from catalogue.models import Artwork
 
     def gone(**kwargs):  # type: ignore[no-untyped-def]
         raise Artwork.DoesNotExist("Artwork matching query does not exist.")
 
-    monkeypatch.setattr(services, "label_correct", gone)
+    monkeypatch.setattr(views, "label_correct", gone)
     artwork = catalogue[0][0]
     response = curator_api.post(f"/api/v1/artworks/{artwork.pk}/label/", {"type": "painting"}, format="json")
     assert_error(response, 404, "not_found")

@@ -94,11 +94,11 @@ def _post(client, data: bytes, query: str = ""):  # type: ignore[no-untyped-def]
 
 def _ready_catalogue_from_model(active_model, n: int = 8) -> list[Artwork]:
     """Artworks classified by the real (tiny) model, so classify's neighbours are computed in the same space."""
-    from catalogue import services
+    from catalogue.services.classification import artwork_classify
 
     artworks = [ArtworkFactory(data=image_bytes(900 + i, size=(300, 320))) for i in range(n)]
     for artwork in artworks:
-        services.artwork_classify(artwork_id=artwork.pk)
+        artwork_classify(artwork_id=artwork.pk)
     return artworks
 
 

@@ -35,9 +35,9 @@ def works(active_model, curator):
     painting = ready_artwork(active_model, confident("painting", 0.97), title="Sunset over the harbour")
     doubtful = ready_artwork(active_model, confident("sculpture", 0.42), title="Torso fragment")
     labelled = ready_artwork(active_model, confident("drawings", 0.85), title="Study of hands")
-    from catalogue import services
+    from catalogue.services.labels import label_correct
 
-    services.label_correct(
+    label_correct(
         artwork=labelled, to_type=type_of("engraving"), user=curator, source=LabelCorrection.Source.PORTAL
     )
     failed = ArtworkFactory(status=Artwork.Status.FAILED, title="Broken scan")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from catalogue import services
 from catalogue.models import Artwork, LabelCorrection, Prediction
+from catalogue.services.classification import artwork_classify, artwork_retry, artworks_requeue_pending
+from catalogue.services.labels import label_correct
 from tests.factories import ArtworkFactory
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_classify_writes_prediction_embedding_and_ready(active_model):
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
 
     artwork.refresh_from_db()
     assert artwork.status == Artwork.Status.READY
@@ -32,9 +33,9 @@ def test_classify_writes_prediction_embedding_and_ready(active_model):
 
 def test_classify_is_idempotent(active_model):
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     first = Prediction.objects.get(artwork=artwork)
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     assert Prediction.objects.filter(artwork=artwork).count() == 1
     again = Prediction.objects.get(artwork=artwork)
     assert again.pk == first.pk and again.probabilities == first.probabilities
@@ -46,7 +47,7 @@ def test_classify_same_image_gives_same_result_as_batch_path(active_model):
     from inference.loader import get_classifier
 
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     prediction = Prediction.objects.get(artwork=artwork)
     image = Image.open(artwork.image.open()).convert("RGB")
     probs, emb = get_classifier(active_model.version).predict_images([image])
@@ -57,7 +58,7 @@ def test_unreadable_stored_image_ends_failed_with_reason(active_model):
     artwork = ArtworkFactory()
     with open(artwork.image.path, "wb") as handle:
         handle.write(b"garbage")
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     artwork.refresh_from_db()
     assert artwork.status == Artwork.Status.FAILED
     assert "cannot be read" in artwork.error
@@ -69,7 +70,7 @@ def test_missing_model_ends_failed_with_reason(active_model, settings, tmp_path)
     clear_cache()
     settings.ARTSITE_MODEL_DIRS = [tmp_path]  # the active version's folder is gone
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     artwork.refresh_from_db()
     assert artwork.status == Artwork.Status.FAILED
     assert "test-tiny" in artwork.error and "unavailable" in artwork.error
@@ -86,7 +87,7 @@ def test_corrupt_model_file_ends_failed_with_reason(active_model, settings, tmp_
     (broken / "model.keras").write_bytes(b"not a zip")
     settings.ARTSITE_MODEL_DIRS = [tmp_path]
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     artwork.refresh_from_db()
     assert artwork.status == Artwork.Status.FAILED
     assert "could not be loaded" in artwork.error
@@ -95,20 +96,20 @@ def test_corrupt_model_file_ends_failed_with_reason(active_model, settings, tmp_
 
 def test_no_active_model_fails_clearly(db):
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     artwork.refresh_from_db()
     assert artwork.status == Artwork.Status.FAILED
     assert "No model version is active" in artwork.error
 
 
 def test_deleted_artwork_is_ignored(active_model):
-    assert services.artwork_classify(artwork_id=987654) is None
+    assert artwork_classify(artwork_id=987654) is None
 
 
 def test_retry_puts_failed_artwork_back_to_pending(broker, django_capture_on_commit_callbacks):
     artwork = ArtworkFactory(status=Artwork.Status.FAILED)
     with django_capture_on_commit_callbacks(execute=True):
-        services.artwork_retry(artwork=artwork)
+        artwork_retry(artwork=artwork)
     artwork.refresh_from_db()
     assert artwork.status == Artwork.Status.PENDING and artwork.error == ""
     assert broker.llen("celery") == 1
@@ -128,10 +129,10 @@ def test_requeue_pending_sends_old_pending_and_stuck_processing(broker, settings
     Artwork.objects.filter(pk__in=[old.pk, stuck.pk, ready.pk]).update(updated_at=long_ago)
     Artwork.objects.filter(pk=running.pk).update(updated_at=timezone.now() - timedelta(seconds=30))
 
-    assert services.artworks_requeue_pending() == 2
+    assert artworks_requeue_pending() == 2
     assert broker.llen("celery") == 2
     # They were touched: an immediate second sweep sends nothing again.
-    assert services.artworks_requeue_pending() == 0
+    assert artworks_requeue_pending() == 0
     assert fresh.pk and running.pk
 
 
@@ -139,11 +140,11 @@ def test_label_correct_records_audit_trail(active_model, curator):
     from catalogue.models import ArtworkType
 
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     predicted = Prediction.objects.get(artwork=artwork).predicted_type
     target = ArtworkType.objects.exclude(pk=predicted.pk).first()
 
-    services.label_correct(
+    label_correct(
         artwork=artwork,
         to_type=target,
         user=curator,
@@ -163,5 +164,5 @@ def test_label_correct_records_audit_trail(active_model, curator):
     ) == (predicted, target, curator, "portal", "signed plate")
     # A second correction starts from the curator's type.
     other = ArtworkType.objects.exclude(pk__in=[predicted.pk, target.pk]).first()
-    services.label_correct(artwork=artwork, to_type=other, user=curator, source=LabelCorrection.Source.ADMIN)
+    label_correct(artwork=artwork, to_type=other, user=curator, source=LabelCorrection.Source.ADMIN)
     assert LabelCorrection.objects.filter(artwork=artwork).first().from_type == target

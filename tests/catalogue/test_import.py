@@ -132,14 +132,14 @@ def test_imports_a_folder_with_labels_skips_and_classification(active_model, col
 
 
 def test_classification_matches_the_single_artwork_path(active_model, collection):
-    from catalogue import services
+    from catalogue.services.classification import artwork_classify
 
     run(collection)
     artwork = Artwork.objects.get(title="saint")
     batch = Prediction.objects.get(artwork=artwork).embedding
     Prediction.objects.filter(artwork=artwork).delete()
     Artwork.objects.filter(pk=artwork.pk).update(status=Artwork.Status.PENDING)
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     assert np.allclose(np.asarray(Prediction.objects.get(artwork=artwork).embedding), batch, atol=1e-4)
 
 
@@ -228,10 +228,10 @@ def test_artworks_left_pending_are_classified_by_the_next_run(collection, settin
 def test_a_batch_interrupted_inside_its_transaction_leaves_nothing_behind(
     active_model, collection, monkeypatch
 ):
-    from catalogue import services
+    from catalogue.services.classification import prediction_store
 
     calls = {"n": 0}
-    store = services.prediction_store
+    store = prediction_store
 
     def killed_on_second_batch(**kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -239,7 +239,7 @@ def test_a_batch_interrupted_inside_its_transaction_leaves_nothing_behind(
             raise Killed
         return store(**kwargs)
 
-    monkeypatch.setattr(services, "prediction_store", killed_on_second_batch)
+    monkeypatch.setattr(importing, "prediction_store", killed_on_second_batch)
     with pytest.raises(Killed):
         artworks_import(folder=collection, batch_size=2)
     assert Artwork.objects.count() == 2  # batch 1 only: batch 2's rows never committed
@@ -311,11 +311,11 @@ def test_oversized_files_are_skipped_before_being_read(active_model, collection,
 
 
 def test_large_jpeg_is_decoded_in_draft_mode_but_stored_whole_with_its_true_size(active_model, tmp_path):
-    from catalogue import services
+    from catalogue.services.artworks import image_check
 
     data = image_bytes(9, size=(1600, 1200), quality=90)
     write(tmp_path / "photos" / "large.jpg", data)
-    checked = services.image_check(data=data, draft=320)
+    checked = image_check(data=data, draft=320)
     assert (checked.decoded.width, checked.decoded.height) == (1600, 1200)
     assert checked.decoded.image.size == (800, 600)  # libjpeg scaled it by 1/2: still >= 320 a side
 

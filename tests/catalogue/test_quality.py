@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from catalogue import selectors, services
 from catalogue.models import Artwork, LabelCorrection
+from catalogue.selectors.artworks import artworks_unfinished
+from catalogue.selectors.curation import model_agreement, model_agreements
+from catalogue.selectors.maps import collection_map, pca_2d
+from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 from tests.catalogue.curation_helpers import (
     SLUGS,
@@ -36,9 +39,7 @@ def viewer_client(client, viewer):
 
 
 def label(artwork, slug, user=None):
-    services.label_correct(
-        artwork=artwork, to_type=type_of(slug), user=user, source=LabelCorrection.Source.REVIEW
-    )
+    label_correct(artwork=artwork, to_type=type_of(slug), user=user, source=LabelCorrection.Source.REVIEW)
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def labelled(active_model, curator):
 
 
 def test_agreement_overall_per_type_and_confusion_matrix(labelled, active_model):
-    agreement = selectors.model_agreement()
+    agreement = model_agreement()
     assert agreement.version == active_model
     assert (agreement.compared, agreement.agreed) == (6, 4)
     assert agreement.rate == pytest.approx(4 / 6)
@@ -107,11 +108,11 @@ def test_agreement_is_kept_per_model_version(labelled, active_model):
             probabilities=confident(predicted, 0.8),
             embedding=source.embedding,
         )
-    agreements = selectors.model_agreements()
+    agreements = model_agreements()
     assert [a.version.version for a in agreements] == [active_model.version, "v-older"]
     assert (agreements[1].compared, agreements[1].agreed) == (2, 2)
-    assert selectors.model_agreement(version=other).rate == 1.0
-    assert selectors.model_agreement().rate == pytest.approx(4 / 6)
+    assert model_agreement(version=other).rate == 1.0
+    assert model_agreement().rate == pytest.approx(4 / 6)
 
 
 def test_quality_page_draws_the_matrix_and_lists_versions(curator_client, labelled, active_model):
@@ -146,7 +147,7 @@ def test_unfinished_jobs_are_listed_and_retried(curator_client, broker, django_c
     pending = ArtworkFactory()
     ready = ArtworkFactory(status=Artwork.Status.READY)
 
-    assert [a.pk for a in selectors.artworks_unfinished()] == [failed.pk, other_failed.pk, pending.pk]
+    assert [a.pk for a in artworks_unfinished()] == [failed.pk, other_failed.pk, pending.pk]
     page = curator_client.get(reverse("catalogue:quality"))
     html = page.content.decode()
     assert "The stored image cannot be read" in html and "Retry all 2 failed" in html
@@ -183,7 +184,7 @@ def test_pca_matches_the_covariance_eigenvectors():
         @ np.diag([5, 3, 1, 1, 0.5, 0.5, 0.2, 0.1])
         @ np.linalg.qr(rng.normal(size=(8, 8)))[0]
     )
-    coords, explained = selectors.pca_2d(data)
+    coords, explained = pca_2d(data)
     centred = data - data.mean(axis=0)
     eigenvalues, eigenvectors = np.linalg.eigh(np.cov(centred, rowvar=False))
     top = eigenvectors[:, ::-1][:, :2]
@@ -191,9 +192,9 @@ def test_pca_matches_the_covariance_eigenvectors():
     for axis in range(2):  # equal up to the sign of each axis
         assert np.allclose(np.abs(coords[:, axis]), np.abs(reference[:, axis]), atol=1e-8)
     assert explained == pytest.approx(tuple(eigenvalues[::-1][:2] / eigenvalues.sum()), rel=1e-6)
-    assert np.array_equal(selectors.pca_2d(data)[0], coords)  # deterministic signs
-    assert selectors.pca_2d(np.ones((1, 8)))[0].shape == (1, 2)
-    assert selectors.pca_2d(np.zeros((0, 8)))[0].shape == (0, 2)
+    assert np.array_equal(pca_2d(data)[0], coords)  # deterministic signs
+    assert pca_2d(np.ones((1, 8)))[0].shape == (1, 2)
+    assert pca_2d(np.zeros((0, 8)))[0].shape == (0, 2)
 
 
 def test_collection_map_places_every_ready_work_and_separates_clusters(active_model, curator):
@@ -209,7 +210,7 @@ def test_collection_map_places_every_ready_work_and_separates_clusters(active_mo
     label(works[("painting", 0)], "engraving", curator)
     ArtworkFactory()  # pending: not on the map
 
-    cmap = selectors.collection_map()
+    cmap = collection_map()
     assert cmap.total == 12 and len(cmap.points) == 12 and not cmap.sampled
     points = {p.artwork_id: p for p in cmap.points}
     assert all(0 <= p.x <= 1 and 0 <= p.y <= 1 for p in cmap.points)
@@ -227,11 +228,9 @@ def test_collection_map_places_every_ready_work_and_separates_clusters(active_mo
 def test_collection_map_samples_big_catalogues_reproducibly(active_model):
     for i in range(12):
         ready_artwork(active_model, confident(SLUGS[i % 5]), seed=i)
-    first = selectors.collection_map(limit=5)
+    first = collection_map(limit=5)
     assert first.total == 12 and len(first.points) == 5 and first.sampled
-    assert [p.artwork_id for p in selectors.collection_map(limit=5).points] == [
-        p.artwork_id for p in first.points
-    ]
+    assert [p.artwork_id for p in collection_map(limit=5).points] == [p.artwork_id for p in first.points]
 
 
 def test_map_page_links_each_point_with_its_title(viewer_client, active_model):

@@ -8,8 +8,10 @@ import math
 import pytest
 from django.urls import reverse
 
-from catalogue import selectors, services
 from catalogue.models import Artwork, LabelCorrection
+from catalogue.selectors.curation import review_progress, review_queue
+from catalogue.selectors.training import training_examples
+from catalogue.services.labels import label_correct
 from tests.catalogue.curation_helpers import confident, logged_in, ready_artwork, type_of
 from tests.factories import ArtworkFactory
 
@@ -50,7 +52,7 @@ def doubtful(active_model):
 
 
 def queue_names(order: str) -> list[str]:
-    return [a.title.removeprefix("Work ") for a in selectors.review_queue(order=order)]
+    return [a.title.removeprefix("Work ") for a in review_queue(order=order)]
 
 
 def test_queue_orders_by_each_measure_of_doubt(doubtful):
@@ -65,7 +67,7 @@ def test_queue_orders_by_each_measure_of_doubt(doubtful):
     assert queue_names("entropy") == by_entropy == ["B", "D", "C", "A"]
     assert queue_names("margin") == by_margin == ["A", "D", "C", "B"]
     assert queue_names("nonsense") == by_conf
-    rows = {a.title.removeprefix("Work "): a for a in selectors.review_queue(order="entropy")}
+    rows = {a.title.removeprefix("Work "): a for a in review_queue(order="entropy")}
     for name, probs in DOUBTS.items():
         assert rows[name].pred_entropy == pytest.approx(entropy(probs), abs=1e-6)
         assert rows[name].pred_margin == pytest.approx(margin(probs), abs=1e-6)
@@ -74,16 +76,16 @@ def test_queue_orders_by_each_measure_of_doubt(doubtful):
 def test_queue_holds_only_ready_unlabelled_works_with_a_prediction(active_model, curator):
     waiting = ready_artwork(active_model, confident("painting", 0.6))
     labelled = ready_artwork(active_model, confident("painting", 0.3))
-    services.label_correct(
+    label_correct(
         artwork=labelled, to_type=type_of("sculpture"), user=curator, source=LabelCorrection.Source.PORTAL
     )
     failed = ready_artwork(active_model, confident("painting", 0.2))
     Artwork.objects.filter(pk=failed.pk).update(status=Artwork.Status.FAILED)
     ArtworkFactory()  # pending, no prediction
-    assert [a.pk for a in selectors.review_queue()] == [waiting.pk]
-    assert [a.pk for a in selectors.review_queue(exclude_ids=[waiting.pk])] == []
+    assert [a.pk for a in review_queue()] == [waiting.pk]
+    assert [a.pk for a in review_queue(exclude_ids=[waiting.pk])] == []
 
-    progress = selectors.review_progress()
+    progress = review_progress()
     assert (progress.reviewed, progress.remaining) == (1, 1)
     assert progress.agreement.compared == 1 and progress.agreement.agreed == 0
 
@@ -198,7 +200,7 @@ def test_empty_queue_says_so(curator_client, active_model):
 def test_training_examples_put_curator_labels_first(active_model, curator):
     predicted_only = ready_artwork(active_model, confident("sculpture"))
     corrected = ready_artwork(active_model, confident("painting"))
-    services.label_correct(
+    label_correct(
         artwork=corrected, to_type=type_of("drawings"), user=curator, source=LabelCorrection.Source.REVIEW
     )
     imported = ArtworkFactory(
@@ -207,7 +209,7 @@ def test_training_examples_put_curator_labels_first(active_model, curator):
     ArtworkFactory(curator_type=type_of("engraving"))  # labelled but still pending: left out
     ArtworkFactory(status=Artwork.Status.READY)  # ready, neither label nor prediction: left out
 
-    examples = selectors.training_examples()
+    examples = training_examples()
     assert [(e.artwork_id, e.type_slug, e.curator_labelled) for e in examples] == [
         (corrected.pk, "drawings", True),
         (imported.pk, "iconography", True),
@@ -215,7 +217,7 @@ def test_training_examples_put_curator_labels_first(active_model, curator):
     ]
     assert examples[0].read_bytes() == Artwork.objects.get(pk=corrected.pk).image.read()
     assert examples[0].path and examples[0].path.endswith(corrected.image.name.split("/")[-1])
-    assert [e.artwork_id for e in selectors.training_examples(curator_only=True)] == [
+    assert [e.artwork_id for e in training_examples(curator_only=True)] == [
         corrected.pk,
         imported.pk,
     ]

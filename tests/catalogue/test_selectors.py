@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from catalogue import selectors
 from catalogue.models import Artwork, ArtworkType
+from catalogue.selectors.artworks import artwork_list, artwork_type_by_slug
+from catalogue.selectors.similarity import artwork_similar
 from inference.models import ModelVersion
 from tests.factories import ArtworkFactory, prediction_for
 
@@ -46,7 +47,7 @@ def exact_top(embeddings: np.ndarray, query: np.ndarray, k: int, allowed: np.nda
 def test_similar_matches_exact_cosine_order(catalogue):
     artworks, embeddings = catalogue
     for q in (0, 7, 33):
-        result = selectors.artwork_similar(artwork=artworks[q], k=5)
+        result = artwork_similar(artwork=artworks[q], k=5)
         allowed = np.ones(len(artworks), bool)
         allowed[q] = False
         expected = exact_top(embeddings, embeddings[q], 5, allowed)
@@ -57,7 +58,7 @@ def test_similar_matches_exact_cosine_order(catalogue):
 
 def test_similar_excludes_self_pending_and_other_versions(catalogue):
     artworks, _ = catalogue
-    result = selectors.artwork_similar(artwork=artworks[0], k=50)
+    result = artwork_similar(artwork=artworks[0], k=50)
     ids = {s.artwork.pk for s in result}
     assert artworks[0].pk not in ids
     assert all(s.artwork.status == Artwork.Status.READY for s in result)
@@ -67,7 +68,7 @@ def test_similar_excludes_self_pending_and_other_versions(catalogue):
 def test_type_filter_returns_k_when_k_exist_even_if_far_away(catalogue):
     artworks, embeddings = catalogue
     # Only 12 sculptures exist and the query is not one of them: the HNSW candidates alone may hold too few.
-    result = selectors.artwork_similar(artwork=artworks[0], k=10, type_slug="sculpture")
+    result = artwork_similar(artwork=artworks[0], k=10, type_slug="sculpture")
     allowed = np.array([SLUGS[i % 5] == "sculpture" for i in range(len(artworks))])
     expected = exact_top(embeddings, embeddings[0], 10, allowed)
     assert [s.artwork.pk for s in result] == [artworks[i].pk for i in expected]
@@ -77,7 +78,7 @@ def test_type_filter_uses_the_curators_type(catalogue):
     artworks, _ = catalogue
     sculpture = ArtworkType.objects.get(slug="sculpture")
     Artwork.objects.filter(pk=artworks[1].pk).update(curator_type=sculpture)  # predicted engraving
-    result = selectors.artwork_similar(artwork=artworks[0], k=50, type_slug="sculpture")
+    result = artwork_similar(artwork=artworks[0], k=50, type_slug="sculpture")
     ids = [s.artwork.pk for s in result]
     assert artworks[1].pk in ids
     assert all(s.effective_type_id == sculpture.pk for s in result)
@@ -86,11 +87,11 @@ def test_type_filter_uses_the_curators_type(catalogue):
 
 def test_type_filter_returns_fewer_only_when_fewer_exist(catalogue):
     artworks, _ = catalogue
-    assert len(selectors.artwork_similar(artwork=artworks[4], k=50, type_slug="sculpture")) == 11
+    assert len(artwork_similar(artwork=artworks[4], k=50, type_slug="sculpture")) == 11
 
 
 def test_no_prediction_means_no_similar_works(active_model):
-    assert selectors.artwork_similar(artwork=ArtworkFactory()) == []
+    assert artwork_similar(artwork=ArtworkFactory()) == []
 
 
 def test_artwork_list_filters(catalogue):
@@ -100,17 +101,17 @@ def test_artwork_list_filters(catalogue):
         curator_type=painting, title="Night Watch", artist="Rembrandt"
     )
 
-    paintings = selectors.artwork_list(type_slug="Paintings")
+    paintings = artwork_list(type_slug="Paintings")
     assert artworks[0].pk in {a.pk for a in paintings}
     assert all(a.effective_type_id == painting.pk for a in paintings)
-    assert [a.pk for a in selectors.artwork_list(search="rembrandt")] == [artworks[0].pk]
-    assert selectors.artwork_list(status="pending").count() == 1
-    assert [a.pk for a in selectors.artwork_list(labelled=True)] == [artworks[0].pk]
-    assert selectors.artwork_list(type_slug="no-such-type").count() == 0
-    confident = selectors.artwork_list(min_confidence=0.95)
+    assert [a.pk for a in artwork_list(search="rembrandt")] == [artworks[0].pk]
+    assert artwork_list(status="pending").count() == 1
+    assert [a.pk for a in artwork_list(labelled=True)] == [artworks[0].pk]
+    assert artwork_list(type_slug="no-such-type").count() == 0
+    confident = artwork_list(min_confidence=0.95)
     assert confident.count() == 0
 
 
 @pytest.mark.parametrize("given", ["drawing", "Drawings", "DRAWINGS", " drawings "])
 def test_type_lookup_accepts_singular_plural_and_case(given):
-    assert selectors.artwork_type_by_slug(given).slug == "drawings"
+    assert artwork_type_by_slug(given).slug == "drawings"

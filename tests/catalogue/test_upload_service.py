@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from catalogue import services
 from catalogue.models import Artwork
+from catalogue.services.artworks import (
+    ArtworkRejected,
+    DuplicateArtwork,
+    artwork_create,
+    artwork_delete,
+    read_upload,
+)
 from tests.images import decompression_bomb_png, image_bytes, truncated_jpeg
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +27,7 @@ def stored_files() -> list[Path]:
 
 def test_create_stores_file_thumbnail_and_pending_row(curator):
     data = image_bytes(1, size=(640, 480))
-    artwork = services.artwork_create(
+    artwork = artwork_create(
         data=data, title="  Vase of Flowers ", artist="Anon", uploaded_by=curator, enqueue=False
     )
 
@@ -42,7 +48,7 @@ def test_create_stores_file_thumbnail_and_pending_row(curator):
 
 def test_create_enqueues_classification_on_commit(broker, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.artwork_create(data=image_bytes(2), title="Queued")
+        artwork_create(data=image_bytes(2), title="Queued")
     assert broker.llen("celery") == 0, "nothing may reach the worker before the row is committed"
     for callback in callbacks:
         callback()
@@ -67,8 +73,8 @@ def test_bad_files_are_refused_and_nothing_is_stored(data, reason):
             "gif": lambda: image_bytes(3, fmt="GIF"),
         }[data.values[0]]()
     before = stored_files()
-    with pytest.raises(services.ArtworkRejected) as excinfo:
-        services.artwork_create(data=data, title="Bad", enqueue=False)
+    with pytest.raises(ArtworkRejected) as excinfo:
+        artwork_create(data=data, title="Bad", enqueue=False)
     assert excinfo.value.reason == reason
     assert str(excinfo.value)  # a message for the curator
     assert Artwork.objects.count() == 0
@@ -80,35 +86,35 @@ def test_oversized_upload_is_refused_before_reading_it_all(settings):
     import io
 
     big = io.BytesIO(image_bytes(4, size=(800, 800), fmt="PNG"))
-    with pytest.raises(services.ArtworkRejected) as excinfo:
-        services.read_upload(big)
+    with pytest.raises(ArtworkRejected) as excinfo:
+        read_upload(big)
     assert excinfo.value.reason == "too_large"
     assert "MB" in str(excinfo.value)
 
 
 def test_same_image_twice_is_refused_with_the_existing_artwork():
     data = image_bytes(5)
-    first = services.artwork_create(data=data, title="First", enqueue=False)
+    first = artwork_create(data=data, title="First", enqueue=False)
     files = stored_files()
-    with pytest.raises(services.DuplicateArtwork) as excinfo:
-        services.artwork_create(data=data, title="Second", enqueue=False)
+    with pytest.raises(DuplicateArtwork) as excinfo:
+        artwork_create(data=data, title="Second", enqueue=False)
     assert excinfo.value.existing == first
     assert Artwork.objects.count() == 1
     assert stored_files() == files
 
 
 def test_duplicate_accession_number_is_refused():
-    services.artwork_create(data=image_bytes(6), title="A", accession_number="INV-1", enqueue=False)
+    artwork_create(data=image_bytes(6), title="A", accession_number="INV-1", enqueue=False)
     files = stored_files()
-    with pytest.raises(services.ArtworkRejected) as excinfo:
-        services.artwork_create(data=image_bytes(7), title="B", accession_number=" INV-1 ", enqueue=False)
+    with pytest.raises(ArtworkRejected) as excinfo:
+        artwork_create(data=image_bytes(7), title="B", accession_number=" INV-1 ", enqueue=False)
     assert excinfo.value.field == "accession_number"
     assert stored_files() == files
 
 
 def test_title_is_required():
-    with pytest.raises(services.ArtworkRejected) as excinfo:
-        services.artwork_create(data=image_bytes(8), title="   ", enqueue=False)
+    with pytest.raises(ArtworkRejected) as excinfo:
+        artwork_create(data=image_bytes(8), title="   ", enqueue=False)
     assert excinfo.value.field == "title"
     assert Artwork.objects.count() == 0
 
@@ -117,7 +123,7 @@ def test_title_is_required():
 def test_every_image_mode_is_accepted(mode):
     fmt = "TIFF" if mode in ("CMYK", "I;16") else "PNG"
     data = image_bytes(20, mode=mode, fmt=fmt) if mode != "I;16" else _png16()
-    artwork = services.artwork_create(data=data, title=mode, enqueue=False)
+    artwork = artwork_create(data=data, title=mode, enqueue=False)
     assert artwork.width > 0
 
 
@@ -142,15 +148,15 @@ def test_failure_while_storing_leaves_no_orphan_file(monkeypatch):
     before = stored_files()
     monkeypatch.setattr(Model, "save", explode)
     with pytest.raises(RuntimeError):
-        services.artwork_create(data=image_bytes(9), title="Lost", enqueue=False)
+        artwork_create(data=image_bytes(9), title="Lost", enqueue=False)
     assert stored_files() == before
 
 
 def test_delete_removes_files(django_capture_on_commit_callbacks):
     before = stored_files()
-    artwork = services.artwork_create(data=image_bytes(10), title="Gone", enqueue=False)
+    artwork = artwork_create(data=image_bytes(10), title="Gone", enqueue=False)
     assert len(stored_files()) == len(before) + 2
     with django_capture_on_commit_callbacks(execute=True):
-        services.artwork_delete(artwork=artwork)
+        artwork_delete(artwork=artwork)
     assert stored_files() == before
     assert not Artwork.objects.exists()

@@ -6,8 +6,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from catalogue import services
 from catalogue.models import Artwork
+from catalogue.services.artworks import artwork_create
+from catalogue.services.classification import artwork_classify
 from tests.factories import ArtworkFactory
 from tests.images import decompression_bomb_png, image_bytes, truncated_jpeg
 
@@ -70,7 +71,7 @@ def test_oversized_upload_shows_the_limit(curator_client, settings):
 
 def test_duplicate_upload_links_to_existing(curator_client):
     data = image_bytes(3)
-    existing = services.artwork_create(data=data, title="Original", enqueue=False)
+    existing = artwork_create(data=data, title="Original", enqueue=False)
     response = upload(curator_client, data)
     assert response.status_code == 400
     assert reverse("catalogue:artwork-detail", args=[existing.pk]) in response.content.decode()
@@ -87,7 +88,7 @@ def test_missing_title_is_a_form_error(curator_client):
 def test_artwork_page_shows_type_probabilities_histogram_and_similar(curator_client, active_model):
     works = [ArtworkFactory(title=f"Work {i}") for i in range(7)]
     for work in works:
-        services.artwork_classify(artwork_id=work.pk)
+        artwork_classify(artwork_id=work.pk)
     response = curator_client.get(reverse("catalogue:artwork-detail", args=[works[0].pk]))
     html = response.content.decode()
     assert response.status_code == 200
@@ -117,8 +118,8 @@ def test_status_endpoint_reports_progress(curator_client):
 
 
 def test_list_filters_and_search(curator_client, active_model):
-    services.artwork_create(data=image_bytes(5), title="Madonna", artist="Giotto", enqueue=False)
-    services.artwork_create(data=image_bytes(6), title="Bust", artist="Bernini", enqueue=False)
+    artwork_create(data=image_bytes(5), title="Madonna", artist="Giotto", enqueue=False)
+    artwork_create(data=image_bytes(6), title="Bust", artist="Bernini", enqueue=False)
     html = curator_client.get(reverse("catalogue:artwork-list"), {"q": "giotto"}).content.decode()
     assert "Madonna" in html and "Bust" not in html
     html = curator_client.get(reverse("catalogue:artwork-list"), {"status": "ready"}).content.decode()
@@ -127,7 +128,7 @@ def test_list_filters_and_search(curator_client, active_model):
 
 def test_label_from_artwork_page_records_portal_correction(curator_client, active_model):
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     response = curator_client.post(
         reverse("catalogue:artwork-label", args=[artwork.pk]),
         {"type": "sculpture", "next": "https://evil.example/"},

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from catalogue import selectors, services
 from catalogue.models import Artwork, Prediction
+from catalogue.selectors.similarity import artwork_similar
+from catalogue.services.classification import artwork_classify
 from inference import services as model_services
 from inference.models import ModelVersion
 from tests.conftest import write_tiny_model
@@ -27,7 +28,7 @@ def second_version(settings, model_root, tmp_path):
 def ready_catalogue(active_model):
     works = [ArtworkFactory() for _ in range(5)]
     for work in works:
-        services.artwork_classify(artwork_id=work.pk)
+        artwork_classify(artwork_id=work.pk)
     return works
 
 
@@ -45,7 +46,7 @@ def test_activation_keeps_old_version_serving_until_all_embedded(
     from inference.selectors import model_version_active
 
     assert model_version_active() == active_model  # pages still show the old version
-    similar = selectors.artwork_similar(artwork=ready_catalogue[0])
+    similar = artwork_similar(artwork=ready_catalogue[0])
     assert len(similar) == 4  # and similar works still use the old, complete embeddings
 
     progress = model_services.model_reembed_batch(version=second_version, batch_size=3)
@@ -59,7 +60,7 @@ def test_activation_keeps_old_version_serving_until_all_embedded(
 def test_uploads_during_reembedding_get_both_versions(active_model, ready_catalogue, second_version):
     model_services.model_activate(version=second_version, enqueue=False)
     newcomer = ArtworkFactory()
-    services.artwork_classify(artwork_id=newcomer.pk)
+    artwork_classify(artwork_id=newcomer.pk)
     versions = set(
         Prediction.objects.filter(artwork=newcomer).values_list("model_version__version", flat=True)
     )

@@ -13,8 +13,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from artsite.celery import app
-from catalogue import services
 from catalogue.models import Artwork
+from catalogue.services.classification import artwork_classify, classification_enqueue
 from tests.factories import ArtworkFactory
 from tests.images import image_bytes
 
@@ -98,7 +98,7 @@ def test_the_periodic_sweep_sends_what_was_stored_while_redis_was_down(
     from inference.tasks import requeue_pending
 
     artworks = [ArtworkFactory(), ArtworkFactory()]
-    assert services.classification_enqueue(artwork_ids=[a.pk for a in artworks]) is False  # Redis down
+    assert classification_enqueue(artwork_ids=[a.pk for a in artworks]) is False  # Redis down
     # While Redis is down the sweep sends nothing, and loses nothing.
     age(*artworks)
     assert requeue_pending.apply().get() == 0
@@ -131,7 +131,7 @@ def test_damaged_model_fails_the_work_with_the_reason_and_healthz_says_so(client
     (own_model / "model.keras").write_bytes(b"not a model")
     loader._cache.pop("ops-model", None)  # a worker starting now
     artwork = ArtworkFactory()
-    services.artwork_classify(artwork_id=artwork.pk)
+    artwork_classify(artwork_id=artwork.pk)
     artwork.refresh_from_db()
     assert artwork.status == Artwork.Status.FAILED
     assert "ops-model" in artwork.error and "could not be loaded" in artwork.error

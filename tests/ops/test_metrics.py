@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from catalogue import services
+from catalogue.services.classification import classification_enqueue
 from tests.factories import ArtworkFactory
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +64,7 @@ def test_requests_are_counted_by_route_and_timed(client, curator_client, active_
 def test_queue_depth_and_artworks_by_status(client, active_model, broker):
     artworks = [ArtworkFactory() for _ in range(3)]
     ArtworkFactory(status="failed")
-    assert services.classification_enqueue(artwork_ids=[a.pk for a in artworks])
+    assert classification_enqueue(artwork_ids=[a.pk for a in artworks])
     samples = scrape(client)
 
     assert value(samples, "artsite_queue_depth", queue="celery") == 3

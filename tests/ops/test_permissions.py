@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-from catalogue import services
 from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
+from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 from tests.factories import ArtworkFactory, prediction_for
 
@@ -127,7 +127,7 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
             embedding=embedding / np.linalg.norm(embedding),
         )
     artwork = artworks[0]
-    services.label_correct(
+    label_correct(
         artwork=artwork,
         to_type=ArtworkType.objects.get(slug="engraving"),
         user=users["curator"],

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from catalogue import selectors, services
 from catalogue.models import ArtworkType
+from catalogue.selectors.similarity import embedding_nearest
+from catalogue.services.labels import label_correct
 from tests.factories import ArtworkFactory, prediction_for
 
 pytestmark = pytest.mark.django_db
@@ -47,23 +48,21 @@ def test_filtered_search_is_exact_with_curator_moves(active_model, curator):
     painting = ArtworkType.objects.get(slug="painting")
     sculpture = ArtworkType.objects.get(slug="sculpture")
     for i in (3, 7):  # two near sculptures are really paintings
-        services.label_correct(artwork=works[i], to_type=painting, user=curator, source="portal")
+        label_correct(artwork=works[i], to_type=painting, user=curator, source="portal")
         effective[i] = "painting"
-    services.label_correct(artwork=works[25], to_type=sculpture, user=curator, source="portal")  # moved away
+    label_correct(artwork=works[25], to_type=sculpture, user=curator, source="portal")  # moved away
     effective[25] = "sculpture"
     confirmed = 26
-    services.label_correct(
-        artwork=works[confirmed], to_type=painting, user=curator, source="portal"
-    )  # agreed
+    label_correct(artwork=works[confirmed], to_type=painting, user=curator, source="portal")  # agreed
 
     matrix = np.stack(vectors)
     distances = 1 - matrix @ query
     for slug in ("painting", "sculpture"):
         expected = [works[i].pk for i in np.argsort(distances) if effective[i] == slug][:5]
-        found = selectors.embedding_nearest(embedding=query, version=active_model, k=5, type_slug=slug)
+        found = embedding_nearest(embedding=query, version=active_model, k=5, type_slug=slug)
         assert [w.artwork.pk for w in found] == expected, slug
         assert all(w.effective_type_id == ArtworkType.objects.get(slug=slug).pk for w in found)
-    found = selectors.embedding_nearest(embedding=query, version=active_model, k=5, type_slug="painting")
+    found = embedding_nearest(embedding=query, version=active_model, k=5, type_slug="painting")
     assert {works[3].pk, works[7].pk} <= {
         w.artwork.pk for w in found
     }  # moved in: found although predicted else
@@ -79,7 +78,7 @@ def test_filtered_search_returns_all_when_fewer_than_k_exist(active_model):
             type_slug="drawings" if i < 3 else "engraving",
             embedding=unit(rng.normal(size=128)),
         )
-    found = selectors.embedding_nearest(
+    found = embedding_nearest(
         embedding=unit(rng.normal(size=128)), version=active_model, k=5, type_slug="drawings"
     )
     assert len(found) == 3

@@ -314,7 +314,7 @@ class Command(BaseCommand):
         from rich.progress import Progress
 
         from catalogue.models import Artwork, ArtworkType, Prediction
-        from catalogue.services import thumbnail_bytes
+        from catalogue.services.artworks import thumbnail_bytes
 
         ready = Artwork.objects.filter(status=Artwork.Status.READY)
         have = Prediction.objects.filter(model_version=version, artwork__status=Artwork.Status.READY).count()
@@ -404,14 +404,15 @@ class Command(BaseCommand):
 
     def _reference(self, data: bytes, repeats: int) -> dict[str, list[float]]:
         """The classify view's work without HTTP: decode and check, model, vector search (ms per stage)."""
-        from catalogue import selectors, services
+        from catalogue.services.artworks import image_check
+        from catalogue.services.classification import image_classify
 
         out: dict[str, list[float]] = {"decode": [], "model": [], "search": [], "total": [], "cpu": []}
         for i in range(repeats + 5):
             started, started_cpu = time.perf_counter(), time.process_time()
-            checked = services.image_check(data=data)
+            checked = image_check(data=data)
             decoded = time.perf_counter()
-            result = selectors.image_classify(image=checked.decoded.image, k=5)
+            result = image_classify(image=checked.decoded.image, k=5)
             done = time.perf_counter()
             if i >= 5:  # the first few warm caches and connections
                 out["decode"].append((decoded - started) * 1000)

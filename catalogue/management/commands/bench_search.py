@@ -40,8 +40,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from catalogue import selectors
 from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, ArtworkType, Prediction
+from catalogue.selectors import similarity
+from catalogue.selectors.similarity import embedding_nearest
 
 DEFAULT_FOLDER = settings.BASE_DIR.parent / "shared" / "data" / "art-images"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
@@ -97,7 +98,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ef-search",
             default="",
-            help="HNSW_EF_SEARCH values to sweep, e.g. 40,64,100 (default: the selector's own value only).",
+            help="similarity.HNSW_EF_SEARCH values to sweep, e.g. 40,64,100 (default: the selector's own value only).",
         )
         parser.add_argument(
             "--index",
@@ -176,7 +177,7 @@ class Command(BaseCommand):
         index_params = [tuple(int(x) for x in p.split(":")) for p in options["index"].split(",") if p.strip()]
         index_params = index_params or [default_params]
         ef_values = [int(x) for x in options["ef_search"].split(",") if x.strip()] or [
-            selectors.HNSW_EF_SEARCH
+            similarity.HNSW_EF_SEARCH
         ]
 
         self._reset_catalogue()
@@ -467,10 +468,10 @@ class Command(BaseCommand):
             f"  reference: SELECT 1 round trip   p50 {reference.p50_ms:6.2f} ms  p95 {reference.p95_ms:6.2f} ms  "
             "(what the machine's load adds to any query, measured now)"
         )
-        original = selectors.HNSW_EF_SEARCH
+        original = similarity.HNSW_EF_SEARCH
         try:
             for ef in ef_values:
-                selectors.HNSW_EF_SEARCH = ef
+                similarity.HNSW_EF_SEARCH = ef
                 for label, case in cases:
                     measure = self._measure(label, ef, vectors, effective, queries, case)
                     result.measures.append(measure)
@@ -481,7 +482,7 @@ class Command(BaseCommand):
                         f"Python CPU {measure.python_cpu_p50_ms:.2f} ms)"
                     )
         finally:
-            selectors.HNSW_EF_SEARCH = original
+            similarity.HNSW_EF_SEARCH = original
         return result
 
     def _measure(
@@ -512,7 +513,7 @@ class Command(BaseCommand):
         time.sleep(1.0)  # let numpy's worker threads go idle
 
         exact_calls = 0
-        original_run = selectors._run_vector_query
+        original_run = similarity._run_vector_query
 
         def counting_run(qs: Any, vector: Any, k: int, *, exact: bool) -> Any:
             nonlocal exact_calls
@@ -531,7 +532,7 @@ class Command(BaseCommand):
         # A filtered search always scans the works curators moved into the type exactly: not a fallback.
         planned_exact = 0 if case is None else 1
         fallbacks, times, db_times, cpu_times, found_ids = 0, [], [], [], {}
-        selectors._run_vector_query = counting_run
+        similarity._run_vector_query = counting_run
         try:
             with connection.execute_wrapper(timed):
                 for n, row in enumerate(int(r) for r in queries):
@@ -539,7 +540,7 @@ class Command(BaseCommand):
                     slug = self.types[type_index].slug if type_index is not None else None
                     before, in_db[0] = exact_calls, 0.0
                     cpu_started, started = time.process_time(), time.perf_counter()
-                    found = selectors.embedding_nearest(
+                    found = embedding_nearest(
                         embedding=vectors[row],
                         version=self.version,
                         k=K,
@@ -555,7 +556,7 @@ class Command(BaseCommand):
                     cpu_times.append(cpu * 1000)
                     found_ids[row] = [w.artwork.pk - 1 for w in found]
         finally:
-            selectors._run_vector_query = original_run
+            similarity._run_vector_query = original_run
 
         hits = sum(sum(1 for i in found_ids[row] if i in truth[row][0]) for row in found_ids)
         short = sum(1 for row in found_ids if len(found_ids[row]) < min(K, truth[row][1]))

@@ -118,7 +118,7 @@ class Command(BaseCommand):
     def _setup(self) -> None:
         from rest_framework.authtoken.models import Token
 
-        from catalogue import services
+        from catalogue.services.accounts import curator_ensure
         from inference import registry
         from inference.models import ModelVersion
         from inference.services import model_version_set_active, model_versions_sync
@@ -140,7 +140,7 @@ class Command(BaseCommand):
             raise CommandError(f"{self.model_dir.parent} is not in ARTSITE_MODEL_DIRS")
         model_versions_sync()
         model_version_set_active(version=ModelVersion.objects.get(version=MODEL_NAME))
-        user, _ = services.curator_ensure(username="drill", password="drill-password-1")
+        user, _ = curator_ensure(username="drill", password="drill-password-1")
         user.set_password("drill-password-1")
         user.save()
         self.token = Token.objects.get_or_create(user=user)[0].key

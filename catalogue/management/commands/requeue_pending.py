@@ -10,7 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from catalogue import selectors, services
+from catalogue.selectors.artworks import catalogue_counts
+from catalogue.services.classification import artworks_requeue_pending
 
 
 class Command(BaseCommand):
@@ -30,8 +31,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        before = selectors.catalogue_counts()
-        sent = services.artworks_requeue_pending(pending_after_seconds=max(0, options["older_than"]))
+        before = catalogue_counts()
+        sent = artworks_requeue_pending(pending_after_seconds=max(0, options["older_than"]))
         waiting = before["pending"] + before["processing"]
         if sent == 0 and before["pending"] > 0 and options["older_than"] == 0:
             raise CommandError(

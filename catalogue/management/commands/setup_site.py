@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from catalogue import services as catalogue_services
+from catalogue.services.accounts import curator_ensure
 from inference import services as model_services
 
 
@@ -40,9 +40,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Active model: {active.version}")
         if options["no_curator"]:
             return
-        user, created = catalogue_services.curator_ensure(
-            username=options["username"], password=options["password"]
-        )
+        user, created = curator_ensure(username=options["username"], password=options["password"])
         if created:
             self.stdout.write(
                 self.style.SUCCESS(

@@ -1,10 +1,9 @@
-"""Every write to the catalogue. Views, API, admin, commands and tasks call these; nothing else writes rows.
+"""Storing artworks: the upload checks (size, format, pixel count, truncation, duplicates), the stored image and
+thumbnail, metadata edits and deletes.
 
-Uploads are checked completely *before* anything is written (size, format, pixel count, truncation, duplicates),
-and a failure after the file is stored removes the file again, so there is never a file without its row nor a
-row without its file. Classification is enqueued with ``transaction.on_commit`` so the worker never sees an
-uncommitted row; if the broker is down the artwork simply stays pending and the sweep (``requeue_pending``)
-sends it later.
+Uploads are checked completely *before* anything is written, and a failure after the file is stored removes the file
+again, so there is never a file without its row nor a row without its file. Classification is enqueued with
+``transaction.on_commit`` so the worker never sees an uncommitted row.
 """
 
 from __future__ import annotations
@@ -12,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import IO, Any
 
 import numpy as np
@@ -22,14 +20,14 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django.utils import timezone
 from PIL import Image
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
+from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.services.classification import classification_enqueue
 from inference.preprocessing import DecodedImage, ImageRejected, decode_image
 
 logger = logging.getLogger(__name__)
+
 
 HISTOGRAM_BINS = 32
 
@@ -61,9 +59,6 @@ class CheckedImage:
     data: bytes
     sha256: str
     decoded: DecodedImage
-
-
-# --- Upload ---------------------------------------------------------------------------------------------------
 
 
 def image_check(*, data: bytes, draft: int | None = None) -> CheckedImage:
@@ -192,7 +187,7 @@ def artwork_create(
                 artwork_ids = [artwork.pk]
                 transaction.on_commit(lambda: classification_enqueue(artwork_ids=artwork_ids))
     except IntegrityError:
-        _delete_files(stored)
+        stored_files_delete(stored)
         # Another request stored the same file (or accession number) a moment ago.
         existing = Artwork.objects.filter(sha256=checked.sha256).first()
         if existing is not None:
@@ -203,12 +198,14 @@ def artwork_create(
             reason="duplicate_accession",
         ) from None
     except BaseException:
-        _delete_files(stored)
+        stored_files_delete(stored)
         raise
     return artwork
 
 
-def _delete_files(names: Iterable[str]) -> None:
+def stored_files_delete(names: Iterable[str]) -> None:
+    """Delete stored files (image, thumbnail) through the storage backend; a file that cannot be deleted is logged,
+    never raised: callers use this to clean up after a failed write."""
     for name in names:
         try:
             default_storage.delete(name)
@@ -243,182 +240,4 @@ def artwork_delete(*, artwork: Artwork) -> None:
     """Delete an artwork, its predictions and audit trail, and — once the delete is committed — its files."""
     names = [n for n in (artwork.image.name, artwork.thumbnail.name) if n]
     artwork.delete()
-    transaction.on_commit(lambda: _delete_files(names))
-
-
-# --- Classification -------------------------------------------------------------------------------------------
-
-
-def classification_enqueue(*, artwork_ids: Sequence[int]) -> bool:
-    """Send the artworks to the workers. Returns False (and logs) when the broker cannot be reached: the artworks
-    stay pending and the periodic sweep sends them when the broker is back."""
-    from inference.tasks import classify_artwork
-
-    try:
-        for artwork_id in artwork_ids:
-            classify_artwork.apply_async(args=[artwork_id], retry=False)
-    except Exception:  # kombu raises OperationalError, redis ConnectionError, socket errors...
-        logger.warning(
-            "broker unreachable; %d artwork(s) stay pending until the sweep", len(artwork_ids), exc_info=True
-        )
-        return False
-    return True
-
-
-def artwork_classify(*, artwork_id: int) -> Artwork | None:
-    """Classify and embed one artwork with every serving model version; idempotent.
-
-    Permanent problems (the stored image cannot be decoded, the model is missing or corrupt) end as ``failed``
-    with the reason; anything else propagates so the task retries.
-    """
-    from inference.loader import ModelUnavailable, get_classifier
-    from inference.selectors import model_versions_serving
-
-    versions = model_versions_serving()
-    artwork = Artwork.objects.filter(pk=artwork_id).first()
-    if artwork is None:
-        return None  # deleted while queued: nothing to do
-    done = set(artwork.predictions.values_list("model_version_id", flat=True))
-    if artwork.status == Artwork.Status.READY and all(v.pk in done for v in versions):
-        return artwork
-    if not versions:
-        return artwork_fail(artwork_id=artwork.pk, error="No model version is active; ask an administrator.")
-    Artwork.objects.filter(pk=artwork.pk).update(
-        status=Artwork.Status.PROCESSING, attempts=artwork.attempts + 1, updated_at=timezone.now()
-    )
-    try:
-        with artwork.image.open("rb") as handle:
-            data = handle.read()
-        image = decode_image(data).image
-    except (ImageRejected, OSError) as exc:
-        return artwork_fail(artwork_id=artwork.pk, error=f"The stored image cannot be read: {exc}")
-    for version in versions:
-        if version.pk in done:
-            continue
-        try:
-            classifier = get_classifier(version.version)
-        except ModelUnavailable as exc:
-            return artwork_fail(artwork_id=artwork.pk, error=str(exc))
-        probabilities, embeddings = classifier.predict_images([image])
-        prediction_store(
-            artwork_ids=[artwork.pk],
-            model_version=version,
-            classes=classifier.classes,
-            probabilities=probabilities,
-            embeddings=embeddings,
-        )
-    Artwork.objects.filter(pk=artwork.pk).update(
-        status=Artwork.Status.READY, error="", processed_at=timezone.now(), updated_at=timezone.now()
-    )
-    artwork.refresh_from_db()
-    return artwork
-
-
-def prediction_store(
-    *,
-    artwork_ids: Sequence[int],
-    model_version: Any,
-    classes: Sequence[str],
-    probabilities: np.ndarray,
-    embeddings: np.ndarray,
-) -> list[Prediction]:
-    """Write (or overwrite) one model version's predictions for a batch of artworks in one statement."""
-    types = {t.slug: t for t in ArtworkType.objects.all()}
-    rows = []
-    for artwork_id, probs, embedding in zip(artwork_ids, probabilities, embeddings, strict=True):
-        best = int(np.argmax(probs))
-        rows.append(
-            Prediction(
-                artwork_id=artwork_id,
-                model_version=model_version,
-                predicted_type=types[classes[best]],
-                confidence=float(probs[best]),
-                probabilities={slug: round(float(p), 6) for slug, p in zip(classes, probs, strict=True)},
-                embedding=np.asarray(embedding, dtype=np.float32),
-            )
-        )
-    return Prediction.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["artwork", "model_version"],
-        update_fields=["predicted_type", "confidence", "probabilities", "embedding"],
-    )
-
-
-def artwork_fail(*, artwork_id: int, error: str) -> Artwork | None:
-    """Mark an artwork failed with a reason a curator can read (it can be retried)."""
-    Artwork.objects.filter(pk=artwork_id).update(
-        status=Artwork.Status.FAILED, error=error[:2000], updated_at=timezone.now()
-    )
-    return Artwork.objects.filter(pk=artwork_id).first()
-
-
-def artwork_retry(*, artwork: Artwork) -> Artwork:
-    """Send a failed (or stuck) artwork through classification again."""
-    artwork.status = Artwork.Status.PENDING
-    artwork.error = ""
-    artwork.save(update_fields=["status", "error", "updated_at"])
-    artwork_ids = [artwork.pk]
-    transaction.on_commit(lambda: classification_enqueue(artwork_ids=artwork_ids))
-    return artwork
-
-
-def artworks_requeue_pending(*, pending_after_seconds: int = 60) -> int:
-    """Send again every artwork left pending (the broker was down) or processing for longer than a task may run
-    (its worker died). Returns the number sent. Safe at any time: the task is idempotent."""
-    now = timezone.now()
-    processing_after = settings.CELERY_TASK_TIME_LIMIT + 30
-    stuck = list(
-        Artwork.objects.filter(
-            Q(status=Artwork.Status.PENDING, updated_at__lt=now - timedelta(seconds=pending_after_seconds))
-            | Q(status=Artwork.Status.PROCESSING, updated_at__lt=now - timedelta(seconds=processing_after))
-        ).values_list("pk", flat=True)
-    )
-    if stuck and classification_enqueue(artwork_ids=stuck):
-        # Touch them so the next sweep does not send them again while they wait in the queue.
-        Artwork.objects.filter(pk__in=stuck).update(updated_at=now)
-        return len(stuck)
-    return 0
-
-
-# --- Curation -------------------------------------------------------------------------------------------------
-
-
-def label_correct(
-    *, artwork: Artwork, to_type: ArtworkType, user: Any = None, source: str, note: str = ""
-) -> LabelCorrection:
-    """Set the curator's type on an artwork and record it in the audit trail (from → to, who, where, why)."""
-    from catalogue.selectors import artwork_effective_type
-
-    with transaction.atomic():
-        locked = Artwork.objects.select_for_update().get(pk=artwork.pk)
-        from_type = artwork_effective_type(artwork=locked)
-        locked.curator_type = to_type
-        locked.save(update_fields=["curator_type", "updated_at"])
-        correction = LabelCorrection.objects.create(
-            artwork=locked,
-            from_type=from_type,
-            to_type=to_type,
-            user=user if getattr(user, "pk", None) else None,
-            source=source,
-            note=note or "",
-        )
-    artwork.curator_type = to_type
-    return correction
-
-
-# --- Accounts -------------------------------------------------------------------------------------------------
-
-
-def curator_ensure(*, username: str, password: str) -> tuple[Any, bool]:
-    """Make sure a curator account exists (staff, in the Curators group). Returns (user, created)."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    user_model = get_user_model()
-    user, created = user_model.objects.get_or_create(username=username, defaults={"is_staff": True})
-    if created:
-        user.set_password(password)
-        user.save()
-    user.groups.add(Group.objects.get(name="Curators"))
-    return user, created
+    transaction.on_commit(lambda: stored_files_delete(names))

@@ -1,0 +1,154 @@
+"""Reads of artworks: the catalogue list and its filters, an artwork's prediction, type and history, counts.
+
+The pages and the API always show the *active* model version's predictions; predictions of other versions stay in
+the database (a model swap switches at once, and back, without recomputing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    FilteredRelation,
+    IntegerField,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+
+from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
+from inference.models import ModelVersion
+from inference.selectors import model_version_active
+
+
+def artwork_types() -> list[ArtworkType]:
+    return list(ArtworkType.objects.all())
+
+
+def artwork_type_by_slug(slug: str) -> ArtworkType | None:
+    """Find a type by slug or name, case-insensitively, accepting singular and plural ("drawing", "Paintings")."""
+    key = (slug or "").strip().lower()
+    if not key:
+        return None
+    for t in ArtworkType.objects.all():
+        names = {t.slug, t.name.lower()}
+        forms = names | {n.rstrip("s") for n in names} | {n + "s" for n in names}
+        if key in forms or key.rstrip("s") in forms:
+            return t
+    return None
+
+
+def artworks_with_prediction(version: ModelVersion | None = None) -> QuerySet[Any]:
+    # Typed QuerySet[Any]: the annotations below are not model fields, and django-stubs checks lookups by field.
+    """Artworks annotated with the active version's prediction and their effective type.
+
+    Annotations: ``pred_type_id``, ``pred_confidence``, ``pred_probabilities``, ``effective_type_id``.
+    """
+    version = version if version is not None else model_version_active()
+    version_id = version.pk if version is not None else -1
+    return (
+        Artwork.objects.annotate(
+            pred=FilteredRelation("predictions", condition=Q(predictions__model_version_id=version_id)),
+        )
+        .annotate(
+            pred_type_id=F("pred__predicted_type_id"),
+            pred_confidence=F("pred__confidence"),
+            pred_probabilities=F("pred__probabilities"),
+            effective_type_id=Coalesce("curator_type_id", "pred__predicted_type_id"),
+        )
+        .select_related("curator_type")
+    )
+
+
+def artwork_list(
+    *,
+    type_slug: str | None = None,
+    status: str | None = None,
+    search: str | None = None,
+    labelled: bool | None = None,
+    min_confidence: float | None = None,
+    max_confidence: float | None = None,
+    model_version: str | None = None,
+    ordering: str | None = None,
+) -> QuerySet[Any]:
+    """The catalogue, filtered. Unknown filter values filter nothing out rather than fail (the forms validate)."""
+    qs = artworks_with_prediction()
+    if type_slug:
+        artwork_type = artwork_type_by_slug(type_slug)
+        qs = qs.filter(effective_type_id=artwork_type.pk if artwork_type else -1)
+    if status:
+        qs = qs.filter(status=status)
+    if search:
+        term = search.strip()
+        qs = qs.filter(
+            Q(title__icontains=term) | Q(artist__icontains=term) | Q(accession_number__icontains=term)
+        )
+    if labelled is not None:
+        qs = qs.filter(curator_type__isnull=not labelled)
+    if min_confidence is not None:
+        qs = qs.filter(pred_confidence__gte=min_confidence)
+    if max_confidence is not None:
+        qs = qs.filter(pred_confidence__lte=max_confidence)
+    if model_version:
+        qs = qs.filter(predictions__model_version__version=model_version).distinct()
+    allowed = {
+        "created_at",
+        "-created_at",
+        "title",
+        "-title",
+        "artist",
+        "-artist",
+        "pred_confidence",
+        "-pred_confidence",
+    }
+    if ordering in allowed:
+        qs = qs.order_by(ordering, "-id")
+    return qs
+
+
+def artwork_effective_type(*, artwork: Artwork) -> ArtworkType | None:
+    """The curator's type if set, else the active model's prediction."""
+    if artwork.curator_type_id:
+        return ArtworkType.objects.get(pk=artwork.curator_type_id)
+    prediction = artwork_prediction(artwork=artwork)
+    return prediction.predicted_type if prediction else None
+
+
+def artwork_prediction(*, artwork: Artwork, version: ModelVersion | None = None) -> Prediction | None:
+    version = version if version is not None else model_version_active()
+    if version is None:
+        return None
+    return (
+        Prediction.objects.select_related("predicted_type", "model_version")
+        .filter(artwork=artwork, model_version=version)
+        .first()
+    )
+
+
+def artwork_label_history(*, artwork: Artwork) -> QuerySet[LabelCorrection]:
+    return artwork.label_corrections.select_related("from_type", "to_type", "user")
+
+
+def catalogue_counts() -> dict[str, int]:
+    """How many artworks there are in each status."""
+    counts = {status: 0 for status, _ in Artwork.Status.choices}
+    for row in Artwork.objects.values("status").order_by().annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def artworks_unfinished(*, limit: int = 200) -> QuerySet[Artwork]:
+    """Failed, pending and processing artworks (the jobs a curator may retry), failed first, oldest first."""
+    order = {Artwork.Status.FAILED: 0, Artwork.Status.PROCESSING: 1, Artwork.Status.PENDING: 2}
+    rank = Case(*(When(status=s, then=Value(r)) for s, r in order.items()), output_field=IntegerField())
+    return (
+        Artwork.objects.filter(status__in=list(order))
+        .annotate(status_rank=rank)
+        .order_by("status_rank", "updated_at", "id")[:limit]
+    )

@@ -1,0 +1,192 @@
+"""Curation reads: the review queue, and how the model agrees with the curators' labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db.models import (
+    Count,
+    FloatField,
+    Func,
+    QuerySet,
+)
+
+from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
+from inference.models import ModelVersion
+from inference.selectors import model_version_active
+
+REVIEW_ORDERS = {
+    "confidence": "Lowest confidence first",
+    "entropy": "Highest entropy first",
+    "margin": "Smallest margin between the top two types first",
+}
+
+
+class ProbabilityEntropy(Func):
+    """Shannon entropy (nats) of a ``{slug: probability}`` jsonb object: high when the model hesitates."""
+
+    output_field = FloatField()
+    template = (
+        "(SELECT COALESCE(-SUM(_pe.v * LN(GREATEST(_pe.v, 1e-12))), 0) "
+        "FROM (SELECT (_e.value)::float8 AS v FROM jsonb_each_text(%(expressions)s) AS _e) AS _pe)"
+    )
+
+
+class ProbabilityMargin(Func):
+    """Top probability minus the runner-up's, from a ``{slug: probability}`` jsonb object: small when torn."""
+
+    output_field = FloatField()
+    template = (
+        "(SELECT COALESCE(_pm.p[1], 0) - COALESCE(_pm.p[2], 0) FROM (SELECT array_agg((_e.value)::float8 "
+        "ORDER BY (_e.value)::float8 DESC) AS p FROM jsonb_each_text(%(expressions)s) AS _e) AS _pm)"
+    )
+
+
+def review_queue(*, order: str = "confidence", exclude_ids: Iterable[int] = ()) -> QuerySet[Artwork]:
+    """Ready artworks without a curator label, the ones the active model is least sure of first.
+
+    ``order``: ``confidence`` (lowest top probability first), ``entropy`` (highest entropy of the probabilities
+    first) or ``margin`` (smallest gap between the top two types first); anything else means ``confidence``.
+    Rows carry the :func:`artworks_with_prediction` annotations plus ``pred_entropy`` and ``pred_margin``.
+    """
+    qs = (
+        artworks_with_prediction()
+        .filter(status=Artwork.Status.READY, curator_type__isnull=True, pred_type_id__isnull=False)
+        .annotate(
+            pred_entropy=ProbabilityEntropy("pred__probabilities"),
+            pred_margin=ProbabilityMargin("pred__probabilities"),
+        )
+    )
+    excluded = [int(pk) for pk in exclude_ids]
+    if excluded:
+        qs = qs.exclude(pk__in=excluded)
+    if order == "entropy":
+        return qs.order_by("-pred_entropy", "pred_confidence", "id")
+    if order == "margin":
+        return qs.order_by("pred_margin", "pred_confidence", "id")
+    return qs.order_by("pred_confidence", "id")
+
+
+@dataclass(frozen=True)
+class TypeAgreement:
+    """How the model fared on the curator-labelled works of one type."""
+
+    artwork_type: ArtworkType
+    labelled: int  # works the curators gave this type (that the model version predicted)
+    agreed: int  # ... of which the model said the same
+    predicted: int  # labelled works the model called this type, rightly or not
+
+    @property
+    def rate(self) -> float | None:
+        """Share of the curators' works of this type the model got right (recall)."""
+        return self.agreed / self.labelled if self.labelled else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.agreed / self.predicted if self.predicted else None
+
+
+@dataclass(frozen=True)
+class ModelAgreement:
+    """Model versus curators on the curator-labelled works one model version has predicted.
+
+    ``matrix[i][j]``: works the curators call ``types[i]`` that the model called ``types[j]`` (rows: curator,
+    columns: model), as in the model card's confusion matrix (rows: truth, columns: prediction).
+    """
+
+    version: ModelVersion | None
+    types: list[ArtworkType]
+    matrix: list[list[int]]
+
+    @property
+    def compared(self) -> int:
+        return sum(sum(row) for row in self.matrix)
+
+    @property
+    def agreed(self) -> int:
+        return sum(self.matrix[i][i] for i in range(len(self.types)))
+
+    @property
+    def rate(self) -> float | None:
+        return self.agreed / self.compared if self.compared else None
+
+    @property
+    def per_type(self) -> list[TypeAgreement]:
+        return [
+            TypeAgreement(
+                artwork_type=t,
+                labelled=sum(self.matrix[i]),
+                agreed=self.matrix[i][i],
+                predicted=sum(row[i] for row in self.matrix),
+            )
+            for i, t in enumerate(self.types)
+        ]
+
+
+def _agreement_counts(version_ids: Sequence[int] | None) -> dict[int, dict[tuple[int, int], int]]:
+    """{version id: {(curator type id, predicted type id): works}} in one grouped query."""
+    qs = Prediction.objects.filter(artwork__curator_type__isnull=False)
+    if version_ids is not None:
+        qs = qs.filter(model_version_id__in=list(version_ids))
+    counts: dict[int, dict[tuple[int, int], int]] = {}
+    rows = (
+        qs.values_list("model_version_id", "artwork__curator_type_id", "predicted_type_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for version_id, curator_type_id, predicted_type_id, n in rows:
+        counts.setdefault(version_id, {})[(curator_type_id, predicted_type_id)] = n
+    return counts
+
+
+def _agreement(
+    version: ModelVersion | None, counts: dict[tuple[int, int], int], types: list[ArtworkType]
+) -> ModelAgreement:
+    index = {t.pk: i for i, t in enumerate(types)}
+    matrix = [[0] * len(types) for _ in types]
+    for (curator_type_id, predicted_type_id), n in counts.items():
+        if curator_type_id in index and predicted_type_id in index:
+            matrix[index[curator_type_id]][index[predicted_type_id]] += n
+    return ModelAgreement(version=version, types=types, matrix=matrix)
+
+
+def model_agreement(*, version: ModelVersion | None = None) -> ModelAgreement:
+    """Agreement between one model version (default: the active one) and the curators' labels."""
+    version = version if version is not None else model_version_active()
+    types = artwork_types()
+    if version is None:
+        return _agreement(None, {}, types)
+    return _agreement(version, _agreement_counts([version.pk]).get(version.pk, {}), types)
+
+
+def model_agreements() -> list[ModelAgreement]:
+    """Agreement per model version, for every version that has predicted a curator-labelled work (the active
+    version always, even with nothing to compare yet); the active version first, then the newest."""
+    counts = _agreement_counts(None)
+    types = artwork_types()
+    versions = [
+        v for v in ModelVersion.objects.order_by("-is_active", "-created_at") if v.is_active or v.pk in counts
+    ]
+    return [_agreement(v, counts.get(v.pk, {}), types) for v in versions]
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    reviewed: int  # ready works with a curator label
+    remaining: int  # ready works still waiting for one (the queue)
+    agreement: ModelAgreement  # the active model against the curators so far
+
+    @property
+    def total(self) -> int:
+        return self.reviewed + self.remaining
+
+
+def review_progress() -> ReviewProgress:
+    ready = Artwork.objects.filter(status=Artwork.Status.READY)
+    return ReviewProgress(
+        reviewed=ready.filter(curator_type__isnull=False).count(),
+        remaining=review_queue().count(),
+        agreement=model_agreement(),
+    )

@@ -1,0 +1,8 @@
+"""Every write to the catalogue, one module per sub-domain. Views, the API, the admin, commands and tasks call these;
+nothing else writes rows.
+
+- ``artworks``: storing an upload (checked completely before anything is written), metadata edits, deletes.
+- ``classification``: queueing artworks for the workers, classifying them, storing predictions, the sweep.
+- ``labels``: the curators' types and their audit trail.
+- ``accounts``: the accounts the site needs to start.
+"""
