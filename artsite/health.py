@@ -23,6 +23,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from artsite.broker import broker_redis
+
 # A model that failed to load is tried again after this long (loading a damaged file again and again costs).
 MODEL_RECHECK_SECONDS = 30.0
 
@@ -64,8 +66,6 @@ def database_check() -> Check:
 
 
 def broker_check() -> Check:
-    from artsite.metrics import broker_redis
-
     started = time.perf_counter()
     try:
         broker_redis(timeout=1.0).ping()

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+
+from artsite import health
+from artsite.broker import broker_redis
 
 logger = logging.getLogger(__name__)
 
@@ -30,44 +32,7 @@ QUIET_SECONDS = 5.0
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-# --- The broker's Redis -----------------------------------------------------------------------------------------
-
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
 _quiet_until = 0.0
-
-
-def broker_redis(url: str | None = None, *, timeout: float = 1.0) -> Any:
-    """A redis-py client (with its own connection pool) for the Celery broker URL, cached per URL and timeout.
-
-    Understands ``redis://``, ``rediss://``, ``unix://`` and kombu's ``redis+socket:///path`` (the embedded Redis).
-    """
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    url = url or settings.CELERY_BROKER_URL
-    key = f"{url}|{timeout}"
-    client = _clients.get(key)
-    if client is not None:
-        return client
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            # No retries: redis-py 8 retries three times with growing back-off by default, seconds per call
-            # while Redis is down; every caller here has an answer for "Redis is down" that must come at once.
-            options: dict[str, Any] = {
-                "socket_timeout": timeout,
-                "socket_connect_timeout": timeout,
-                "retry": Retry(NoBackoff(), 0),
-            }
-            if url.startswith("redis+socket://"):
-                path = url.removeprefix("redis+socket://").split("?", 1)[0]
-                client = redis.Redis(unix_socket_path=path, **options)
-            else:
-                client = redis.Redis.from_url(url, **options)
-            _clients[key] = client
-        return client
 
 
 def _quietly(write: Callable[[Any], None]) -> None:
@@ -187,12 +152,6 @@ def task_sent_record(*, task: str) -> None:
     _quietly(write)
 
 
-def metrics_reset() -> None:
-    """Forget every stored counter (tests)."""
-    client = broker_redis()
-    client.delete(*(m.key for m in STORED))
-
-
 # --- Requests ---------------------------------------------------------------------------------------------------
 
 
@@ -222,7 +181,7 @@ class RequestMetricsMiddleware:
         return response
 
 
-# --- Celery tasks (signals connected when a worker imports inference.tasks) -------------------------------------
+# --- Celery tasks (signals connected by the catalogue app at start-up, in every process) ------------------------
 
 _task_started: dict[str, float] = {}
 
@@ -285,8 +244,6 @@ class ArtsiteCollector:
 
     def collect(self) -> Iterable[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-
-        from artsite import health
 
         up = GaugeMetricFamily("artsite_up", "1 when the component answers, else 0.", labels=["component"])
         try:

@@ -39,6 +39,8 @@ from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.views.static import serve
 
+from artsite.broker import broker_redis
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "artsite:login"
@@ -104,8 +106,6 @@ _memory = _MemoryCounts()
 
 
 def _redis() -> Any:
-    from artsite.metrics import broker_redis
-
     return broker_redis(timeout=0.5)
 
 

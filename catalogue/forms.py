@@ -1,6 +1,6 @@
 from django import forms
 
-from catalogue.models import Artwork, ArtworkType
+from catalogue.models import ArtworkType
 from inference.preprocessing import ALLOWED_EXTENSIONS
 
 
@@ -14,18 +14,6 @@ class ArtworkUploadForm(forms.Form):
     date = forms.CharField(max_length=100, required=False, help_text="As catalogues write it: “c. 1650”.")
     accession_number = forms.CharField(max_length=100, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-
-
-class ArtworkFilterForm(forms.Form):
-    q = forms.CharField(
-        required=False,
-        label="Search",
-        widget=forms.TextInput(attrs={"placeholder": "Title, artist, accession no."}),
-    )
-    type = forms.ModelChoiceField(
-        ArtworkType.objects.all(), required=False, to_field_name="slug", empty_label="All types"
-    )
-    status = forms.ChoiceField(choices=[("", "Any status"), *Artwork.Status.choices], required=False)
 
 
 class LabelForm(forms.Form):

@@ -11,13 +11,14 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from catalogue.forms import ArtworkFilterForm, ArtworkUploadForm, LabelForm
+from catalogue.filters import ArtworkFilterSet
+from catalogue.forms import ArtworkUploadForm, LabelForm
 from catalogue.models import Artwork, LabelCorrection
-from catalogue.selectors import artworks as artwork_selectors
 from catalogue.selectors.artworks import (
     artwork_label_history,
     artwork_prediction,
     artwork_types,
+    artworks_with_prediction,
     catalogue_counts,
 )
 from catalogue.selectors.similarity import artwork_similar
@@ -28,13 +29,9 @@ from catalogue.services.labels import label_correct
 
 @login_required
 def artwork_list(request: HttpRequest) -> HttpResponse:
-    form = ArtworkFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    artworks = artwork_selectors.artwork_list(
-        type_slug=filters["type"].slug if filters.get("type") else None,
-        status=filters.get("status") or None,
-        search=filters.get("q") or None,
-    )
+    filters = ArtworkFilterSet(request.GET or None, queryset=artworks_with_prediction())
+    # An invalid filter (an unknown type typed into the URL) shows its error in the form and filters nothing.
+    artworks = filters.qs if filters.is_bound and filters.is_valid() else filters.queryset
     page = Paginator(artworks, 24).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -42,7 +39,7 @@ def artwork_list(request: HttpRequest) -> HttpResponse:
         request,
         "catalogue/artwork_list.html",
         {
-            "form": form,
+            "form": filters.form,
             "page": page,
             "query": query.urlencode(),
             "types": {t.pk: t for t in artwork_types()},

@@ -5,6 +5,20 @@ from __future__ import annotations
 from django.db import models
 
 
+class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
+    def active(self) -> ModelVersionQuerySet:
+        return self.filter(status=ModelVersion.Status.ACTIVE)
+
+    def active_first(self) -> ModelVersionQuerySet:
+        """The active version first, then the newest."""
+        is_active = models.Case(
+            models.When(status=ModelVersion.Status.ACTIVE, then=models.Value(0)),
+            default=models.Value(1),
+            output_field=models.IntegerField(),
+        )
+        return self.order_by(is_active, "-created_at")
+
+
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
         AVAILABLE = "available", "Available"
@@ -15,20 +29,26 @@ class ModelVersion(models.Model):
     path = models.CharField(max_length=500, help_text="Folder holding model.keras and card.json.")
     card = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.AVAILABLE)
-    is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # The status is the one record of which version serves: at most one row may be active.
             models.UniqueConstraint(
-                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model_version"
+                fields=["status"], condition=models.Q(status="active"), name="one_active_model_version"
             ),
         ]
 
     def __str__(self) -> str:
         return self.version
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
 
     @property
     def metrics(self) -> dict:

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files: the docs work offline
     "catalogue",
@@ -169,7 +170,7 @@ ARTSITE_WARM_MODEL_ON_START = env.bool("ARTSITE_WARM_MODEL_ON_START", default=Tr
 CELERY_BEAT_SCHEDULE = {
     # Nothing stays pending forever: artworks stored while the broker was down go through once it is back.
     "requeue-pending": {
-        "task": "inference.tasks.requeue_pending",
+        "task": "catalogue.tasks.requeue_pending",
         "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=60),
     },
 }

@@ -22,17 +22,6 @@ from inference.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
-ORDERINGS = {
-    "created_at": "created_at",
-    "-created_at": "-created_at",
-    "title": "title",
-    "-title": "-title",
-    "artist": "artist",
-    "-artist": "-artist",
-    "confidence": "pred_confidence",
-    "-confidence": "-pred_confidence",
-}
-
 
 def _absolute(request: Any, url: str) -> str:
     return request.build_absolute_uri(url) if request is not None else url
@@ -247,50 +236,6 @@ class ArtworkUpdateSerializer(serializers.Serializer):
                     for name in unknown
                 },
                 code="not_editable",
-            )
-        return attrs
-
-
-class ArtworkListQuerySerializer(serializers.Serializer):
-    """Query parameters of ``GET artworks/``."""
-
-    type = serializers.CharField(
-        required=False, help_text="Effective type (slug; 'painting' or 'paintings')."
-    )
-    status = serializers.ChoiceField(choices=Artwork.Status.choices, required=False)
-    labelled = serializers.BooleanField(
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="true: only works a curator labelled; false: only works without a curator label.",
-    )
-    min_confidence = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
-    max_confidence = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
-    model_version = serializers.CharField(
-        required=False, help_text="Only works this model version has classified."
-    )
-    search = serializers.CharField(
-        required=False, help_text="Words in the title, the artist or the accession number."
-    )
-    ordering = serializers.ChoiceField(
-        choices=list(ORDERINGS), required=False, help_text="Default: -created_at."
-    )
-
-    def validate_type(self, value: str) -> ArtworkType:
-        return validate_type_slug(value)
-
-    def validate_model_version(self, value: str) -> str:
-        if not ModelVersion.objects.filter(version=value).exists():
-            raise serializers.ValidationError(
-                f"Unknown model version “{value}”.", code="unknown_model_version"
-            )
-        return value
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        low, high = attrs.get("min_confidence"), attrs.get("max_confidence")
-        if low is not None and high is not None and low > high:
-            raise serializers.ValidationError(
-                {"min_confidence": ["min_confidence is larger than max_confidence."]}, code="invalid"
             )
         return attrs
 

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -21,12 +22,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalogue.api import serializers as s
+from catalogue.api import serializers
 from catalogue.api.exceptions import ApiError
 from catalogue.api.permissions import ActionPermissions
 from catalogue.api.throttles import ScopedThrottle
+from catalogue.filters import ArtworkFilterSet
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
-from catalogue.selectors.artworks import artwork_list, artwork_types, artworks_with_prediction
+from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services.artworks import (
     artwork_create,
@@ -59,7 +61,7 @@ def errors(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
     """Schema entries for error responses (all with :class:`ErrorSerializer`)."""
     return {
         code: OpenApiResponse(
-            s.ErrorSerializer, description=descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])
+            serializers.ErrorSerializer, description=descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])
         )
         for code in codes
     }
@@ -86,17 +88,19 @@ IMAGE_ERRORS = {
     list=extend_schema(
         summary="List artworks",
         description="The catalogue, newest first, with the active model's predictions; filter, search, order, page.",
-        parameters=[s.ArtworkListQuerySerializer],
-        responses={200: s.ArtworkSerializer(many=True), **errors(400, 401, 403, 404, e404="Invalid page.")},
+        responses={
+            200: serializers.ArtworkSerializer(many=True),
+            **errors(400, 401, 403, 404, e404="Invalid page."),
+        },
     ),
     create=extend_schema(
         summary="Upload an artwork",
         description="Stores the image and its metadata; the classification runs in the worker. Answers 202 with the "
         "artwork (status `pending`) and its URL, to poll until `status` is `ready` or `failed`. The same file "
         "uploaded twice answers 409 with the existing artwork. Throttled (scope `upload`).",
-        request={"multipart/form-data": s.ArtworkCreateSerializer},
+        request={"multipart/form-data": serializers.ArtworkCreateSerializer},
         responses={
-            202: s.ArtworkAcceptedSerializer,
+            202: serializers.ArtworkAcceptedSerializer,
             **errors(
                 400,
                 401,
@@ -115,14 +119,14 @@ IMAGE_ERRORS = {
         summary="An artwork",
         description="Metadata, status and error, the active model's prediction with its probabilities, and the "
         "effective and curator types.",
-        responses={200: s.ArtworkSerializer, **errors(401, 403, 404)},
+        responses={200: serializers.ArtworkSerializer, **errors(401, 403, 404)},
     ),
     partial_update=extend_schema(
         summary="Change an artwork's metadata",
         description="Title, artist, date, accession number, description. Curators only.",
-        request=s.ArtworkUpdateSerializer,
+        request=serializers.ArtworkUpdateSerializer,
         responses={
-            200: s.ArtworkSerializer,
+            200: serializers.ArtworkSerializer,
             **errors(400, 401, 403, 404, 409, e409="Accession number taken."),
         },
     ),
@@ -140,7 +144,9 @@ class ArtworkViewSet(
     permission_classes = [ActionPermissions]
     throttle_classes = [ScopedThrottle]
     pagination_class = ApiPagination
-    serializer_class = s.ArtworkSerializer
+    serializer_class = serializers.ArtworkSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ArtworkFilterSet
     lookup_value_regex = r"[0-9]+"
     read_permissions = ["catalogue.view_artwork"]
     required_permissions = {
@@ -176,27 +182,17 @@ class ArtworkViewSet(
         return artwork
 
     def _detail(self, pk: int) -> dict[str, Any]:
-        return s.ArtworkSerializer(self.get_queryset().get(pk=pk), context=self.get_serializer_context()).data
+        return serializers.ArtworkSerializer(
+            self.get_queryset().get(pk=pk), context=self.get_serializer_context()
+        ).data
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        query = s.ArtworkListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        q = query.validated_data
-        artworks = artwork_list(
-            type_slug=q["type"].slug if q.get("type") else None,
-            status=q.get("status"),
-            search=q.get("search"),
-            labelled=q.get("labelled"),
-            min_confidence=q.get("min_confidence"),
-            max_confidence=q.get("max_confidence"),
-            model_version=q.get("model_version"),
-            ordering=s.ORDERINGS.get(q.get("ordering", "")),
-        )
+        artworks = self.filter_queryset(self.get_queryset())  # ArtworkFilterSet; 400 with each field's error
         page = self.paginate_queryset(artworks)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        form = s.ArtworkCreateSerializer(data=request.data)
+        form = serializers.ArtworkCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         artwork = artwork_create(
@@ -213,7 +209,7 @@ class ArtworkViewSet(
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         artwork = self.get_object()
-        form = s.ArtworkUpdateSerializer(data=request.data, partial=True)
+        form = serializers.ArtworkUpdateSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
         artwork_update(artwork=artwork, **form.validated_data)
         return Response(self._detail(artwork.pk))
@@ -225,9 +221,9 @@ class ArtworkViewSet(
         summary="Works similar to an artwork",
         description="The k works whose embeddings (active model version) are nearest by cosine similarity, most "
         "similar first, optionally only of one effective type. 409 while the artwork is not classified yet.",
-        parameters=[s.SimilarQuerySerializer],
+        parameters=[serializers.SimilarQuerySerializer],
         responses={
-            200: s.SimilarResponseSerializer,
+            200: serializers.SimilarResponseSerializer,
             **errors(
                 400,
                 401,
@@ -242,7 +238,7 @@ class ArtworkViewSet(
     @action(detail=True, methods=["get"])
     def similar(self, request: Request, pk: str | None = None, format: str | None = None) -> Response:
         artwork = self.get_object()
-        query = s.SimilarQuerySerializer(data=request.query_params)
+        query = serializers.SimilarQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         k, artwork_type = query.validated_data["k"], query.validated_data.get("type")
         if artwork.pred_type_id is None:  # type: ignore[attr-defined]
@@ -260,7 +256,8 @@ class ArtworkViewSet(
                 "k": k,
                 "type": artwork_type.slug if artwork_type else None,
                 "results": [
-                    s.SimilarWorkSerializer.shape(w, request=request, types=context["types"]) for w in works
+                    serializers.SimilarWorkSerializer.shape(w, request=request, types=context["types"])
+                    for w in works
                 ],
             }
         )
@@ -269,16 +266,16 @@ class ArtworkViewSet(
         summary="Correct an artwork's type",
         description="Sets the curator's type (it becomes the effective type) and records the change, who made it "
         "and the note in the audit trail. Curators only.",
-        request=s.LabelInputSerializer,
+        request=serializers.LabelInputSerializer,
         responses={
-            201: s.LabelResponseSerializer,
+            201: serializers.LabelResponseSerializer,
             **errors(400, 401, 403, 404, e400="Missing or unknown `type`."),
         },
     )
     @action(detail=True, methods=["post"])
     def label(self, request: Request, pk: str | None = None, format: str | None = None) -> Response:
         artwork = self.get_object()
-        form = s.LabelInputSerializer(data=request.data)
+        form = serializers.LabelInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         correction = label_correct(
             artwork=artwork,
@@ -288,7 +285,10 @@ class ArtworkViewSet(
             note=form.validated_data["note"],
         )
         return Response(
-            {"correction": s.LabelCorrectionSerializer(correction).data, "artwork": self._detail(artwork.pk)},
+            {
+                "correction": serializers.LabelCorrectionSerializer(correction).data,
+                "artwork": self._detail(artwork.pk),
+            },
             status=status.HTTP_201_CREATED,
         )
 
@@ -298,15 +298,17 @@ class ArtworkViewSet(
 
 @extend_schema_view(
     list=extend_schema(
-        summary="The artwork types", responses={200: s.ArtworkTypeSerializer(many=True), **errors(401, 403)}
+        summary="The artwork types",
+        responses={200: serializers.ArtworkTypeSerializer(many=True), **errors(401, 403)},
     ),
     retrieve=extend_schema(
-        summary="One artwork type", responses={200: s.ArtworkTypeSerializer, **errors(401, 403, 404)}
+        summary="One artwork type",
+        responses={200: serializers.ArtworkTypeSerializer, **errors(401, 403, 404)},
     ),
 )
 class ArtworkTypeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ArtworkType.objects.all()
-    serializer_class = s.ArtworkTypeSerializer
+    serializer_class = serializers.ArtworkTypeSerializer
     permission_classes = [ActionPermissions]
     read_permissions = ["catalogue.view_artworktype"]
     pagination_class = None
@@ -317,15 +319,16 @@ class ArtworkTypeViewSet(viewsets.ReadOnlyModelViewSet):
     list=extend_schema(
         summary="The model versions",
         description="Every registered version, the active one first, with its model card's metrics.",
-        responses={200: s.ModelVersionSerializer(many=True), **errors(401, 403)},
+        responses={200: serializers.ModelVersionSerializer(many=True), **errors(401, 403)},
     ),
     retrieve=extend_schema(
-        summary="One model version", responses={200: s.ModelVersionSerializer, **errors(401, 403, 404)}
+        summary="One model version",
+        responses={200: serializers.ModelVersionSerializer, **errors(401, 403, 404)},
     ),
 )
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = ModelVersion.objects.order_by("-is_active", "-created_at")
-    serializer_class = s.ModelVersionSerializer
+    queryset = ModelVersion.objects.active_first()
+    serializer_class = serializers.ModelVersionSerializer
     permission_classes = [ActionPermissions]
     read_permissions = ["inference.view_modelversion"]
     pagination_class = None
@@ -377,18 +380,18 @@ class ClassifyView(APIView):
         description="Runs the active model on the image and finds the five most similar works in the catalogue. "
         "`?inline=1` adds each similar work's thumbnail as base64. The image is checked exactly as an upload is "
         "(format, size, pixel count, truncation). Throttled (scope `classify`).",
-        parameters=[s.ClassifyQuerySerializer],
-        request={"multipart/form-data": s.ClassifyInputSerializer},
+        parameters=[serializers.ClassifyQuerySerializer],
+        request={"multipart/form-data": serializers.ClassifyInputSerializer},
         responses={
-            200: s.ClassifyResultSerializer,
+            200: serializers.ClassifyResultSerializer,
             **errors(400, 401, 403, 413, 415, 429, 503, **IMAGE_ERRORS),
         },
     )
     def post(self, request: Request) -> Response:
         timings, clock = self.timings, time.perf_counter()
-        query = s.ClassifyQuerySerializer(data=request.query_params)
+        query = serializers.ClassifyQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        form = s.ClassifyInputSerializer(data=request.data)
+        form = serializers.ClassifyInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         timings["parse"] = time.perf_counter() - clock
 
@@ -409,7 +412,7 @@ class ClassifyView(APIView):
             "probabilities": {slug: round(p, 6) for slug, p in result.probabilities.items()},
             "model_version": result.version.version,
             "similar": [
-                s.SimilarWorkSerializer.shape(w, request=request, types=types, inline=inline)
+                serializers.SimilarWorkSerializer.shape(w, request=request, types=types, inline=inline)
                 for w in result.similar
             ],
         }

@@ -65,52 +65,6 @@ def artworks_with_prediction(version: ModelVersion | None = None) -> QuerySet[An
     )
 
 
-def artwork_list(
-    *,
-    type_slug: str | None = None,
-    status: str | None = None,
-    search: str | None = None,
-    labelled: bool | None = None,
-    min_confidence: float | None = None,
-    max_confidence: float | None = None,
-    model_version: str | None = None,
-    ordering: str | None = None,
-) -> QuerySet[Any]:
-    """The catalogue, filtered. Unknown filter values filter nothing out rather than fail (the forms validate)."""
-    qs = artworks_with_prediction()
-    if type_slug:
-        artwork_type = artwork_type_by_slug(type_slug)
-        qs = qs.filter(effective_type_id=artwork_type.pk if artwork_type else -1)
-    if status:
-        qs = qs.filter(status=status)
-    if search:
-        term = search.strip()
-        qs = qs.filter(
-            Q(title__icontains=term) | Q(artist__icontains=term) | Q(accession_number__icontains=term)
-        )
-    if labelled is not None:
-        qs = qs.filter(curator_type__isnull=not labelled)
-    if min_confidence is not None:
-        qs = qs.filter(pred_confidence__gte=min_confidence)
-    if max_confidence is not None:
-        qs = qs.filter(pred_confidence__lte=max_confidence)
-    if model_version:
-        qs = qs.filter(predictions__model_version__version=model_version).distinct()
-    allowed = {
-        "created_at",
-        "-created_at",
-        "title",
-        "-title",
-        "artist",
-        "-artist",
-        "pred_confidence",
-        "-pred_confidence",
-    }
-    if ordering in allowed:
-        qs = qs.order_by(ordering, "-id")
-    return qs
-
-
 def artwork_effective_type(*, artwork: Artwork) -> ArtworkType | None:
     """The curator's type if set, else the active model's prediction."""
     if artwork.curator_type_id:

@@ -166,9 +166,7 @@ def model_agreements() -> list[ModelAgreement]:
     version always, even with nothing to compare yet); the active version first, then the newest."""
     counts = _agreement_counts(None)
     types = artwork_types()
-    versions = [
-        v for v in ModelVersion.objects.order_by("-is_active", "-created_at") if v.is_active or v.pk in counts
-    ]
+    versions = [v for v in ModelVersion.objects.active_first() if v.is_active or v.pk in counts]
     return [_agreement(v, counts.get(v.pk, {}), types) for v in versions]
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -27,15 +28,16 @@ from inference.selectors import model_version_active
 
 logger = logging.getLogger(__name__)
 
+#: Sent by name: these services must not import the tasks module that calls them (``catalogue/tasks.py``).
+CLASSIFY_TASK = "catalogue.tasks.classify_artwork"
+
 
 def classification_enqueue(*, artwork_ids: Sequence[int]) -> bool:
     """Send the artworks to the workers. Returns False (and logs) when the broker cannot be reached: the artworks
     stay pending and the periodic sweep sends them when the broker is back."""
-    from inference.tasks import classify_artwork
-
     try:
         for artwork_id in artwork_ids:
-            classify_artwork.apply_async(args=[artwork_id], retry=False)
+            current_app.send_task(CLASSIFY_TASK, args=[artwork_id], retry=False)
     except Exception:  # kombu raises OperationalError, redis ConnectionError, socket errors...
         logger.warning(
             "broker unreachable; %d artwork(s) stay pending until the sweep", len(artwork_ids), exc_info=True

@@ -43,10 +43,10 @@ def test_portal_404_stays_html(client):
 def test_unexpected_error_is_json_500(viewer_api, monkeypatch):
     from catalogue.api import views
 
-    def broken(**kwargs):  # type: ignore[no-untyped-def]
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(views, "artwork_list", broken)
+    monkeypatch.setattr(views, "artworks_with_prediction", broken)
     viewer_api.raise_request_exception = False  # let Django's handler answer, as in production
     body = assert_error(viewer_api.get("/api/v1/artworks/"), 500, "server_error")
     assert "boom" not in body["message"]  # no internals leak

@@ -6,36 +6,12 @@ import numpy as np
 import pytest
 
 from catalogue.models import Artwork, ArtworkType
-from catalogue.selectors.artworks import artwork_list, artwork_type_by_slug
+from catalogue.selectors.artworks import artwork_type_by_slug
 from catalogue.selectors.similarity import artwork_similar
-from inference.models import ModelVersion
-from tests.factories import ArtworkFactory, prediction_for
+from tests.catalogue.conftest import SLUGS
+from tests.factories import ArtworkFactory
 
 pytestmark = pytest.mark.django_db
-
-SLUGS = ["drawings", "engraving", "iconography", "painting", "sculpture"]
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-@pytest.fixture
-def catalogue(active_model):
-    """60 ready artworks with random embeddings (type i % 5), plus a pending and an other-version artwork."""
-    rng = np.random.default_rng(42)
-    embeddings = unit(rng.normal(size=(60, 128)).astype(np.float32))
-    artworks = []
-    for i, embedding in enumerate(embeddings):
-        artwork = ArtworkFactory(status=Artwork.Status.READY)
-        prediction_for(artwork, version=active_model, type_slug=SLUGS[i % 5], embedding=embedding)
-        artworks.append(artwork)
-    pending = ArtworkFactory(status=Artwork.Status.PENDING)
-    prediction_for(pending, version=active_model, type_slug="painting", embedding=embeddings[0])
-    other_version = ModelVersion.objects.create(version="older", path="/nowhere")
-    stranger = ArtworkFactory(status=Artwork.Status.READY)
-    prediction_for(stranger, version=other_version, type_slug="painting", embedding=embeddings[0])
-    return artworks, embeddings
 
 
 def exact_top(embeddings: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray) -> list[int]:
@@ -92,24 +68,6 @@ def test_type_filter_returns_fewer_only_when_fewer_exist(catalogue):
 
 def test_no_prediction_means_no_similar_works(active_model):
     assert artwork_similar(artwork=ArtworkFactory()) == []
-
-
-def test_artwork_list_filters(catalogue):
-    artworks, _ = catalogue
-    painting = ArtworkType.objects.get(slug="painting")
-    Artwork.objects.filter(pk=artworks[0].pk).update(
-        curator_type=painting, title="Night Watch", artist="Rembrandt"
-    )
-
-    paintings = artwork_list(type_slug="Paintings")
-    assert artworks[0].pk in {a.pk for a in paintings}
-    assert all(a.effective_type_id == painting.pk for a in paintings)
-    assert [a.pk for a in artwork_list(search="rembrandt")] == [artworks[0].pk]
-    assert artwork_list(status="pending").count() == 1
-    assert [a.pk for a in artwork_list(labelled=True)] == [artworks[0].pk]
-    assert artwork_list(type_slug="no-such-type").count() == 0
-    confident = artwork_list(min_confidence=0.95)
-    assert confident.count() == 0
 
 
 @pytest.mark.parametrize("given", ["drawing", "Drawings", "DRAWINGS", " drawings "])

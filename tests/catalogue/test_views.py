@@ -120,7 +120,7 @@ def test_status_endpoint_reports_progress(curator_client):
 def test_list_filters_and_search(curator_client, active_model):
     artwork_create(data=image_bytes(5), title="Madonna", artist="Giotto", enqueue=False)
     artwork_create(data=image_bytes(6), title="Bust", artist="Bernini", enqueue=False)
-    html = curator_client.get(reverse("catalogue:artwork-list"), {"q": "giotto"}).content.decode()
+    html = curator_client.get(reverse("catalogue:artwork-list"), {"search": "giotto"}).content.decode()
     assert "Madonna" in html and "Bust" not in html
     html = curator_client.get(reverse("catalogue:artwork-list"), {"status": "ready"}).content.decode()
     assert "Madonna" not in html and "No artworks match" in html

@@ -85,7 +85,7 @@ def test_uploads_while_redis_is_down_are_kept_pending_then_sent(
     call_command("requeue_pending", stdout=out)
     assert "Sent 2 artwork(s)" in out.getvalue()
     assert broker.llen("celery") == 2
-    from inference.tasks import classify_artwork
+    from catalogue.tasks import classify_artwork
 
     for artwork in uploaded:
         classify_artwork.apply(args=[artwork.pk])
@@ -95,7 +95,7 @@ def test_uploads_while_redis_is_down_are_kept_pending_then_sent(
 def test_the_periodic_sweep_sends_what_was_stored_while_redis_was_down(
     active_model, redis_down, broker, settings
 ):
-    from inference.tasks import requeue_pending
+    from catalogue.tasks import requeue_pending
 
     artworks = [ArtworkFactory(), ArtworkFactory()]
     assert classification_enqueue(artwork_ids=[a.pk for a in artworks]) is False  # Redis down

@@ -72,14 +72,14 @@ def test_queue_depth_and_artworks_by_status(client, active_model, broker):
     assert value(samples, "artsite_artworks", status="pending") == 3
     assert value(samples, "artsite_artworks", status="failed") == 1
     assert value(samples, "artsite_artworks", status="ready") == 0
-    assert value(samples, "artsite_celery_tasks_sent_total", task="inference.tasks.classify_artwork") == 3
+    assert value(samples, "artsite_celery_tasks_sent_total", task="catalogue.tasks.classify_artwork") == 3
     assert value(samples, "artsite_up", component="broker") == 1
     assert value(samples, "artsite_up", component="database") == 1
     assert value(samples, "artsite_model_info", version=active_model.version) == 1
 
 
 def test_tasks_are_counted_by_state_and_timed(client, active_model, broker):
-    from inference.tasks import classify_artwork
+    from catalogue.tasks import classify_artwork
 
     artwork = ArtworkFactory()
     # apply() runs the task here, through the same tracer (and signals) as a worker.
@@ -87,7 +87,7 @@ def test_tasks_are_counted_by_state_and_timed(client, active_model, broker):
     classify_artwork.apply(args=[artwork.pk])
     samples = scrape(client)
 
-    task = "inference.tasks.classify_artwork"
+    task = "catalogue.tasks.classify_artwork"
     assert value(samples, "artsite_celery_tasks_total", task=task, state="SUCCESS") == 2
     assert value(samples, "artsite_celery_task_duration_seconds_count", task=task) == 2
     assert value(samples, "artsite_celery_task_duration_seconds_sum", task=task) > 0

@@ -208,7 +208,7 @@ def snapshot() -> dict[str, Any]:
             Prediction.objects.order_by("pk").values_list("pk", "predicted_type_id", "confidence")
         ),
         "corrections": list(LabelCorrection.objects.order_by("pk").values_list("pk", "to_type_id")),
-        "models": list(ModelVersion.objects.order_by("pk").values_list("pk", "is_active", "status")),
+        "models": list(ModelVersion.objects.order_by("pk").values_list("pk", "status")),
         "types": list(ArtworkType.objects.order_by("pk").values_list("pk", "slug", "name")),
         "users": list(
             get_user_model()

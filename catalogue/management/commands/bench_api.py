@@ -228,7 +228,7 @@ class Command(BaseCommand):
         from inference.services import default_version_name, model_version_set_active, model_versions_sync
 
         model_versions_sync()  # the project's model folders only: a stand-in is never the default
-        version = ModelVersion.objects.filter(is_active=True).first()
+        version = ModelVersion.objects.active().first()
         if requested:
             version = ModelVersion.objects.filter(version=requested).first()
             if version is None:

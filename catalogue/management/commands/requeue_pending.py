@@ -1,6 +1,6 @@
 """Send pending artworks (stored while the broker was down) and stuck ones (their worker died) to the workers.
 
-The same sweep runs every minute in the worker's beat (``inference.tasks.requeue_pending``, ``CELERY_BEAT_SCHEDULE``);
+The same sweep runs every minute in the worker's beat (``catalogue.tasks.requeue_pending``, ``CELERY_BEAT_SCHEDULE``);
 this command runs it now, e.g. right after Redis is back.
 """
 

@@ -292,7 +292,7 @@ class Command(BaseCommand):
         from inference.loader import configure_threads
 
         configure_threads(options["threads"])
-        from inference.catalogue_training import model_train_from_catalogue
+        from catalogue.services.training import model_train_from_catalogue
 
         self.stdout.write("Training on the catalogue (this reads every ready artwork's image)...")
         try:

@@ -1,7 +1,7 @@
 """The "Models" page of the admin: every registered model version, its card's metrics, and which one serves.
 
 Read-only on purpose: versions come from their folders. The one write is the "activate" action (superusers), which
-calls ``inference.services.model_activate``: the catalogue is re-embedded in the background and the switch happens
+calls ``catalogue.services.model_rollout.model_activate``: the catalogue is re-embedded in the background and the switch happens
 when it is complete; the page shows the progress (catalogue coverage) meanwhile.
 """
 
@@ -15,8 +15,11 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from catalogue.admin import ReadOnlyAdminMixin
+from catalogue.admin.artworks import ReadOnlyAdminMixin
+from catalogue.services.model_rollout import model_activate, model_reembed_progress
 from inference.models import ModelVersion
+from inference.registry import ModelUnavailable
+from inference.services import model_versions_sync
 
 
 def _metric(value: Any, *, percent: bool = True) -> str:
@@ -35,7 +38,6 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: versions are registered from their folders, and predictions and embeddings hang on them.
     list_display = (
         "version",
-        "is_active",
         "status",
         "architecture",
         "accuracy",
@@ -46,11 +48,10 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "activated_at",
     )
-    list_filter = ("is_active", "status")
+    list_filter = ("status",)
     search_fields = ("version",)
     fields = (
         "version",
-        "is_active",
         "status",
         "activated_at",
         "created_at",
@@ -69,8 +70,6 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = ("activate",)
 
     def sync_on_list(self, request: HttpRequest) -> None:
-        from inference.services import model_versions_sync
-
         model_versions_sync()  # a version trained since the last visit shows up at once
 
     @admin.action(
@@ -78,9 +77,6 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         permissions=["activate"],
     )
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
-        from inference.registry import ModelUnavailable
-        from inference.services import model_activate
-
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
@@ -165,8 +161,6 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="catalogue embedded")
     def catalogue_coverage(self, obj: ModelVersion) -> str:
-        from inference.services import model_reembed_progress
-
         progress = model_reembed_progress(version=obj)
         return f"{progress.done} of {progress.total} ready works have this version's prediction and embedding"
 

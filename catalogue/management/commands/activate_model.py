@@ -8,8 +8,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from inference import registry, services
+from catalogue.services.model_rollout import model_activate, model_reembed_batch, model_reembed_progress
+from inference import registry
 from inference.models import ModelVersion
+from inference.services import model_versions_sync
 
 
 class Command(BaseCommand):
@@ -36,7 +38,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        services.model_versions_sync()
+        model_versions_sync()
         if options["list"] or not options["version"]:
             self._list()
             return
@@ -47,7 +49,7 @@ class Command(BaseCommand):
             known = ", ".join(ModelVersion.objects.values_list("version", flat=True)) or "none"
             raise CommandError(f"Unknown model version {options['version']!r}. Known: {known}.") from None
 
-        version = services.model_activate(version=version, enqueue=not options["here"])
+        version = model_activate(version=version, enqueue=not options["here"])
         if version.is_active:
             self.stdout.write(self.style.SUCCESS(f"{version.version} is active."))
             return
@@ -58,15 +60,13 @@ class Command(BaseCommand):
 
     def _follow(self, version: ModelVersion, *, here: bool) -> None:
         started = time.monotonic()
-        progress = services.model_reembed_progress(version=version)
+        progress = model_reembed_progress(version=version)
         columns = (TextColumn("re-embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns) as bar:
             task = bar.add_task("embed", total=progress.total, completed=progress.done)
             while True:
                 progress = (
-                    services.model_reembed_batch(version=version)
-                    if here
-                    else services.model_reembed_progress(version=version)
+                    model_reembed_batch(version=version) if here else model_reembed_progress(version=version)
                 )
                 bar.update(task, total=progress.total, completed=progress.done)
                 version.refresh_from_db()

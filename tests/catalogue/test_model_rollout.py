@@ -7,6 +7,7 @@ from django.core.management import call_command
 
 from catalogue.models import Artwork, Prediction
 from catalogue.selectors.similarity import artwork_similar
+from catalogue.services import model_rollout
 from catalogue.services.classification import artwork_classify
 from inference import services as model_services
 from inference.models import ModelVersion
@@ -36,12 +37,12 @@ def test_activation_keeps_old_version_serving_until_all_embedded(
     active_model, ready_catalogue, second_version, broker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        model_services.model_activate(version=second_version)
+        model_rollout.model_activate(version=second_version)
     second_version.refresh_from_db()
     assert second_version.status == ModelVersion.Status.EMBEDDING and not second_version.is_active
     assert broker.llen("celery") == 1  # the re-embedding task is queued
 
-    progress = model_services.model_reembed_batch(version=second_version, batch_size=3)
+    progress = model_rollout.model_reembed_batch(version=second_version, batch_size=3)
     assert (progress.done, progress.total) == (3, 5)
     from inference.selectors import model_version_active
 
@@ -49,7 +50,7 @@ def test_activation_keeps_old_version_serving_until_all_embedded(
     similar = artwork_similar(artwork=ready_catalogue[0])
     assert len(similar) == 4  # and similar works still use the old, complete embeddings
 
-    progress = model_services.model_reembed_batch(version=second_version, batch_size=3)
+    progress = model_rollout.model_reembed_batch(version=second_version, batch_size=3)
     assert progress.remaining == 0
     assert model_version_active() == second_version
     active_model.refresh_from_db()
@@ -58,7 +59,7 @@ def test_activation_keeps_old_version_serving_until_all_embedded(
 
 
 def test_uploads_during_reembedding_get_both_versions(active_model, ready_catalogue, second_version):
-    model_services.model_activate(version=second_version, enqueue=False)
+    model_rollout.model_activate(version=second_version, enqueue=False)
     newcomer = ArtworkFactory()
     artwork_classify(artwork_id=newcomer.pk)
     versions = set(
@@ -68,13 +69,13 @@ def test_uploads_during_reembedding_get_both_versions(active_model, ready_catalo
 
 
 def test_reactivating_previous_version_switches_at_once(active_model, ready_catalogue, second_version):
-    model_services.model_activate(version=second_version, enqueue=False)
-    while model_services.model_reembed_batch(version=second_version).remaining:
+    model_rollout.model_activate(version=second_version, enqueue=False)
+    while model_rollout.model_reembed_batch(version=second_version).remaining:
         pass
     second_version.refresh_from_db()
     assert second_version.is_active
 
-    old = model_services.model_activate(version=ModelVersion.objects.get(version="test-tiny"))
+    old = model_rollout.model_activate(version=ModelVersion.objects.get(version="test-tiny"))
     assert old.is_active  # its predictions were kept: no recomputation
     assert Prediction.objects.filter(model_version=old).count() == 5
 
@@ -96,8 +97,8 @@ def test_activate_unknown_version_is_a_clear_error(active_model):
 def test_unreadable_artwork_does_not_block_the_switch(active_model, ready_catalogue, second_version):
     with open(ready_catalogue[0].image.path, "wb") as handle:
         handle.write(b"broken")
-    model_services.model_activate(version=second_version, enqueue=False)
-    progress = model_services.model_reembed_batch(version=second_version)
+    model_rollout.model_activate(version=second_version, enqueue=False)
+    progress = model_rollout.model_reembed_batch(version=second_version)
     assert progress.remaining == 0
     second_version.refresh_from_db()
     assert second_version.is_active
@@ -121,4 +122,4 @@ def test_admin_activate_action(active_model, ready_catalogue, second_version, ad
 def test_default_naming_a_missing_version_activates_nothing(db, settings):
     settings.ARTSITE_DEFAULT_MODEL = "no-such-version"
     assert model_services.model_ensure_active() is None
-    assert not ModelVersion.objects.filter(is_active=True).exists()
+    assert not ModelVersion.objects.active().exists()

@@ -5,7 +5,7 @@ does at least as well as the active version on a gold set of curator-labelled wo
   version's prediction): :func:`catalogue.selectors.training_examples`.
 * The gold set is a stratified share (``gold_fraction``) of the curator-labelled works, held out of training.
   Both the new and the active version are measured on it through the one loader; the new one is activated (through
-  :func:`inference.services.model_activate`, so the catalogue is re-embedded without downtime) only if its gold
+  :func:`catalogue.services.model_rollout.model_activate`, so the catalogue is re-embedded without downtime) only if its gold
   accuracy is at least the active one's, and its macro-F1 too. The comparison and the decision go on its card.
 * Without gold works (no curator labels yet) there is no fair comparison: the version is written but not
   activated.
@@ -19,9 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from catalogue.selectors.training import training_examples
+from catalogue.services.model_rollout import model_activate
 from inference.architectures import CLASSES, DEFAULT_INPUT_SIZES
 from inference.datasets import ImageSet, LabelledFile, Progress, read_files, stratified_split
+from inference.evaluation import evaluate_classifier
+from inference.loader import get_classifier
+from inference.models import ModelVersion
 from inference.registry import rewrite_card
+from inference.selectors import model_version_active
+from inference.services import model_versions_sync
+from inference.training import train
 
 MIN_GOLD = 5
 
@@ -36,8 +44,6 @@ class CatalogueTraining:
 
 
 def _examples_as_files() -> tuple[list[LabelledFile], list[bool], int]:
-    from catalogue.selectors.training import training_examples
-
     files, curated, unknown = [], [], 0
     for example in training_examples():
         if example.type_slug not in CLASSES:
@@ -56,9 +62,6 @@ def _examples_as_files() -> tuple[list[LabelledFile], list[bool], int]:
 
 
 def _gold_metrics(version: str, files: list[LabelledFile]) -> dict[str, Any]:
-    from inference.evaluation import evaluate_classifier
-    from inference.loader import get_classifier
-
     classifier = get_classifier(version)
     gold = read_files(files, classifier.input_size, root="catalogue gold set")
     metrics = evaluate_classifier(classifier, gold)
@@ -82,11 +85,6 @@ def model_train_from_catalogue(
     ``train_options`` go to :func:`inference.training.train`. Raises ``ValueError`` when the catalogue has too
     little to train on.
     """
-    from inference import services
-    from inference.models import ModelVersion
-    from inference.selectors import model_version_active
-    from inference.training import train
-
     files, curated, unknown = _examples_as_files()
     if not files:
         raise ValueError(
@@ -159,8 +157,8 @@ def model_train_from_catalogue(
 
     activated = False
     if decision and activate:
-        services.model_versions_sync()
-        services.model_activate(version=ModelVersion.objects.get(version=result.version))
+        model_versions_sync()
+        model_activate(version=ModelVersion.objects.get(version=result.version))
         activated = True
     return CatalogueTraining(
         version=result.version, path=result.path, card=card, comparison=comparison, activated=activated

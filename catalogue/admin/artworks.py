@@ -17,13 +17,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
+from catalogue.filters import CONFIDENCE_BANDS, NONE, ArtworkFilterSet
+from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services.artworks import artwork_update
@@ -32,79 +33,58 @@ from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 
 METADATA_FIELDS = ("title", "artist", "date", "accession_number", "description")
-CONFIDENCE_BANDS = {
-    "lt50": ("below 50%", 0.0, 0.5),
-    "50-80": ("50–80%", 0.5, 0.8),
-    "80-95": ("80–95%", 0.8, 0.95),
-    "95+": ("95% and above", 0.95, 1.01),
-}
 
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * float(value):.0f}%"
 
 
-# --- Filters ----------------------------------------------------------------------------------------------------
+# --- Filters: thin adapters over the catalogue's one FilterSet (catalogue/filters.py) ----------------------------
 
 
-class _TypeFilter(admin.SimpleListFilter):
-    field = ""
+class _FilterSetFilter(admin.SimpleListFilter):
+    """A list filter whose meaning is the :class:`ArtworkFilterSet` filter of the same name."""
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(t.slug, t.name) for t in artwork_types()] + [("none", "None")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Artwork]) -> QuerySet[Artwork]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if not value:
             return queryset
-        if value == "none":
-            return queryset.filter(**{f"{self.field}__isnull": True})
-        artwork_type = ArtworkType.objects.filter(slug=value).first()
-        return queryset.filter(**{self.field: artwork_type.pk if artwork_type else -1})
+        filters = ArtworkFilterSet({self.parameter_name: value}, queryset=queryset)
+        return filters.qs if filters.is_valid() else queryset.none()
+
+
+class _TypeFilter(_FilterSetFilter):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(t.slug, t.name) for t in artwork_types()] + [(NONE, "None")]
 
 
 class PredictedTypeFilter(_TypeFilter):
     title = "predicted type (active model)"
     parameter_name = "predicted"
-    field = "pred_type_id"
 
 
 class EffectiveTypeFilter(_TypeFilter):
     title = "effective type"
     parameter_name = "type"
-    field = "effective_type_id"
 
 
-class LabelledFilter(admin.SimpleListFilter):
+class LabelledFilter(_FilterSetFilter):
     title = "curator label"
     parameter_name = "labelled"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("yes", "Labelled by a curator"), ("no", "Not labelled")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Artwork]) -> QuerySet[Artwork]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(curator_type__isnull=self.value() == "no")
-        return queryset
 
-
-class ConfidenceBandFilter(admin.SimpleListFilter):
+class ConfidenceBandFilter(_FilterSetFilter):
     title = "confidence (active model)"
     parameter_name = "confidence"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(key, label) for key, (label, _, _) in CONFIDENCE_BANDS.items()]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        # QuerySet[Any]: pred_confidence is an annotation (artworks_with_prediction), not a field.
-        band = CONFIDENCE_BANDS.get(self.value() or "")
-        if band is None:
-            return queryset
-        _, low, high = band
-        return queryset.filter(pred_confidence__gte=low, pred_confidence__lt=high)
 
-
-class ModelVersionFilter(admin.SimpleListFilter):
+class ModelVersionFilter(_FilterSetFilter):
     title = "predicted by model version"
     parameter_name = "model_version"
 
@@ -112,16 +92,7 @@ class ModelVersionFilter(admin.SimpleListFilter):
         return [
             (v.version, f"{v.version} (active)" if v.is_active else v.version)
             for v in ModelVersion.objects.all()
-        ] + [("none", "No model yet")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Artwork]) -> QuerySet[Artwork]:
-        value = self.value()
-        if not value:
-            return queryset
-        predictions = Prediction.objects.filter(artwork=OuterRef("pk"))
-        if value == "none":
-            return queryset.filter(~Exists(predictions))
-        return queryset.filter(Exists(predictions.filter(model_version__version=value)))
+        ] + [(NONE, "No model yet")]
 
 
 # --- Artwork ------------------------------------------------------------------------------------------------------
@@ -322,10 +293,10 @@ class ArtworkAdmin(admin.ModelAdmin):
     def prediction_summary(self, obj: Artwork) -> SafeString | str:
         if not obj.pk:
             return "–"
-        predictions = list(
-            obj.predictions.select_related("model_version", "predicted_type").order_by(
-                "-model_version__is_active", "-model_version__created_at"
-            )
+        # The active version's first, then the newest.
+        predictions = sorted(
+            obj.predictions.select_related("model_version", "predicted_type"),
+            key=lambda p: (not p.model_version.is_active, -p.model_version.created_at.timestamp()),
         )
         if not predictions:
             return "No prediction yet." if obj.status != Artwork.Status.FAILED else f"Failed: {obj.error}"

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from catalogue.models import Artwork, ArtworkType
-from inference.catalogue_training import activation_decision
+from catalogue.services.training import activation_decision
 from inference.models import ModelVersion
 from tests.catalogue.curation_helpers import confident, ready_artwork
 from tests.factories import ArtworkFactory
@@ -86,7 +86,7 @@ def test_from_catalogue_trains_compares_on_gold_and_records_it(catalogue, active
         assert new is not None and new.status == ModelVersion.Status.EMBEDDING
         assert "Activated cat-v1" in output
     else:
-        assert ModelVersion.objects.get(is_active=True).version == active_model.version
+        assert ModelVersion.objects.active().get().version == active_model.version
         assert "was not activated" in output
 
 
@@ -94,7 +94,7 @@ def test_from_catalogue_no_activate_never_switches(catalogue, active_model):
     output = _train("--name", "cat-v2", "--no-activate")
     card = json.loads((catalogue / "cat-v2" / "card.json").read_text())
     assert card["catalogue_training"]["comparison"]["activate"] is False
-    assert ModelVersion.objects.get(is_active=True).version == active_model.version
+    assert ModelVersion.objects.active().get().version == active_model.version
     assert not ModelVersion.objects.filter(version="cat-v2", status=ModelVersion.Status.EMBEDDING).exists()
     assert "was not activated" in output
 

@@ -1,4 +1,7 @@
-"""Celery tasks: thin wrappers that load ids, call a service, and own retry policy and time limits."""
+"""Celery tasks: thin wrappers that load ids, call a service, and own retry policy and time limits.
+
+The services send these by name (``CLASSIFY_TASK``, ``REEMBED_TASK``) so that they need not import this module.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,16 @@ import logging
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
+from django.conf import settings
+from django.db import close_old_connections
 
-from artsite import metrics
 from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
+from catalogue.services.model_rollout import model_reembed_batch
+from inference.loader import ModelUnavailable, get_classifier
+from inference.models import ModelVersion
+from inference.selectors import model_versions_serving
 
 logger = logging.getLogger(__name__)
-
-# Task counts and durations go to Redis for /metrics (artsite/metrics.py); publishing processes count tasks sent.
-metrics.connect_task_signals()
 
 MAX_RETRIES = 3
 
@@ -51,15 +56,8 @@ def requeue_pending() -> int:
 @worker_process_init.connect
 def warm_model(**_: object) -> None:
     """Load the active model as each worker process starts, so the first upload is as fast as the rest."""
-    from django.conf import settings
-
     if not getattr(settings, "ARTSITE_WARM_MODEL_ON_START", True):
         return
-    from django.db import close_old_connections
-
-    from inference.loader import ModelUnavailable, get_classifier
-    from inference.selectors import model_versions_serving
-
     try:
         for version in model_versions_serving():
             get_classifier(version.version)
@@ -82,9 +80,6 @@ def warm_model(**_: object) -> None:
 )
 def reembed_catalogue(self: Task, version_id: int) -> None:
     """Re-embed the catalogue with a version being activated, one batch per run, re-queueing itself until done."""
-    from inference.models import ModelVersion
-    from inference.services import model_reembed_batch
-
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None or version.status != ModelVersion.Status.EMBEDDING:
         return

@@ -1,0 +1,201 @@
+"""The catalogue's filters, defined once (django-filter).
+
+:class:`ArtworkFilterSet` is what "filter the catalogue" means everywhere: the portal's catalogue page renders its
+form, the API's ``GET artworks/`` reads its query parameters (and documents them in the schema), and the admin's list
+filters are thin adapters over its filters. It filters a queryset annotated by
+:func:`catalogue.selectors.artworks.artworks_with_prediction` (``effective_type_id``, ``pred_type_id``,
+``pred_confidence``).
+
+Types are given by slug, case-insensitively and singular or plural (``painting``, ``Paintings``), or ``none`` for works
+without one (pending, or failed before any prediction).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
+from inference.models import ModelVersion
+
+NONE = "none"
+
+#: Confidence bands of the active version's prediction: (label, lowest, highest — exclusive).
+CONFIDENCE_BANDS = {
+    "lt50": ("below 50%", 0.0, 0.5),
+    "50-80": ("50–80%", 0.5, 0.8),
+    "80-95": ("80–95%", 0.8, 0.95),
+    "95+": ("95% and above", 0.95, 1.01),
+}
+
+#: ``ordering`` values, as the API and the portal spell them (``-`` for descending).
+ORDERING_FIELDS = (
+    ("created_at", "created_at"),
+    ("title", "title"),
+    ("artist", "artist"),
+    ("pred_confidence", "confidence"),
+)
+
+
+class ArtworkTypeField(forms.Field):
+    """A type slug (or ``none``) that must name a type of the catalogue; cleans to the type, or ``NONE``."""
+
+    widget = forms.Select
+
+    def to_python(self, value: Any) -> ArtworkType | str | None:
+        text = str(value or "").strip()
+        if not text:
+            return None
+        if text.strip().lower() == NONE:
+            return NONE
+        artwork_type = artwork_type_by_slug(text)
+        if artwork_type is None:
+            choices = ", ".join(t.slug for t in artwork_types())
+            raise forms.ValidationError(
+                f"Unknown type “{text}”; choose one of: {choices}.", code="unknown_type"
+            )
+        return artwork_type
+
+
+class ArtworkTypeFilter(django_filters.Filter):
+    """Works whose annotation ``field_name`` (a type id) is the given type, or is null for ``none``."""
+
+    field_class = ArtworkTypeField
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if value in (None, ""):
+            return qs
+        if value == NONE:
+            return qs.filter(**{f"{self.field_name}__isnull": True})
+        return qs.filter(**{self.field_name: value.pk})
+
+
+class StrictBooleanField(forms.Field):
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``); anything else is an error, not "no filter"."""
+
+    TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "widget", forms.Select(choices=[("", "Any label"), ("true", "Labelled"), ("false", "Unlabelled")])
+        )
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> bool | None:
+        text = str(value or "").strip().lower()
+        if not text:
+            return None
+        if text in self.TRUE | self.FALSE:
+            return text in self.TRUE
+        raise forms.ValidationError("Must be true or false.", code="invalid")
+
+
+class StrictBooleanFilter(django_filters.Filter):
+    field_class = StrictBooleanField
+
+
+def validate_model_version(value: str) -> None:
+    if value and value.strip().lower() != NONE and not ModelVersion.objects.filter(version=value).exists():
+        raise forms.ValidationError(f"Unknown model version “{value}”.", code="unknown_model_version")
+
+
+class ArtworkFilterForm(forms.Form):
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        low, high = data.get("min_confidence"), data.get("max_confidence")
+        if low is not None and high is not None and low > high:
+            self.add_error(
+                "min_confidence",
+                forms.ValidationError("min_confidence is larger than max_confidence.", code="invalid"),
+            )
+        return data
+
+
+class StableOrderingFilter(django_filters.OrderingFilter):
+    """Ordering with the newest id as the tie-breaker, so pages never repeat or skip a work."""
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if not value:
+            return qs
+        return qs.order_by(*[self.get_ordering_value(param) for param in value], "-id")
+
+
+class ArtworkFilterSet(django_filters.FilterSet):
+    search = django_filters.CharFilter(
+        method="filter_search",
+        label="Search",
+        help_text="Words in the title, the artist or the accession number.",
+        widget=forms.TextInput(attrs={"placeholder": "Title, artist, accession no."}),
+    )
+    type = ArtworkTypeFilter(
+        field_name="effective_type_id",
+        label="Type",
+        help_text="Effective type: the curator's, else the active model's (slug, e.g. 'painting'; or 'none').",
+    )
+    predicted = ArtworkTypeFilter(
+        field_name="pred_type_id",
+        label="Predicted type",
+        help_text="The active model's prediction (slug or 'none').",
+    )
+    status = django_filters.ChoiceFilter(choices=Artwork.Status.choices, empty_label="Any status")
+    labelled = StrictBooleanFilter(
+        method="filter_labelled",
+        label="Curator label",
+        help_text="true: only works a curator labelled; false: only works without a curator label.",
+    )
+    confidence = django_filters.ChoiceFilter(
+        method="filter_confidence_band",
+        choices=[(key, label) for key, (label, _, _) in CONFIDENCE_BANDS.items()],
+        empty_label="Any confidence",
+        label="Confidence",
+        help_text="A band of the active model's confidence: " + ", ".join(CONFIDENCE_BANDS) + ".",
+    )
+    min_confidence = django_filters.NumberFilter(
+        field_name="pred_confidence", lookup_expr="gte", min_value=0.0, max_value=1.0
+    )
+    max_confidence = django_filters.NumberFilter(
+        field_name="pred_confidence", lookup_expr="lte", min_value=0.0, max_value=1.0
+    )
+    model_version = django_filters.CharFilter(
+        method="filter_model_version",
+        validators=[validate_model_version],
+        help_text="Only works this model version has classified ('none': works no version has classified yet).",
+    )
+    ordering = StableOrderingFilter(fields=ORDERING_FIELDS, help_text="Default: -created_at.")
+
+    class Meta:
+        model = Artwork
+        fields: list[str] = []
+        form = ArtworkFilterForm
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [("", "All types"), *((t.slug, t.name) for t in artwork_types())]
+        for name in ("type", "predicted"):
+            self.filters[name].extra["widget"] = forms.Select(choices=choices)
+
+    def filter_search(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        term = value.strip()
+        if not term:
+            return qs
+        return qs.filter(
+            Q(title__icontains=term) | Q(artist__icontains=term) | Q(accession_number__icontains=term)
+        )
+
+    def filter_labelled(self, qs: QuerySet[Any], name: str, value: bool | None) -> QuerySet[Any]:
+        return qs if value is None else qs.filter(curator_type__isnull=not value)
+
+    def filter_confidence_band(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        _, low, high = CONFIDENCE_BANDS[value]
+        return qs.filter(pred_confidence__gte=low, pred_confidence__lt=high)
+
+    def filter_model_version(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        # Exists rather than a join: a join to the predictions would repeat each work once per version.
+        predictions = Prediction.objects.filter(artwork=OuterRef("pk"))
+        if value.strip().lower() == NONE:
+            return qs.filter(~Exists(predictions))
+        return qs.filter(Exists(predictions.filter(model_version__version=value)))
