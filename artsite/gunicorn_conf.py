@@ -6,10 +6,10 @@ import logging
 
 def post_worker_init(worker) -> None:
     try:
-        from django.db import close_old_connections
+        from django.db import close_old_connections  # noqa: PLC0415  # gunicorn reads this file before Django is set up: imported in the worker hook
 
-        from inference.loader import get_classifier
-        from inference.selectors import model_version_active
+        from inference.loader import get_classifier  # noqa: PLC0415  # gunicorn reads this file before Django is set up: imported in the worker hook
+        from inference.selectors import model_version_active  # noqa: PLC0415  # gunicorn reads this file before Django is set up: imported in the worker hook
 
         version = model_version_active()
         if version is not None:

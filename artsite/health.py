@@ -19,11 +19,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from artsite.broker import broker_redis
+from inference import loader
+from inference.registry import MODEL_FILE, ModelUnavailable, find_version
+from inference.selectors import model_version_active
 
 # A model that failed to load is tried again after this long (loading a damaged file again and again costs).
 MODEL_RECHECK_SECONDS = 30.0
@@ -48,7 +52,6 @@ def _error(exc: BaseException) -> str:
 
 
 def database_check() -> Check:
-    from django.db import connection
 
     started = time.perf_counter()
     for attempt in (1, 2):
@@ -88,8 +91,6 @@ _model_states: dict[str, _ModelState] = {}
 def model_check(*, load: bool = True) -> Check:
     """The active version and whether it loads. ``load=False`` never loads a model (the metrics scrape): it
     reports the last load's result, or only that the files are there."""
-    from inference.registry import MODEL_FILE, ModelUnavailable, find_version
-    from inference.selectors import model_version_active
 
     try:
         version = model_version_active()
@@ -118,7 +119,6 @@ def model_check(*, load: bool = True) -> Check:
 
 
 def _model_load(name: str, signature: tuple[int, int], *, replaced: bool) -> Check:
-    from inference import loader
 
     if replaced:
         # The file changed since this process loaded it: what is cached no longer says anything about the file.

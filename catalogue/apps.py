@@ -8,6 +8,6 @@ class CatalogueConfig(AppConfig):
     def ready(self) -> None:
         # Task counts and durations go to Redis for /metrics, from every process: workers count the tasks they
         # run, web processes and commands the tasks they send.
-        from artsite import metrics  # imports the catalogue's selectors: only once the apps are loaded
+        from artsite import metrics  # noqa: PLC0415  it imports the catalogue's selectors: only once the apps are loaded
 
         metrics.connect_task_signals()

@@ -17,6 +17,8 @@ from typing import Any
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from catalogue.models import Artwork, ArtworkType, Prediction
 from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
@@ -61,6 +63,7 @@ class ArtworkTypeField(forms.Field):
         return artwork_type
 
 
+@extend_schema_field(OpenApiTypes.STR)  # the schema cannot infer a type from an annotation
 class ArtworkTypeFilter(django_filters.Filter):
     """Works whose annotation ``field_name`` (a type id) is the given type, or is null for ``none``."""
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 from pathlib import PurePosixPath
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, FilteredRelation, Q
+from django.db.models.functions import Coalesce
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIMENSIONS = 128
@@ -36,6 +39,27 @@ def artwork_image_path(instance: Artwork, filename: str) -> str:
 def artwork_thumbnail_path(instance: Artwork, filename: str) -> str:
     digest = instance.sha256 or uuid.uuid4().hex
     return f"thumbnails/{digest[:2]}/{digest}.jpg"
+
+
+def effective_type(*, curator_type: str = "curator_type_id", predicted_type: str) -> Coalesce:
+    """The rule, defined once: an artwork's *effective* type is the curator's type when there is one, else the model's
+    prediction. A SQL expression over the given fields (ids), for annotations."""
+    return Coalesce(curator_type, predicted_type)
+
+
+class ArtworkQuerySet(models.QuerySet["Artwork"]):
+    def with_prediction(self, version_id: int | None) -> models.QuerySet[Any]:
+        """Annotated with one model version's prediction (none: ``version_id`` None) and the effective type:
+        ``pred_type_id``, ``pred_confidence``, ``pred_probabilities``, ``effective_type_id``."""
+        # QuerySet[Any]: the annotations are not model fields, and django-stubs checks lookups by field.
+        return self.annotate(
+            pred=FilteredRelation("predictions", condition=Q(predictions__model_version_id=version_id or -1)),
+        ).annotate(
+            pred_type_id=F("pred__predicted_type_id"),
+            pred_confidence=F("pred__confidence"),
+            pred_probabilities=F("pred__probabilities"),
+            effective_type_id=effective_type(predicted_type="pred__predicted_type_id"),
+        )
 
 
 class Artwork(models.Model):
@@ -79,6 +103,8 @@ class Artwork(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ArtworkQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -81,9 +81,10 @@ def artwork_upload(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def artwork_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    artwork = get_object_or_404(Artwork.objects.select_related("curator_type", "uploaded_by"), pk=pk)
+    artwork = get_object_or_404(artworks_with_prediction().select_related("uploaded_by"), pk=pk)
     prediction = artwork_prediction(artwork=artwork)
     types = artwork_types()
+    types_by_id = {t.pk: t for t in types}
     probabilities = []
     if prediction is not None:
         probabilities = sorted(
@@ -96,9 +97,9 @@ def artwork_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "artwork": artwork,
             "prediction": prediction,
             "probabilities": probabilities,
-            "effective_type": artwork.curator_type or (prediction.predicted_type if prediction else None),
+            "effective_type": types_by_id.get(artwork.effective_type_id),
             "similar": artwork_similar(artwork=artwork) if prediction else [],
-            "types_by_id": {t.pk: t for t in types},
+            "types_by_id": types_by_id,
             "history": artwork_label_history(artwork=artwork),
             "label_form": LabelForm(
                 initial={"type": artwork.curator_type.slug if artwork.curator_type else None}

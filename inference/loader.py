@@ -65,7 +65,7 @@ def configure_threads(threads: int | None = None) -> None:
     global _threads_configured
     if _threads_configured:
         return
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
 
     threads = _threads(threads)
     try:
@@ -151,8 +151,8 @@ class Classifier:
 
 
 def _build_step(model: Any, temperature: float, input_size: int, *, jit_compile: bool) -> Any:
-    import keras
-    import tensorflow as tf
+    import keras  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
+    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
 
     try:
         logits_output = model.get_layer("logits").output
@@ -183,7 +183,7 @@ def _build_step(model: Any, temperature: float, input_size: int, *, jit_compile:
 
 
 def _build_tflite_step(path: Path, temperature: float, num_classes: int) -> Any:
-    from inference.tflite import TFLiteRunner
+    from inference.tflite import TFLiteRunner  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
 
     runner = TFLiteRunner.from_file(path, num_classes=num_classes, threads=_threads())
 
@@ -202,7 +202,7 @@ def _build_tflite_step(path: Path, temperature: float, num_classes: int) -> Any:
 def _try_tflite(classifier: Classifier) -> None:
     """Switch ``classifier`` to the TFLite copy if it is there and agrees with the Keras model on the warm-up
     images; otherwise leave it on Keras and log why."""
-    from inference.tflite import agreement, verification_inputs
+    from inference.tflite import agreement, verification_inputs  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
 
     path = classifier.path / TFLITE_FILE
     if not path.is_file():
@@ -241,30 +241,8 @@ def _try_tflite(classifier: Classifier) -> None:
     }
 
 
-def _load(version: str, backend: str) -> Classifier:
-    path = find_version(version)  # ModelNotFound (a ModelUnavailable) when there is no folder
-    try:
-        card = read_card(path)
-    except ValueError as exc:
-        raise ModelUnavailable(version, str(exc)) from None
-    model_path = path / MODEL_FILE
-    if not model_path.is_file():
-        raise ModelUnavailable(version, f"{model_path} is missing")
-
-    configure_threads()
-    import keras
-
-    from inference import architectures
-
-    architectures.register_custom_objects()
-    started = time.perf_counter()
-    try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except Exception as exc:  # Keras raises many types for a damaged zip, bad config or missing weights
-        raise ModelUnavailable(
-            version, f"{model_path} could not be loaded ({type(exc).__name__}: {exc})"
-        ) from None
-
+def _checked_card(version: str, card: dict[str, Any], model: Any) -> tuple[tuple[str, ...], int, float]:
+    """The card's classes, input size and temperature, checked against the loaded model's shapes."""
     try:
         classes = tuple(str(c) for c in card["classes"])
         input_size = int(card.get("input_size") or model.inputs[0].shape[1])
@@ -285,14 +263,16 @@ def _load(version: str, backend: str) -> Classifier:
             version, f"the model takes {tuple(model.inputs[0].shape[1:])} but the card says {input_size} px"
         )
 
-    classifier = Classifier(
-        version=version,
-        classes=classes,
-        input_size=input_size,
-        card=card,
-        path=path,
-        temperature=temperature,
-        model=model,
+    return classes, input_size, temperature
+
+
+def _warm(classifier: Classifier) -> None:
+    """Build the prediction step and run it once (with XLA when asked and possible, else without)."""
+    version, model, input_size, temperature = (
+        classifier.version,
+        classifier.model,
+        classifier.input_size,
+        classifier.temperature,
     )
     warm = np.zeros((1, input_size, input_size, 3), np.float32)
     for jit_compile in (bool(getattr(settings, "ARTSITE_TF_JIT", False)), False):
@@ -305,6 +285,44 @@ def _load(version: str, backend: str) -> Classifier:
             if not jit_compile:
                 raise ModelUnavailable(version, f"the warm-up prediction failed ({exc})") from None
             logger.warning("XLA compilation failed for %s, serving without it: %s", version, exc)
+
+
+def _load(version: str, backend: str) -> Classifier:
+    path = find_version(version)  # ModelNotFound (a ModelUnavailable) when there is no folder
+    try:
+        card = read_card(path)
+    except ValueError as exc:
+        raise ModelUnavailable(version, str(exc)) from None
+    model_path = path / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelUnavailable(version, f"{model_path} is missing")
+
+    configure_threads()
+    import keras  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
+
+    from inference import architectures  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
+
+    architectures.register_custom_objects()
+    started = time.perf_counter()
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as exc:  # Keras raises many types for a damaged zip, bad config or missing weights
+        raise ModelUnavailable(
+            version, f"{model_path} could not be loaded ({type(exc).__name__}: {exc})"
+        ) from None
+
+    classes, input_size, temperature = _checked_card(version, card, model)
+
+    classifier = Classifier(
+        version=version,
+        classes=classes,
+        input_size=input_size,
+        card=card,
+        path=path,
+        temperature=temperature,
+        model=model,
+    )
+    _warm(classifier)
     if backend == "tflite" or (
         backend == "auto" and getattr(settings, "ARTSITE_MODEL_BACKEND", "auto") != "keras"
     ):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from artsite import embedded
 
@@ -225,7 +226,6 @@ LOGGING = {
 def services(var_dir: Path, *, allow_embedded: bool = True) -> tuple[dict, str]:
     """The database settings and the Celery broker URL: from DATABASE_URL / CELERY_BROKER_URL when set, otherwise
     embedded PostgreSQL and Redis under ``var_dir`` (started on first use, shared by every process)."""
-    from django.core.exceptions import ImproperlyConfigured
 
     if env("DATABASE_URL", default=""):
         database = env.db("DATABASE_URL")

@@ -183,7 +183,7 @@ class ArtworkSerializer(serializers.Serializer):
         return _file_url(self.context.get("request"), obj.thumbnail)
 
     def get_type(self, obj: Artwork) -> str | None:
-        return self._slug(getattr(obj, "effective_type_id", None) or obj.curator_type_id)
+        return self._slug(obj.effective_type_id)  # type: ignore[attr-defined]  # artworks_with_prediction
 
     def get_curator_type(self, obj: Artwork) -> str | None:
         return self._slug(obj.curator_type_id)

@@ -11,15 +11,11 @@ from typing import Any
 from django.db.models import (
     Case,
     Count,
-    F,
-    FilteredRelation,
     IntegerField,
-    Q,
     QuerySet,
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
 
 from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
 from inference.models import ModelVersion
@@ -44,33 +40,23 @@ def artwork_type_by_slug(slug: str) -> ArtworkType | None:
 
 
 def artworks_with_prediction(version: ModelVersion | None = None) -> QuerySet[Any]:
-    # Typed QuerySet[Any]: the annotations below are not model fields, and django-stubs checks lookups by field.
-    """Artworks annotated with the active version's prediction and their effective type.
+    """Artworks annotated with the active version's prediction (or ``version``'s) and their effective type.
 
-    Annotations: ``pred_type_id``, ``pred_confidence``, ``pred_probabilities``, ``effective_type_id``.
+    Annotations: ``pred_type_id``, ``pred_confidence``, ``pred_probabilities``, ``effective_type_id``
+    (:meth:`catalogue.models.ArtworkQuerySet.with_prediction`).
     """
     version = version if version is not None else model_version_active()
-    version_id = version.pk if version is not None else -1
-    return (
-        Artwork.objects.annotate(
-            pred=FilteredRelation("predictions", condition=Q(predictions__model_version_id=version_id)),
-        )
-        .annotate(
-            pred_type_id=F("pred__predicted_type_id"),
-            pred_confidence=F("pred__confidence"),
-            pred_probabilities=F("pred__probabilities"),
-            effective_type_id=Coalesce("curator_type_id", "pred__predicted_type_id"),
-        )
-        .select_related("curator_type")
+    return Artwork.objects.with_prediction(version.pk if version is not None else None).select_related(
+        "curator_type"
     )
 
 
 def artwork_effective_type(*, artwork: Artwork) -> ArtworkType | None:
-    """The curator's type if set, else the active model's prediction."""
-    if artwork.curator_type_id:
-        return ArtworkType.objects.get(pk=artwork.curator_type_id)
-    prediction = artwork_prediction(artwork=artwork)
-    return prediction.predicted_type if prediction else None
+    """The curator's type if set, else the active model's prediction (:func:`catalogue.models.effective_type`)."""
+    type_id = (
+        artworks_with_prediction().filter(pk=artwork.pk).values_list("effective_type_id", flat=True).first()
+    )
+    return ArtworkType.objects.filter(pk=type_id).first() if type_id is not None else None
 
 
 def artwork_prediction(*, artwork: Artwork, version: ModelVersion | None = None) -> Prediction | None:

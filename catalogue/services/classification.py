@@ -7,6 +7,7 @@ If the broker is down an artwork simply stays pending and the sweep (``requeue_p
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,9 +23,11 @@ from django.utils import timezone
 from catalogue.models import Artwork, ArtworkType, Prediction
 from catalogue.selectors.artworks import artwork_types
 from catalogue.selectors.similarity import SimilarWork, embedding_nearest
+from inference.loader import get_classifier
 from inference.models import ModelVersion
 from inference.preprocessing import ImageRejected, decode_image
-from inference.selectors import model_version_active
+from inference.registry import ModelUnavailable
+from inference.selectors import model_version_active, model_versions_serving
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +55,6 @@ def artwork_classify(*, artwork_id: int) -> Artwork | None:
     Permanent problems (the stored image cannot be decoded, the model is missing or corrupt) end as ``failed``
     with the reason; anything else propagates so the task retries.
     """
-    from inference.loader import ModelUnavailable, get_classifier
-    from inference.selectors import model_versions_serving
 
     versions = model_versions_serving()
     artwork = Artwork.objects.filter(pk=artwork_id).first()
@@ -183,10 +184,6 @@ def image_classify(*, image: Any, k: int = 5) -> ImageClassification:
 
     Stores nothing. Raises ``inference.registry.ModelUnavailable`` when no version is active or it cannot load.
     """
-    import time
-
-    from inference.loader import get_classifier
-    from inference.registry import ModelUnavailable
 
     version = model_version_active()
     if version is None:
