@@ -90,13 +90,30 @@ class Artwork(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     processed_at = models.DateTimeField(null=True, blank=True)
 
+    class Provenance(models.TextChoices):
+        """Where the artwork's label (``curator_type``) came from. Without a label the effective type is the model's."""
+
+        IMPORTED = "imported", "Given at import"
+        SET = "set", "Set by a curator"
+        CONFIRMED = "confirmed", "Confirmed by a curator"
+
+    #: Provenances a curator has vouched for: verified labels train and judge models (the gold set).
+    VERIFIED = (Provenance.SET, Provenance.CONFIRMED)
+
     curator_type = models.ForeignKey(
         ArtworkType,
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="Set by a curator; once set it is the artwork's effective type.",
+        help_text="The label: given at import or by a curator; once set it is the artwork's effective type.",
+    )
+    label_provenance = models.CharField(
+        max_length=20,
+        choices=Provenance.choices,
+        blank=True,
+        db_index=True,
+        help_text="Where the label came from (blank: no label, the effective type is the model's prediction).",
     )
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -112,6 +129,10 @@ class Artwork(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def label_verified(self) -> bool:
+        return self.curator_type_id is not None and self.label_provenance in self.VERIFIED
 
 
 class Prediction(models.Model):
@@ -155,6 +176,7 @@ class LabelCorrection(models.Model):
     class Source(models.TextChoices):
         PORTAL = "portal", "Portal"
         REVIEW = "review", "Review queue"
+        MISLABELS = "mislabels", "Possible mislabels queue"
         ADMIN = "admin", "Admin"
         API = "api", "API"
         IMPORT = "import", "Import"
@@ -176,3 +198,118 @@ class LabelCorrection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.artwork_id}: {self.from_type_id} → {self.to_type_id} ({self.source})"
+
+
+class LabelCheck(models.Model):
+    """One run of the mislabel detector over the labelled catalogue: out-of-fold predictions, then confident learning.
+
+    Runs in the background (``catalogue.tasks.label_check_run``); the newest finished run feeds the "Possible
+    mislabels" queue.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(max_length=200, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    labelled = models.PositiveIntegerField(default=0, help_text="Labelled works checked.")
+    flagged = models.PositiveIntegerField(default=0, help_text="Works whose label the detector doubts.")
+    folds = models.PositiveSmallIntegerField(default=5)
+    method = models.JSONField(default=dict, blank=True, help_text="Features, model, folds, cleanlab settings.")
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"label check {self.pk} ({self.status})"
+
+
+class LabelIssue(models.Model):
+    """What one label check says of one labelled artwork: the out-of-fold probability of each type, and whether
+    confident learning flags the label."""
+
+    check_run = models.ForeignKey(LabelCheck, on_delete=models.CASCADE, related_name="issues")
+    artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="label_issues")
+    label_type = models.ForeignKey(
+        ArtworkType, on_delete=models.CASCADE, related_name="+", help_text="The label when it was checked."
+    )
+    suggested_type = models.ForeignKey(
+        ArtworkType, on_delete=models.CASCADE, related_name="+", help_text="The out-of-fold model's top type."
+    )
+    label_probability = models.FloatField(help_text="Out-of-fold probability of the label.")
+    suggested_probability = models.FloatField(help_text="Out-of-fold probability of the suggested type.")
+    probabilities = models.JSONField(help_text="{type slug: out-of-fold probability}")
+    quality = models.FloatField(help_text="cleanlab's label quality score, 0 (surely wrong) to 1.")
+    flagged = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["check_run", "artwork"], name="one_issue_per_check_and_artwork"),
+        ]
+        indexes = [models.Index(fields=["check_run", "flagged", "quality"])]
+
+    def __str__(self) -> str:
+        return f"{self.artwork_id}: {self.label_type_id} → {self.suggested_type_id} ({self.quality:.2f})"
+
+
+class TrainingJob(models.Model):
+    """A new model version trained from the catalogue in the background (the Models page's "Train a new version").
+
+    One runs at a time, on the training worker's own queue; a curator can cancel it. The version folder appears
+    only when training has finished (written aside, then renamed), so a killed job leaves no half-written version.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        CANCELLING = "cancelling", "Cancelling"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+        DONE = "done", "Done"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING, Status.CANCELLING)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(max_length=200, blank=True)
+    member = models.PositiveSmallIntegerField(default=0)
+    members = models.PositiveSmallIntegerField(default=0)
+    epoch = models.PositiveSmallIntegerField(default=0)
+    epochs = models.PositiveSmallIntegerField(default=0)
+    log = models.TextField(blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    version = models.CharField(max_length=100, blank=True, help_text="The version it wrote, when done.")
+    gate = models.JSONField(
+        default=dict, blank=True, help_text="Gold-set comparison with the active version and the decision."
+    )
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One job at a time: at most one row queued, running or cancelling.
+            models.UniqueConstraint(
+                models.Value(True),
+                condition=models.Q(status__in=["queued", "running", "cancelling"]),
+                name="one_training_job_at_a_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"training job {self.pk} ({self.status})"

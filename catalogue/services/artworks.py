@@ -165,6 +165,7 @@ def artwork_create(
         color_histogram=color_histogram(decoded.image),
         uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
         curator_type=curator_type,
+        label_provenance=_provenance(curator_type, label_source),
     )
     stored: list[str] = []
     try:
@@ -201,6 +202,12 @@ def artwork_create(
         stored_files_delete(stored)
         raise
     return artwork
+
+
+def _provenance(curator_type: ArtworkType | None, label_source: str) -> str:
+    if curator_type is None:
+        return ""
+    return Artwork.Provenance.IMPORTED if label_source == LabelCorrection.Source.IMPORT else Artwork.Provenance.SET
 
 
 def stored_files_delete(names: Iterable[str]) -> None:

@@ -1,4 +1,5 @@
-"""The curators' labels: every change of an artwork's type goes through here and into the audit trail."""
+"""The curators' labels: every change of an artwork's type, and every confirmation of one, goes through here and
+into the audit trail (from → to, who, where, why), and sets where the label came from (``label_provenance``)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,30 @@ from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import artwork_effective_type
 
 
+class NothingToConfirm(Exception):
+    """The artwork has no type yet (neither a label nor a prediction): there is nothing to confirm."""
+
+
 def label_correct(
     *, artwork: Artwork, to_type: ArtworkType, user: Any = None, source: str, note: str = ""
 ) -> LabelCorrection:
-    """Set the curator's type on an artwork and record it in the audit trail (from → to, who, where, why)."""
+    """Set the artwork's label and record it in the audit trail.
+
+    Provenance: *imported* when ``source`` is the import; otherwise *confirmed* when the label was already
+    ``to_type`` (a curator looked and kept it), else *set*. Curator-set and curator-confirmed labels are verified.
+    """
     with transaction.atomic():
         locked = Artwork.objects.select_for_update().get(pk=artwork.pk)
         from_type = artwork_effective_type(artwork=locked)
+        if source == LabelCorrection.Source.IMPORT:
+            provenance = Artwork.Provenance.IMPORTED
+        elif locked.curator_type_id == to_type.pk:
+            provenance = Artwork.Provenance.CONFIRMED
+        else:
+            provenance = Artwork.Provenance.SET
         locked.curator_type = to_type
-        locked.save(update_fields=["curator_type", "updated_at"])
+        locked.label_provenance = provenance
+        locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
         correction = LabelCorrection.objects.create(
             artwork=locked,
             from_type=from_type,
@@ -28,4 +44,30 @@ def label_correct(
             note=note or "",
         )
     artwork.curator_type = to_type
+    artwork.label_provenance = provenance
+    return correction
+
+
+def label_confirm(*, artwork: Artwork, user: Any = None, source: str, note: str = "") -> LabelCorrection:
+    """A curator looked and keeps the artwork's type as it is: its label (or, without one, the model's prediction)
+    becomes a *confirmed*, verified label. Recorded in the audit trail with from = to. Raises
+    :class:`NothingToConfirm` when the artwork has no type at all."""
+    current = artwork_effective_type(artwork=artwork)
+    if current is None:
+        raise NothingToConfirm(f"Artwork {artwork.pk} has no type to confirm yet.")
+    with transaction.atomic():
+        locked = Artwork.objects.select_for_update().get(pk=artwork.pk)
+        locked.curator_type = current
+        locked.label_provenance = Artwork.Provenance.CONFIRMED
+        locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
+        correction = LabelCorrection.objects.create(
+            artwork=locked,
+            from_type=current,
+            to_type=current,
+            user=user if getattr(user, "pk", None) else None,
+            source=source,
+            note=note or "Confirmed: the type was kept after a look.",
+        )
+    artwork.curator_type = current
+    artwork.label_provenance = Artwork.Provenance.CONFIRMED
     return correction
