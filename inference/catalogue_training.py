@@ -85,7 +85,7 @@ def model_train_from_catalogue(
     from inference import services
     from inference.models import ModelVersion
     from inference.selectors import model_version_active
-    from inference.training import train
+    from inference.training import TrainingConfig, train
 
     files, curated, unknown = _examples_as_files()
     if not files:
@@ -132,12 +132,10 @@ def model_train_from_catalogue(
     result = train(
         train_data=train_data,
         val_data=gold_data,
-        architecture=architecture,
-        seed=seed,
+        config=TrainingConfig.for_architecture(architecture, input_size=size, seed=seed, **train_options),
         output_dir=output_dir,
         version=version,
         extra_card={"catalogue_training": source},
-        **train_options,
     )
 
     new_gold = None
