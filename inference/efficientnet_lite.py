@@ -364,22 +364,7 @@ def build_efficientnet_lite0(
     weights_file = _resolve_weights(weights, variant)
 
     inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="image")
-    # (x - 127) / 128 == x * (1/128) + (-127/128); both constants are exact in float32.
-    x = layers.Rescaling(scale=1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="input_normalization")(
-        inputs
-    )
-
-    x = layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = _bn("stem_bn")(x)
-    x = _relu6("stem_activation")(x)
-
-    specs = efficientnet_lite_block_specs(variant)
-    for spec in specs:
-        x = _mbconv(x, spec, drop_rate=drop_connect_rate * spec.index / len(specs))
-
-    x = layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False, name="top_conv")(x)
-    x = _bn("top_bn")(x)
-    feature_map = _relu6("top_activation")(x)
+    feature_map = _feature_map(inputs, variant, drop_connect_rate)
 
     # The classifier is always part of the graph when weights are loaded, so
     # that one weights file (which includes it) serves every configuration; the
@@ -401,3 +386,21 @@ def build_efficientnet_lite0(
     else:
         outputs = feature_map
     return keras.Model(inputs, outputs, name=name)
+
+
+def _feature_map(inputs: keras.KerasTensor, variant: str, drop_connect_rate: float) -> keras.KerasTensor:
+    """Input normalisation, stem, the MBConv blocks and the 1280-filter head convolution: the
+    ``(batch, S/32, S/32, 1280)`` feature map."""
+    # (x - 127) / 128 == x * (1/128) + (-127/128); both constants are exact in float32.
+    x = layers.Rescaling(scale=1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="input_normalization")(
+        inputs
+    )
+    x = layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = _bn("stem_bn")(x)
+    x = _relu6("stem_activation")(x)
+    specs = efficientnet_lite_block_specs(variant)
+    for spec in specs:
+        x = _mbconv(x, spec, drop_rate=drop_connect_rate * spec.index / len(specs))
+    x = layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = _bn("top_bn")(x)
+    return _relu6("top_activation")(x)
