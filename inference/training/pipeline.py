@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainedVersion:
+    """A written model version: its name, folder and card (as in its card.json)."""
+
     version: str
     path: Path
     card: dict[str, Any]
