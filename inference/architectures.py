@@ -21,7 +21,6 @@ from keras import layers, ops
 CLASSES: tuple[str, ...] = ("drawings", "engraving", "iconography", "painting", "sculpture")
 EMBEDDING_DIM = 128
 
-OUTPUT_NAMES = ("probabilities", "embedding")
 LOGITS_LAYER = "logits"
 
 

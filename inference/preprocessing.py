@@ -149,8 +149,3 @@ def to_model_input(image: Image.Image, size: int) -> np.ndarray:
         image = to_rgb(image)
     resized = image.resize((size, size), RESAMPLE, reducing_gap=3.0)
     return np.asarray(resized, dtype=np.float32)
-
-
-def load_model_input(data: bytes, size: int) -> np.ndarray:
-    """Bytes to model input in one call (training and evaluation read files this way)."""
-    return to_model_input(decode_image(data).image, size)

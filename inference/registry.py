@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,47 @@ def list_cards() -> list[dict[str, Any]]:
 def newest_version() -> str | None:
     cards = list_cards()
     return cards[0]["version"] if cards else None
+
+
+def default_version_name() -> str | None:
+    """The version to activate on a fresh database: ARTSITE_DEFAULT_MODEL, else the version named in the first
+    model dir's ``DEFAULT`` file (the shipped ``inference/weights/DEFAULT``), else the oldest version."""
+    if settings.ARTSITE_DEFAULT_MODEL:
+        return str(settings.ARTSITE_DEFAULT_MODEL)
+    dirs = model_dirs()
+    marker = dirs[0] / "DEFAULT" if dirs else None
+    if marker is not None and marker.exists():
+        return marker.read_text().strip() or None
+    cards = list_cards()
+    return cards[-1]["version"] if cards else None
+
+
+@dataclass(frozen=True)
+class DefaultArchitecture:
+    """What ``train_model`` trains unless told otherwise: the architecture and input size of the default version."""
+
+    architecture: str
+    input_size: int
+    version: str
+
+
+def default_architecture() -> DefaultArchitecture:
+    """The default version's architecture and input size, read from its card, so that a plain ``train_model``
+    retrains what ships. Raises ``LookupError`` when there is no default version (``ModelNotFound`` when its folder
+    is missing) and ``ValueError`` when its card cannot be read or lacks either field."""
+    version = default_version_name()
+    if version is None:
+        dirs = ", ".join(str(d) for d in model_dirs()) or "(none configured)"
+        raise LookupError(f"No default model version in {dirs}, so no default architecture.")
+    card = read_card(find_version(version))
+    try:
+        return DefaultArchitecture(
+            architecture=str(card["architecture"]), input_size=int(card["input_size"]), version=version
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(
+            f"The card of the default version {version!r} names no architecture and input size."
+        ) from None
 
 
 def new_version_name(prefix: str) -> str:

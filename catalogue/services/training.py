@@ -29,7 +29,7 @@ from inference.models import ModelVersion
 from inference.registry import rewrite_card
 from inference.selectors import model_version_active
 from inference.services import model_versions_sync
-from inference.training import train
+from inference.training import TrainingConfig, train
 
 MIN_GOLD = 5
 
@@ -130,12 +130,10 @@ def model_train_from_catalogue(
     result = train(
         train_data=train_data,
         val_data=gold_data,
-        architecture=architecture,
-        seed=seed,
+        config=TrainingConfig.for_architecture(architecture, input_size=size, seed=seed, **train_options),
         output_dir=output_dir,
         version=version,
         extra_card={"catalogue_training": source},
-        **train_options,
     )
 
     new_gold = None

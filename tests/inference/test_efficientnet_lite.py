@@ -1,7 +1,7 @@
 """The shipped Keras EfficientNet-Lite0 and -Lite1 weights reproduce the PyTorch originals.
 
 The fixtures ``fixtures/efficientnet_lite{0,1}_reference.npz`` were written by
-``python -m inference.port.efficientnet_lite dump [--variant lite1]`` (PyTorch venv): they hold
+``python -m inference.port.port_efficientnet_lite dump [--variant lite1]`` (PyTorch venv): they hold
 deterministic synthetic uint8 images and the PyTorch model's ImageNet logits
 and average-pooled 1280-d features for them. These tests need neither torch,
 nor network, nor Django.

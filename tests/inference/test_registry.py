@@ -50,3 +50,27 @@ def test_new_version_name_is_unique(model_dirs):
 def test_cards_are_plain_json(model_dirs):
     card = write_card(model_dirs[0] / "v", "v")
     assert json.loads((model_dirs[0] / "v" / "card.json").read_text()) == card
+
+
+def test_default_version_name_setting_then_marker_then_oldest(model_dirs, settings):
+    assert registry.default_version_name() is None
+    write_card(model_dirs[0] / "old", "old", created="2026-01-01T00:00:00+00:00")
+    write_card(model_dirs[1] / "new", "new", created="2026-06-01T00:00:00+00:00")
+    assert registry.default_version_name() == "old"
+    (model_dirs[0] / "DEFAULT").write_text("new\n")
+    assert registry.default_version_name() == "new"
+    settings.ARTSITE_DEFAULT_MODEL = "chosen"
+    assert registry.default_version_name() == "chosen"
+
+
+def test_default_architecture_is_the_default_versions(model_dirs):
+    with pytest.raises(LookupError, match="No default model version"):
+        registry.default_architecture()
+    write_card(model_dirs[0] / "lite", "lite", architecture="efficientnet-lite1", input_size=224)
+    (model_dirs[0] / "DEFAULT").write_text("lite\n")
+    assert registry.default_architecture() == registry.DefaultArchitecture(
+        architecture="efficientnet-lite1", input_size=224, version="lite"
+    )
+    (model_dirs[0] / "DEFAULT").write_text("gone\n")
+    with pytest.raises(registry.ModelNotFound):
+        registry.default_architecture()

@@ -57,3 +57,24 @@ def test_default_version_serves_through_the_loader(shipped):
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
     single, _ = classifier.predict_images(images[:1])  # batch size must not change the answer
     np.testing.assert_allclose(single[0], probabilities[0], atol=2e-3)
+
+
+def test_training_defaults_to_the_shipped_architecture_and_input_size(shipped):
+    from inference.registry import default_architecture
+    from inference.training import TrainingConfig
+
+    version, folder = shipped
+    card = json.loads((folder / "card.json").read_text())
+    shipped_architecture = default_architecture()
+    assert (
+        shipped_architecture.architecture,
+        shipped_architecture.input_size,
+        shipped_architecture.version,
+    ) == (
+        card["architecture"],
+        card["input_size"],
+        version,
+    )
+    config = TrainingConfig.for_architecture()
+    assert (config.architecture, config.input_size) == (card["architecture"], card["input_size"])
+    assert config.tail_trained and config.tflite == card["serving"]["quantization"]

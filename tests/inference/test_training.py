@@ -10,10 +10,17 @@ from django.core.management import CommandError, call_command
 from inference import datasets, evaluation, registry
 from inference.architectures import CLASSES
 from inference.loader import get_classifier
-from inference.training import TrainingEvents, class_weights, train
-from tests.inference.conftest import TINY_SIZE, make_image_folder
+from inference.training import TrainingConfig, TrainingEvents, class_weights, train
+from tests.inference.conftest import TINY_SIZE, make_image_folder, write_card
 
 PER_CLASS = 4
+
+
+def tiny_config(**overrides) -> TrainingConfig:
+    """The seed CNN at the tiny images' size, one epoch: seconds to train."""
+    return TrainingConfig.for_architecture(
+        "seed-cnn", **{"input_size": TINY_SIZE, "epochs": 1, "batch_size": 8, **overrides}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +82,46 @@ def test_class_weights_favour_the_smaller_class():
     assert weights[3] == pytest.approx(2 * weights[0])
 
 
+def test_config_resolves_the_defaults_per_architecture():
+    seed = TrainingConfig.for_architecture("seed-cnn")
+    assert (seed.input_size, seed.epochs, seed.batch_size, seed.tflite) == (150, 20, 32, None)
+    assert not seed.tail_trained
+    lite = TrainingConfig.for_architecture("efficientnet-lite1", soup=3)
+    assert (lite.input_size, lite.epochs, lite.batch_size, lite.tflite, lite.soup) == (240, 15, 64, "int8", 3)
+    assert lite.tail_trained and lite.fine_tune_from == "block6a"
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        TrainingConfig.for_architecture("resnet")
+    with pytest.raises(ValueError, match="at least one epoch"):
+        TrainingConfig.for_architecture("seed-cnn", epochs=0)
+    with pytest.raises(ValueError, match="quantization"):
+        TrainingConfig.for_architecture("seed-cnn", tflite="int4")
+    with pytest.raises(TypeError):
+        TrainingConfig.for_architecture("seed-cnn", epoch=3)  # a misspelt field is refused, not ignored
+
+
+def test_config_defaults_to_the_default_versions_architecture_and_input_size(model_dirs):
+    write_card(model_dirs[0] / "shipped", "shipped", architecture="efficientnet-lite1", input_size=224)
+    (model_dirs[0] / "DEFAULT").write_text("shipped\n")
+    config = TrainingConfig.for_architecture()
+    assert (config.architecture, config.input_size, config.epochs, config.tflite) == (
+        "efficientnet-lite1",
+        224,
+        15,
+        "int8",
+    )
+    assert TrainingConfig.for_architecture(input_size=192).input_size == 192
+
+
+def test_train_refuses_images_read_at_another_size(tiny_set, tmp_path):
+    with pytest.raises(ValueError, match="read at 32 px; the config says 48"):
+        train(train_data=tiny_set, config=tiny_config(input_size=48), output_dir=tmp_path)
+
+
 def test_one_epoch_training_writes_a_loadable_version(tiny_set, model_dirs):
     result = train(
         train_data=tiny_set,
         val_data=tiny_set,
-        epochs=1,
-        batch_size=8,
+        config=tiny_config(),
         output_dir=model_dirs[1],
         version="tiny-trained",
     )
@@ -106,8 +147,8 @@ def test_one_epoch_training_writes_a_loadable_version(tiny_set, model_dirs):
 
 
 def test_training_is_reproducible(tiny_set, tmp_path):
-    first = train(train_data=tiny_set, epochs=1, batch_size=8, output_dir=tmp_path, version="a", seed=7)
-    second = train(train_data=tiny_set, epochs=1, batch_size=8, output_dir=tmp_path, version="b", seed=7)
+    first = train(train_data=tiny_set, config=tiny_config(seed=7), output_dir=tmp_path, version="a")
+    second = train(train_data=tiny_set, config=tiny_config(seed=7), output_dir=tmp_path, version="b")
     assert first.card["history"] == second.card["history"]
     assert first.card["metrics"]["accuracy"] == second.card["metrics"]["accuracy"]
     assert first.card["metrics"]["evaluated_on"] == "holdout"
@@ -118,6 +159,8 @@ def test_train_and_evaluate_commands(image_root, model_dirs):
     call_command(
         "train_model",
         str(image_root),
+        "--architecture",
+        "seed-cnn",
         "--epochs",
         "1",
         "--input-size",
@@ -147,12 +190,32 @@ def test_train_and_evaluate_commands(image_root, model_dirs):
     assert "precision@5" in out.getvalue() and "cmd-v1" in out.getvalue()
 
 
+def test_train_model_trains_the_default_versions_architecture_unless_told(image_root, model_dirs):
+    write_card(model_dirs[0] / "shipped", "shipped", architecture="seed-cnn", input_size=TINY_SIZE)
+    (model_dirs[0] / "DEFAULT").write_text("shipped\n")
+    call_command(
+        "train_model",
+        str(image_root),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--name",
+        "plain",
+        stdout=StringIO(),
+    )
+    card = registry.read_card(model_dirs[1] / "plain")
+    assert (card["architecture"], card["input_size"]) == ("seed-cnn", TINY_SIZE)
+
+
 def test_commands_refuse_bad_input(image_root, model_dirs):
     # (--from-catalogue is implemented now: tests/inference/test_catalogue_training.py)
     with pytest.raises(CommandError, match="Give DATA_DIR"):
         call_command("train_model")
     with pytest.raises(CommandError, match="is not a folder"):
         call_command("train_model", str(image_root / "nope"))
+    with pytest.raises(CommandError, match="No default model version.*Give --architecture"):
+        call_command("train_model", str(image_root))  # model_dirs holds no version
     with pytest.raises(CommandError, match="no folder named 'ghost'"):
         call_command("evaluate_model", str(image_root), "--model", "ghost")
 
@@ -209,17 +272,16 @@ def lite_set(tmp_path_factory):
 def _train_tiny_lite(lite_set, model_dirs, version: str, **options):  # type: ignore[no-untyped-def]
     """One epoch of the EfficientNet-Lite0 recipe on the tiny set (it is its own val set); (result, stages seen)."""
     stages: list[str] = []
+    config = TrainingConfig.for_architecture(
+        "efficientnet-lite0", input_size=96, epochs=1, augment_views=1, holdout_fraction=0.25, **options
+    )
     result = train(
         train_data=lite_set,
         val_data=lite_set,
-        architecture="efficientnet-lite0",
-        epochs=1,
-        augment_views=1,
+        config=config,
         output_dir=model_dirs[1],
         version=version,
-        holdout_fraction=0.25,
         events=TrainingEvents(on_stage=stages.append),
-        **options,
     )
     return result, stages
 
@@ -309,9 +371,7 @@ def test_a_failed_tflite_copy_keeps_the_trained_model(tiny_set, model_dirs, monk
     result = train(
         train_data=tiny_set,
         val_data=tiny_set,
-        epochs=1,
-        batch_size=8,
-        tflite="fp32",
+        config=tiny_config(tflite="fp32"),
         output_dir=model_dirs[1],
         version="no-fast-copy",
     )

