@@ -220,7 +220,9 @@ class LabelCheck(models.Model):
     labelled = models.PositiveIntegerField(default=0, help_text="Labelled works checked.")
     flagged = models.PositiveIntegerField(default=0, help_text="Works whose label the detector doubts.")
     folds = models.PositiveSmallIntegerField(default=5)
-    method = models.JSONField(default=dict, blank=True, help_text="Features, model, folds, cleanlab settings.")
+    method = models.JSONField(
+        default=dict, blank=True, help_text="Features, model, folds, cleanlab settings."
+    )
     error = models.TextField(blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -17,6 +17,8 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from inference.efficientnet_lite import build_efficientnet_lite0, imagenet_weights
+
 # Output order of every model's probabilities; the slugs of catalogue.ArtworkType.
 CLASSES: tuple[str, ...] = ("drawings", "engraving", "iconography", "painting", "sculpture")
 EMBEDDING_DIM = 128
@@ -98,7 +100,6 @@ def build_efficientnet_classifier(
     ``inference.efficientnet_lite`` (``block1a_*`` ... ``block7a_*``, ``top_*``), so training can cut the graph at
     any block (:func:`trunk_cut`). It normalises its input itself (``(x - 127) / 128``).
     """
-    from inference.efficientnet_lite import build_efficientnet_lite0
 
     backbone = build_efficientnet_lite0(
         (input_size, input_size, 3), weights=weights, pooling="avg", variant=variant
@@ -143,7 +144,6 @@ DEFAULT_INPUT_SIZES: dict[str, int] = {
 def require_pretrained_weights(architecture: str) -> None:
     """Raise ``FileNotFoundError`` (saying how to port them) if ``architecture`` starts from ImageNet weights that
     are not on disk. Lite2's are not shipped: no shipped version uses them, and they would add 24 MB."""
-    from inference.efficientnet_lite import imagenet_weights
 
     if architecture in EFFICIENTNET_VARIANTS:
         imagenet_weights(EFFICIENTNET_VARIANTS[architecture])
@@ -157,12 +157,3 @@ def build(architecture: str, **kwargs: Any) -> keras.Model:
             f"Unknown architecture {architecture!r}; choose one of {', '.join(sorted(ARCHITECTURES))}."
         ) from None
     return builder(**kwargs)
-
-
-def register_custom_objects() -> None:
-    """Import the modules whose custom layers saved models may reference, so ``keras.saving.load_model`` finds
-    them (:class:`CosineLogits` is registered by importing this module). The seed CNN uses built-in layers only."""
-    try:
-        import inference.efficientnet_lite  # noqa: F401  (registers its layers as Keras serialisables)
-    except ImportError:
-        pass

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from rich.table import Table
 
 if TYPE_CHECKING:
     from inference.datasets import ImageSet
@@ -329,7 +330,6 @@ def render_curves_png(
 def per_type_table(title: str, per_type: Mapping[str, Mapping[str, float]]) -> Any:
     """The per-type precision / recall / F1 / support table that ``train_model`` and ``evaluate_model`` print
     (a rich ``Table``)."""
-    from rich.table import Table
 
     table = Table(title=title)
     for column in ("type", "precision", "recall", "F1", "support"):

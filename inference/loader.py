@@ -300,9 +300,8 @@ def _load(version: str, backend: str) -> Classifier:
     configure_threads()
     import keras  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
 
-    from inference import architectures  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
+    from inference import architectures  # noqa: F401, PLC0415  registers the custom layers saved models use; TensorFlow on first use only
 
-    architectures.register_custom_objects()
     started = time.perf_counter()
     try:
         model = keras.saving.load_model(model_path, compile=False)

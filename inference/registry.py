@@ -16,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 
+from inference import model_card
+
 CARD_FILE = "card.json"
 MODEL_FILE = "model.keras"
 
@@ -81,7 +83,6 @@ def read_card(path: Path | str) -> dict[str, Any]:
 def rewrite_card(folder: Path | str, card: dict[str, Any]) -> None:
     """Replace a version's card.json in one step (a temporary file, then a rename: no reader sees half of it), and
     render its MODEL_CARD.md again from it."""
-    from inference import model_card
 
     folder = Path(folder)
     temporary = folder / f".{CARD_FILE}.tmp"

@@ -47,7 +47,7 @@ DEFAULT_TOLERANCE: dict[str, tuple[float, float]] = {
 
 def serving_keras_model(model: Any) -> Any:
     """The (logits, raw embedding) view of a saved model: what both serving paths compute."""
-    import keras
+    import keras  # noqa: PLC0415  # TensorFlow on first use only: the serving path imports this module
 
     return keras.Model(model.inputs, [model.get_layer("logits").output, model.outputs[1]])
 
@@ -59,7 +59,7 @@ def convert(model: Any, *, quantization: str = "fp32", representative: np.ndarra
     few hundred real model inputs, (N, S, S, 3) pixels in [0, 255]), the head in float32 (:data:`FLOAT_HEAD_OPS`);
     ``fp16``: weights stored in half precision (half the file, same speed); ``fp32``: as trained.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: the serving path imports this module
 
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}.")
@@ -77,7 +77,7 @@ def quantize_int8(keras_model: Any, representative: np.ndarray | None) -> bytes:
     ``representative``. The same images give the same activation ranges, so a network's trunk converted alone and
     inside the whole network is quantised identically; training uses that (see
     :func:`inference.training.train`'s ``quantized_trunk``)."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: the serving path imports this module
 
     if representative is None or not len(representative):
         raise ValueError("int8 quantization needs representative images to calibrate on.")
@@ -100,12 +100,12 @@ def _interpreter_class() -> Any:
     """``tf.lite.Interpreter`` (part of the pinned TensorFlow; it warns that it is deprecated in favour of the
     standalone ``ai-edge-litert`` runtime, which measured the same speed here). If a later TensorFlow drops it,
     ``ai-edge-litert`` is the drop-in replacement: install it and it is used."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: the serving path imports this module
 
     interpreter = getattr(getattr(tf, "lite", None), "Interpreter", None)
     if interpreter is not None:
         return interpreter
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415  # only where TensorFlow has no interpreter
 
     return Interpreter
 

@@ -165,7 +165,9 @@ class ArtworkViewSet(
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
-            return Artwork.objects.none()  # schema generation: the filters' model, without asking the database
+            return (
+                Artwork.objects.none()
+            )  # schema generation: the filters' model, without asking the database
         return artworks_with_prediction()
 
     def get_serializer_context(self) -> dict[str, Any]:

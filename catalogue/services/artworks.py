@@ -207,7 +207,11 @@ def artwork_create(
 def _provenance(curator_type: ArtworkType | None, label_source: str) -> str:
     if curator_type is None:
         return ""
-    return Artwork.Provenance.IMPORTED if label_source == LabelCorrection.Source.IMPORT else Artwork.Provenance.SET
+    return (
+        Artwork.Provenance.IMPORTED
+        if label_source == LabelCorrection.Source.IMPORT
+        else Artwork.Provenance.SET
+    )
 
 
 def stored_files_delete(names: Iterable[str]) -> None:

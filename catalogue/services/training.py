@@ -21,7 +21,7 @@ import numpy as np
 
 from catalogue.selectors.training import training_examples
 from catalogue.services.model_rollout import model_activate
-from inference.architectures import CLASSES, DEFAULT_INPUT_SIZES
+from inference.architectures import CLASSES
 from inference.datasets import ImageSet, LabelledFile, Progress, read_files, stratified_split
 from inference.evaluation import evaluate_classifier
 from inference.loader import get_classifier
@@ -70,21 +70,21 @@ def _gold_metrics(version: str, files: list[LabelledFile]) -> dict[str, Any]:
 
 def model_train_from_catalogue(
     *,
-    architecture: str = "efficientnet-lite0",
-    input_size: int | None = None,
+    config: TrainingConfig | None = None,
     gold_fraction: float = 0.2,
-    seed: int = 1337,
     activate: bool = True,
     output_dir: Path | str | None = None,
     version: str | None = None,
     progress: Progress | None = None,
-    **train_options: Any,
 ) -> CatalogueTraining:
     """Train on the catalogue, compare with the active version on the gold set, activate if not worse.
 
-    ``train_options`` go to :func:`inference.training.train`. Raises ``ValueError`` when the catalogue has too
+    ``config``: the recipe (default: the shipped default version's architecture and input size,
+    :meth:`inference.training.TrainingConfig.for_architecture`). Raises ``ValueError`` when the catalogue has too
     little to train on.
     """
+    config = config or TrainingConfig.for_architecture()
+    seed = config.seed
     files, curated, unknown = _examples_as_files()
     if not files:
         raise ValueError(
@@ -101,7 +101,7 @@ def model_train_from_catalogue(
     train_files = [f for f, g in zip(files, in_gold, strict=True) if not g]
     gold_files = [f for f, g in zip(files, in_gold, strict=True) if g]
 
-    size = input_size or DEFAULT_INPUT_SIZES.get(architecture, 150)
+    size = config.input_size
     train_data = read_files(train_files, size, root="catalogue", progress=progress)
     gold_data: ImageSet | None = (
         read_files(gold_files, size, root="catalogue gold set") if gold_files else None
@@ -130,7 +130,7 @@ def model_train_from_catalogue(
     result = train(
         train_data=train_data,
         val_data=gold_data,
-        config=TrainingConfig.for_architecture(architecture, input_size=size, seed=seed, **train_options),
+        config=config,
         output_dir=output_dir,
         version=version,
         extra_card={"catalogue_training": source},

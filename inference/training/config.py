@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference.architectures import ARCHITECTURES, DEFAULT_INPUT_SIZES, EFFICIENTNET_VARIANTS
+from inference.registry import default_architecture
 from inference.tflite import QUANTIZATIONS
 
 # The fields whose default depends on the architecture. The seed CNN trains end to end with Keras and serves from
@@ -82,8 +83,6 @@ class TrainingConfig:
         that architecture at its native input size (:data:`inference.architectures.DEFAULT_INPUT_SIZES`).
         """
         if architecture is None:
-            from inference.registry import default_architecture
-
             shipped = default_architecture()
             architecture, input_size = shipped.architecture, shipped.input_size
         else:

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from inference import architectures, evaluation
+from inference import architectures, evaluation, tflite
 from inference.datasets import augmented_views
 from inference.training.common import FitInputs, Fitted, TrainingEvents
 
@@ -79,8 +79,6 @@ def _trunk_runner(
 ) -> TrunkStep:
     """The trunk as the cache sees it: quantised to int8 on ``int8_calibration`` when given, else float32."""
     if int8_calibration is not None:
-        from inference import tflite
-
         events.stage("quantising the trunk (int8)")
         return tflite.FeatureRunner(
             tflite.quantize_int8(trunk, int8_calibration), threads=os.cpu_count() or 1

@@ -10,6 +10,14 @@ from typing import IO, Any, cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from inference.datasets import read_folder
+from inference.evaluation import evaluate_classifier, per_type_table
+from inference.loader import ModelUnavailable, configure_threads, get_classifier
+from inference.registry import newest_version
 
 
 class Command(BaseCommand):
@@ -48,8 +56,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from inference.loader import ModelUnavailable, configure_threads, get_classifier
-        from inference.registry import newest_version
 
         version = options["model"] or settings.ARTSITE_DEFAULT_MODEL or newest_version()
         if not version:
@@ -61,12 +67,6 @@ class Command(BaseCommand):
                 raise CommandError(f"{folder} is not a folder.")
 
         configure_threads(options["threads"])
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.table import Table
-
-        from inference.datasets import read_folder
-        from inference.evaluation import evaluate_classifier, per_type_table
 
         try:
             classifier = get_classifier(version, backend=options["backend"])

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from catalogue.services.training import model_train_from_catalogue
 from inference.architectures import ARCHITECTURES, DEFAULT_INPUT_SIZES, require_pretrained_weights
 from inference.datasets import ImageSet, read_folder
 from inference.evaluation import per_type_table
+from inference.loader import configure_threads
 from inference.training import TrainingConfig, TrainingEvents, train
 from inference.training.config import RECIPE_DEFAULTS
 
@@ -245,8 +251,6 @@ class Command(BaseCommand):
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from exc
 
-        from inference.loader import configure_threads
-
         configure_threads(options["threads"])  # before TensorFlow starts its runtime
         if options["from_catalogue"]:
             self._from_catalogue(options, config)
@@ -254,8 +258,6 @@ class Command(BaseCommand):
             self._from_folders(options, config)
 
     def _from_folders(self, options: dict[str, Any], config: TrainingConfig) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         console = Console(file=cast(IO[str], self.stdout))
         columns = (
@@ -287,24 +289,14 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Wrote {result.path}"))
 
     def _from_catalogue(self, options: dict[str, Any], config: TrainingConfig) -> None:
-        from catalogue.services.training import model_train_from_catalogue  # noqa: PLC0415  moves with the command
-
         self.stdout.write("Training on the catalogue (this reads every ready artwork's image)...")
-        recipe = {
-            k: v
-            for k, v in dataclasses.asdict(config).items()
-            if k not in ("architecture", "input_size", "seed")
-        }
         try:
             result = model_train_from_catalogue(
-                architecture=config.architecture,
-                input_size=config.input_size,
-                seed=config.seed,
+                config=config,
                 gold_fraction=options["gold_fraction"],
                 activate=not options["no_activate"],
                 output_dir=options["output_dir"],
                 version=options["name"],
-                **recipe,
             )
         except (ValueError, FileExistsError) as exc:
             raise CommandError(str(exc)) from exc
@@ -413,8 +405,6 @@ def _print_result(console: Any, card: dict[str, Any], epochs: int) -> None:
 
 def _reproduce() -> dict[str, str]:
     """The command line, for the card, when this runs as ``manage.py train_model`` (not from call_command)."""
-    import shlex
-    import sys
 
     if len(sys.argv) > 1 and sys.argv[1] == "train_model":
         return {"reproduce": "python manage.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
