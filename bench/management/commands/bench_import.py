@@ -29,7 +29,15 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from catalogue import importing
+from catalogue.importing import DEFAULT_BATCH_SIZE, ImportResult, artworks_import
+from catalogue.importing.sources import (
+    Candidate,
+    ImportItem,
+    folder_walk,
+    is_image_file,
+    item_prepare,
+    item_read,
+)
 
 DEFAULT_FOLDER = settings.BASE_DIR.parent / "shared" / "data" / "art-images"
 GOAL_SHARE = 0.75
@@ -61,7 +69,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=importing.DEFAULT_BATCH_SIZE,
+            default=DEFAULT_BATCH_SIZE,
             help="Import and model batch size.",
         )
         parser.add_argument("--workers", type=int, default=None, help="Decoder threads (default: CPU cores).")
@@ -86,11 +94,7 @@ class Command(BaseCommand):
         sizes = sorted({c.input_size for _, c in classifiers})
         draft = None if options["no_draft"] else max(settings.ARTSITE_THUMBNAIL_SIZE, *sizes)
 
-        files = [
-            (path, rel, size)
-            for path, rel, size in importing._walk(folder.resolve(), set())
-            if path.suffix.lower() in importing.ALLOWED_EXTENSIONS
-        ]
+        files = [entry for entry in folder_walk(folder.resolve()) if is_image_file(entry[0])]
         if not files:
             raise CommandError(f"No images in {folder}.")
         for path, _rel, _size in files:  # the page cache holds them for all three measurements alike
@@ -104,7 +108,7 @@ class Command(BaseCommand):
         before = self._parts(files, sizes, draft, workers, classifiers, batch_size)
         console.print("End to end...", highlight=False)
         with _Meter(database=True) as whole:
-            result = importing.artworks_import(
+            result = artworks_import(
                 folder=folder, batch_size=batch_size, workers=workers, draft=not options["no_draft"]
             )
         whole.images = result.candidates
@@ -253,22 +257,13 @@ class Command(BaseCommand):
         max_bytes = int(settings.ARTSITE_MAX_UPLOAD_BYTES)
         thumbnail_size = int(settings.ARTSITE_THUMBNAIL_SIZE)
 
-        def work(entry: tuple[Path, str, int]) -> importing._Item:
+        def work(entry: tuple[Path, str, int]) -> ImportItem:
             path, rel, size = entry
-            item = importing._Item(
-                candidate=importing.Candidate(
-                    path=path,
-                    rel=rel,
-                    size=size,
-                    artwork_type=None,
-                    label_origin="",
-                    unknown_folder=None,
-                    row=None,
-                )
+            item = item_read(
+                ImportItem(candidate=Candidate(path=path, rel=rel, size=size)), max_bytes=max_bytes
             )
-            item = importing._read(item, max_bytes)
             if item.skip is None:
-                item = importing.prepare_image(item, sizes=sizes, draft=draft, thumbnail_size=thumbnail_size)
+                item = item_prepare(item, sizes=sizes, draft=draft, thumbnail_size=thumbnail_size)
             return item
 
         samples: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
@@ -289,7 +284,7 @@ class Command(BaseCommand):
                 done += len(batch)
         return done
 
-    def _check(self, result: importing.ImportResult) -> None:
+    def _check(self, result: ImportResult) -> None:
         from catalogue.models import Artwork, Prediction
 
         ready = Artwork.objects.filter(status=Artwork.Status.READY).count()
