@@ -379,13 +379,7 @@ class Command(BaseCommand):
         from rich.console import Console
         from rich.table import Table
 
-        def stages(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-            ok = [s for s in samples if s["status"] == 200]
-            table = {st: [s["timing"][st] for s in ok if st in s["timing"]] for st in STAGES}
-            table["client"] = [s["client_ms"] for s in ok]
-            return {k: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for k, v in table.items() if v}
-
-        seq, con = stages(r["sequential"]), stages(r["concurrent"])
+        seq, con = _stages(r["sequential"]), _stages(r["concurrent"])
         errors = sum(1 for s in r["sequential"] + r["concurrent"] if s["status"] != 200)
         ref = {k: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for k, v in r["reference"].items()}
         rate = len(r["concurrent"]) / r["wall"] if r["wall"] else float("nan")
@@ -422,24 +416,8 @@ class Command(BaseCommand):
             )
         console = Console(file=cast(IO[str], self.stdout), width=130)
         console.print(table)
-        app_seq = seq["app"]
-        ratio = app_seq["p50"] / ref["total"]["p50"] if ref["total"]["p50"] else float("nan")
-        lines = [
-            f"Throughput: {rate:.1f} requests/s with {r['concurrency']} concurrent clients "
-            f"({len(r['concurrent'])} requests in {r['wall']:.1f} s; {r['workers']} gunicorn worker(s) x "
-            f"{r['tf_threads']} TF thread(s) on {r['cores']} core(s)); errors: {errors}",
-            f"Server-side (1 client): p50 {app_seq['p50']:.1f} ms (goal <= {GOAL_P50_MS:.0f}: "
-            f"{'met' if app_seq['p50'] <= GOAL_P50_MS else 'NOT met'}), p95 {app_seq['p95']:.1f} ms "
-            f"(goal <= {GOAL_P95_MS:.0f}: {'met' if app_seq['p95'] <= GOAL_P95_MS else 'NOT met'})",
-            f"Web layer overhead: whole view p50 / in-process decode+model+search p50 = {ratio:.2f}x",
-        ]
-        if "XLA on" in r["model_note"]:
-            lines.append("The model runs XLA-compiled (the loader's default): compare with --xla off.")
-        lines.append(
-            f"Load average (1 min) before / after the server runs: {r['load'][0]:.1f} / {r['load'][1]:.1f} on "
-            f"{r['cores']} core(s): above {r['cores']} other processes competed for the CPU and the wall-clock "
-            "figures include their share; the cpu row is the cost without the waiting."
-        )
+        ratio = seq["app"]["p50"] / ref["total"]["p50"] if ref["total"]["p50"] else float("nan")
+        lines = _summary_lines(r, app_seq=seq["app"], ratio=ratio, rate=rate, errors=errors)
         for line in lines:
             self.stdout.write(line)
         return {
@@ -458,3 +436,34 @@ class Command(BaseCommand):
             "overhead_ratio": ratio,
             "load_average": r["load"],
         }
+
+
+def _stages(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """p50 and p95 per Server-Timing stage, and of the client's round trip, over the answered requests."""
+    ok = [s for s in samples if s["status"] == 200]
+    table = {st: [s["timing"][st] for s in ok if st in s["timing"]] for st in STAGES}
+    table["client"] = [s["client_ms"] for s in ok]
+    return {k: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for k, v in table.items() if v}
+
+
+def _summary_lines(
+    r: dict[str, Any], *, app_seq: dict[str, float], ratio: float, rate: float, errors: int
+) -> list[str]:
+    """The lines under the table: throughput, the goals, the web layer's overhead, the machine's load."""
+    lines = [
+        f"Throughput: {rate:.1f} requests/s with {r['concurrency']} concurrent clients "
+        f"({len(r['concurrent'])} requests in {r['wall']:.1f} s; {r['workers']} gunicorn worker(s) x "
+        f"{r['tf_threads']} TF thread(s) on {r['cores']} core(s)); errors: {errors}",
+        f"Server-side (1 client): p50 {app_seq['p50']:.1f} ms (goal <= {GOAL_P50_MS:.0f}: "
+        f"{'met' if app_seq['p50'] <= GOAL_P50_MS else 'NOT met'}), p95 {app_seq['p95']:.1f} ms "
+        f"(goal <= {GOAL_P95_MS:.0f}: {'met' if app_seq['p95'] <= GOAL_P95_MS else 'NOT met'})",
+        f"Web layer overhead: whole view p50 / in-process decode+model+search p50 = {ratio:.2f}x",
+    ]
+    if "XLA on" in r["model_note"]:
+        lines.append("The model runs XLA-compiled (the loader's default): compare with --xla off.")
+    lines.append(
+        f"Load average (1 min) before / after the server runs: {r['load'][0]:.1f} / {r['load'][1]:.1f} on "
+        f"{r['cores']} core(s): above {r['cores']} other processes competed for the CPU and the wall-clock "
+        "figures include their share; the cpu row is the cost without the waiting."
+    )
+    return lines

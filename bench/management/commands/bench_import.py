@@ -77,7 +77,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.console import Console
-        from rich.table import Table
 
         console = Console(file=cast(IO[str], self.stdout), stderr=False)
         folder: Path = options["folder"]
@@ -114,6 +113,44 @@ class Command(BaseCommand):
         whole.images = result.candidates
         console.print("Decode alone and model alone again...", highlight=False)
         after = self._parts(files, sizes, draft, workers, classifiers, batch_size)
+        self._check(result)
+        share, end_to_end = self._table(
+            console,
+            title=f"Import benchmark: {folder} ({len(files)} image files)",
+            parts=(before, after),
+            whole=whole,
+            result=result,
+            classifiers=classifiers,
+            workers=workers,
+            batch_size=batch_size,
+        )
+        ok_share, ok_rate = share >= GOAL_SHARE, end_to_end >= GOAL_RATE
+        console.print(
+            f"Goal >= {GOAL_SHARE:.0%} of the limit: {'met' if ok_share else 'NOT met'}; "
+            f"goal >= {GOAL_RATE:.0f} images/s: {'met' if ok_rate else 'NOT met'}. "
+            f"Machine: {os.cpu_count()} CPU cores, load average {load:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end (other processes compete for the cores: the CPU column, "
+            "this process's CPU time per image, depends less on them).",
+            highlight=False,
+        )
+
+    def _table(
+        self,
+        console: Any,
+        *,
+        title: str,
+        parts: tuple[dict[str, _Meter], dict[str, _Meter]],
+        whole: _Meter,
+        result: ImportResult,
+        classifiers: list[tuple[Any, Any]],
+        workers: int,
+        batch_size: int,
+    ) -> tuple[float, float]:
+        """Print the figures: each part averaged over its two measurements, the limit they set, end to end.
+        Returns (end to end / limit, end to end images/s)."""
+        from rich.table import Table
+
+        before, after = parts
         decode_rate = (before["decode"].rate + after["decode"].rate) / 2
         model_rates = {
             v.version: (before[v.version].rate + after[v.version].rate) / 2 for v, _ in classifiers
@@ -121,9 +158,7 @@ class Command(BaseCommand):
         model_rate = 1.0 / sum(1.0 / r for r in model_rates.values())
         end_to_end = result.candidates / whole.wall
         limit = 1.0 / (1.0 / decode_rate + 1.0 / model_rate)
-        self._check(result)
-
-        table = Table(title=f"Import benchmark: {folder} ({len(files)} image files)")
+        table = Table(title=title)
         table.add_column("measure")
         table.add_column("images/s", justify="right")
         table.add_column("CPU ms/image", justify="right")
@@ -152,15 +187,7 @@ class Command(BaseCommand):
         share = end_to_end / limit
         table.add_row("end to end / limit", f"{share:.0%}", "")
         console.print(table)
-        ok_share, ok_rate = share >= GOAL_SHARE, end_to_end >= GOAL_RATE
-        console.print(
-            f"Goal >= {GOAL_SHARE:.0%} of the limit: {'met' if ok_share else 'NOT met'}; "
-            f"goal >= {GOAL_RATE:.0f} images/s: {'met' if ok_rate else 'NOT met'}. "
-            f"Machine: {os.cpu_count()} CPU cores, load average {load:.1f} at the start, "
-            f"{os.getloadavg()[0]:.1f} at the end (other processes compete for the cores: the CPU column, "
-            "this process's CPU time per image, depends less on them).",
-            highlight=False,
-        )
+        return share, end_to_end
 
     # -- steps --
 
