@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from catalogue.importing.labels import TypeNames
 from catalogue.importing.results import BadRow, ImportFailed
 from catalogue.models import ArtworkType
+from catalogue.selectors.artworks import artwork_types
 from inference.preprocessing import ALLOWED_EXTENSIONS
 
 MANIFEST_COLUMNS = ("path", "title", "artist", "date", "accession", "type", "description")
@@ -195,7 +196,7 @@ def _manifest_row_problem(
         return f"{rel} is not an image file (JPEG, PNG, WebP or TIFF)"
     type_name = record.get("type", "")
     if type_name and types(type_name) is None:
-        slugs = ", ".join(ArtworkType.objects.values_list("slug", flat=True))
+        slugs = ", ".join(t.slug for t in artwork_types())
         return f"unknown type {type_name!r} (one of: {slugs})"
     for name, limit in FIELD_LIMITS.items():
         if len(record.get(name, "")) > limit:

@@ -126,6 +126,7 @@ class ImportRun:
         # Hashes of the batches not committed yet (the one filling, the one at the model) -> path
         self.pending_hashes: dict[str, str] = {}
         self.in_flight: _Batch | None = None
+        self.writer: BatchWriter  # made by run(), which owns its threads
 
     def run(self) -> ImportResult:
         started = time.perf_counter()
@@ -137,9 +138,7 @@ class ImportRun:
                 if self.events.total:
                     self.events.total(candidates_count(self.folder, exclude=self.exclude, limit=self.limit))
                 self.writer = stack.enter_context(
-                    BatchWriter(
-                        tally=self.tally, models=self.models, classify=self.classify, enqueue=self.enqueue
-                    )
+                    BatchWriter(tally=self.tally, models=self.models, classify=self.classify)
                 )
                 pipeline = stack.enter_context(self._read_ahead())
                 candidates = folder_items(

@@ -51,14 +51,13 @@ def artwork_draft(item: ImportItem) -> ArtworkDraft:
 
 class BatchWriter:
     """Stores a run's batches through the import services: new artworks (ready with their predictions when the
-    run classifies, else pending) and the pending ones of an interrupted run; then queues them for the workers
-    when the run is asynchronous. Use as a context manager: the file-writing threads stop with it."""
+    run classifies, else pending) and the pending ones of an interrupted run; queues them for the workers when
+    asked. Use as a context manager: the file-writing threads stop with it."""
 
-    def __init__(self, *, tally: Tally, models: ServingModels, classify: bool, enqueue: bool) -> None:
+    def __init__(self, *, tally: Tally, models: ServingModels, classify: bool) -> None:
         self.tally = tally
         self.models = models
         self.classify = classify
-        self.enqueue = enqueue
         self._file_writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="import-write")
 
     def __enter__(self) -> BatchWriter:
