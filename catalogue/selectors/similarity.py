@@ -30,6 +30,14 @@ HNSW_EF_SEARCH = 100
 MAX_SIMILAR = 50
 
 
+@dataclass
+class SearchStats:
+    """What :func:`embedding_nearest` did, added up over the searches it is given to (the similar-works benchmark
+    counts these)."""
+
+    fallbacks: int = 0  # index results short of k, repeated as an exact scan
+
+
 @dataclass(frozen=True)
 class SimilarWork:
     artwork: Artwork
@@ -63,11 +71,14 @@ def embedding_nearest(
     k: int = 5,
     type_slug: str | None = None,
     exclude_artwork_id: int | None = None,
+    ef_search: int | None = None,
+    stats: SearchStats | None = None,
 ) -> list[SimilarWork]:
     """The k ready artworks nearest to an embedding (same model version), optionally within one effective type.
 
     Uses the HNSW index; if the filters leave fewer than k rows, repeats the query as an exact scan so that k come
-    back whenever k exist.
+    back whenever k exist. ``ef_search``: the candidates the index hands to the filters (default
+    ``HNSW_EF_SEARCH``; never fewer than 4 k). ``stats``: counts what the search did (exact-scan fallbacks).
 
     With a type T, the two halves of "effective type is T" are asked separately and merged: works the model put in
     T that no curator moved elsewhere (the per-type partial HNSW index ``prediction_hnsw_<slug>`` hands out only
@@ -77,13 +88,12 @@ def embedding_nearest(
     """
     k = max(1, min(int(k), MAX_SIMILAR))
     vector = np.asarray(embedding, dtype=np.float32)
+    ef = max(HNSW_EF_SEARCH if ef_search is None else int(ef_search), 4 * k)
     qs = Prediction.objects.filter(model_version=version, artwork__status=Artwork.Status.READY)
     if exclude_artwork_id is not None:
         qs = qs.exclude(artwork_id=exclude_artwork_id)
     if not type_slug:
-        rows = _run_vector_query(qs, vector, k, exact=False)
-        if len(rows) < k:
-            rows = _run_vector_query(qs, vector, k, exact=True)
+        rows = _nearest_rows(qs, vector, k, ef_search=ef, stats=stats)
     else:
         artwork_type = artwork_type_by_slug(type_slug)
         type_id = artwork_type.pk if artwork_type else -1
@@ -92,9 +102,7 @@ def embedding_nearest(
             Q(artwork__curator_type__isnull=True) | Q(artwork__curator_type_id=type_id),
             predicted_type_id=type_id,
         )
-        rows = _run_vector_query(kept, vector, k, exact=False)
-        if len(rows) < k:
-            rows = _run_vector_query(kept, vector, k, exact=True)
+        rows = _nearest_rows(kept, vector, k, ef_search=ef, stats=stats)
         # Works a curator moved into T from another type: scanned exactly (found through the curator_type index).
         # Their vectors sit among the type the model wrongly gave them, so for a query from that neighbourhood
         # they are often the nearest works of T, and a filtered index search would miss them. The cost grows with
@@ -113,8 +121,22 @@ def embedding_nearest(
     ]
 
 
-def _run_vector_query(qs: QuerySet[Prediction], vector: np.ndarray, k: int, *, exact: bool) -> list[Any]:
-    """The k rows of ``qs`` nearest to ``vector``: through the HNSW index, or exactly.
+def _nearest_rows(
+    qs: QuerySet[Prediction], vector: np.ndarray, k: int, *, ef_search: int, stats: SearchStats | None
+) -> list[Any]:
+    """Through the index, and exactly when the index's candidates leave fewer than k after the filters."""
+    rows = _run_vector_query(qs, vector, k, exact=False, ef_search=ef_search)
+    if len(rows) < k:
+        rows = _run_vector_query(qs, vector, k, exact=True)
+        if stats is not None:
+            stats.fallbacks += 1
+    return rows
+
+
+def _run_vector_query(
+    qs: QuerySet[Prediction], vector: np.ndarray, k: int, *, exact: bool, ef_search: int = HNSW_EF_SEARCH
+) -> list[Any]:
+    """The k rows of ``qs`` nearest to ``vector``: through the HNSW index (``ef_search`` candidates), or exactly.
 
     Exact: ordering by ``distance + 0`` is an expression no vector index can serve, so PostgreSQL computes the
     distance of every row the filters leave (found through the ordinary indexes) and sorts them. Unlike turning
@@ -124,7 +146,7 @@ def _run_vector_query(qs: QuerySet[Prediction], vector: np.ndarray, k: int, *, e
     if exact:
         distance = distance + Value(0.0)
     else:
-        _ensure_ef_search(max(HNSW_EF_SEARCH, 4 * k))
+        _ensure_ef_search(ef_search)
     # Only what SimilarWork carries: the artwork row (its types are ids), not the prediction's own vector and
     # probabilities (parsing five 128-float vectors costs more than the search), and no joins to the types table
     # (each join adds planning time to every search).

@@ -5,4 +5,5 @@ nothing else writes rows.
 - ``classification``: queueing artworks for the workers, classifying them, storing predictions, the sweep.
 - ``labels``: the curators' types and their audit trail.
 - ``accounts``: the accounts the site needs to start.
+- ``imports``: the bulk import's batch-shaped writes (files, rows, label audit trail, predictions per batch).
 """

@@ -15,9 +15,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from catalogue import importing
-from catalogue.importing import ImportEvents, ImportFailed, artworks_import
+from catalogue.importing import ImportEvents, ImportFailed, ImportResult, artworks_import, store
 from catalogue.models import Artwork, LabelCorrection, Prediction
+from catalogue.services import imports as import_services
 from tests.images import decompression_bomb_png, image_bytes, make_image, truncated_jpeg
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +79,7 @@ GOOD = {
 }
 
 
-def run(folder: Path, **kwargs: object) -> tuple[importing.ImportResult, list[dict[str, str]]]:
+def run(folder: Path, **kwargs: object) -> tuple[ImportResult, list[dict[str, str]]]:
     report = io.StringIO()
     result = artworks_import(folder=folder, report=report, **kwargs)  # type: ignore[arg-type]
     return result, list(csv.DictReader(io.StringIO(report.getvalue())))
@@ -239,7 +239,8 @@ def test_a_batch_interrupted_inside_its_transaction_leaves_nothing_behind(
             raise Killed
         return store(**kwargs)
 
-    monkeypatch.setattr(importing, "prediction_store", killed_on_second_batch)
+    # The import services store each batch's predictions inside the batch's transaction.
+    monkeypatch.setattr(import_services, "prediction_store", killed_on_second_batch)
     with pytest.raises(Killed):
         artworks_import(folder=collection, batch_size=2)
     assert Artwork.objects.count() == 2  # batch 1 only: batch 2's rows never committed
@@ -270,16 +271,18 @@ def test_an_image_stored_by_someone_else_meanwhile_is_a_duplicate_and_its_file_i
 ):
     from tests.factories import ArtworkFactory
 
-    check = importing._ImportRun._drop_conflicts
+    check = store.artwork_drafts_check
     uploads = []
 
-    def uploaded_right_after_the_check(self, items):  # type: ignore[no-untyped-def]
-        kept = check(self, items)
+    def uploaded_right_after_the_check(**kwargs):  # type: ignore[no-untyped-def]
+        conflicts = check(**kwargs)
         if not uploads:  # unsorted/a.jpg arrives through the portal between the check and the writes
             uploads.append(ArtworkFactory(data=image_bytes(6), status=Artwork.Status.READY))
-        return kept
+        return conflicts
 
-    monkeypatch.setattr(importing._ImportRun, "_drop_conflicts", uploaded_right_after_the_check)
+    # The import's duplicate check before the model runs and the writes (the service's own, on a conflict, is not
+    # patched: it finds the upload).
+    monkeypatch.setattr(store, "artwork_drafts_check", uploaded_right_after_the_check)
     result, report = run(collection, batch_size=64)
     upload = uploads[0]
 
@@ -294,7 +297,9 @@ def test_a_failing_batch_removes_the_files_it_wrote(active_model, collection, mo
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(importing.LabelCorrection.objects.__class__, "bulk_create", boom)
+    monkeypatch.setattr(
+        LabelCorrection.objects, "bulk_create", boom
+    )  # the label audit rows of the first batch
     with pytest.raises(RuntimeError):
         artworks_import(folder=collection, batch_size=3)
     assert Artwork.objects.count() == 0

@@ -141,55 +141,75 @@ class Command(BaseCommand):
                 f"[yellow]folder {name}/[/] names no type: its {count} image(s) were imported without a label.",
                 highlight=False,
             )
-
-        verb = "Would import" if result.dry_run else "Imported"
         table = Table(title="Dry run: nothing was written" if result.dry_run else "Import summary")
         table.add_column("", justify="left")
         table.add_column("images", justify="right")
-        table.add_row(f"[bold]{verb}[/]", f"[bold]{result.imported}[/]")
-        table.add_row("  labelled by folder or manifest", str(result.imported - result.unlabelled))
-        table.add_row("  unlabelled", str(result.unlabelled))
-        for slug, count in sorted(result.labelled.items()):
-            table.add_row(f"    {slug}", str(count))
-        if result.resumed:
-            table.add_row("Resumed (stored earlier, still pending)", str(result.resumed))
-        if result.classified:
-            versions = ", ".join(result.versions)
-            table.add_row(f"Classified and embedded ({versions})", str(result.classified))
-            for slug, count in sorted(result.predicted.items()):
-                table.add_row(f"    predicted {slug}", str(count))
-            if result.labels_checked:
-                share = result.labels_agreed / result.labels_checked
-                table.add_row("  the model agrees with the folder/manifest label", f"{share:.0%}")
-        if result.queued:
-            table.add_row("Queued for the workers", str(result.queued))
-        if result.left_pending:
-            table.add_row("[yellow]Left pending[/]", str(result.left_pending))
-        table.add_row("Duplicates", str(result.duplicates))
-        table.add_row("  already in the catalogue", str(result.duplicates_in_catalogue))
-        table.add_row("  repeated within this folder", str(result.duplicates_in_run))
-        table.add_row("Unreadable", str(result.unreadable_total))
-        for reason, count in sorted(result.unreadable.items()):
-            table.add_row(f"  {reason.replace('_', ' ')}", str(count))
-        if result.bad_rows or result.bad_row_files:
-            table.add_row("Bad manifest rows", str(len(result.bad_rows)))
-            table.add_row("  image files not imported for a bad row", str(result.bad_row_files))
-        if result.duplicate_accessions:
-            table.add_row("Accession number already used", str(result.duplicate_accessions))
-        table.add_row("Other files (not images)", str(result.other_files))
-        table.add_row("Image files considered", str(result.candidates))
-        loading = (
-            f" (loading the model {result.model_load_seconds:.1f} s)"
-            if result.model_load_seconds >= 0.1
-            else ""
-        )
-        table.add_row("Elapsed", f"{result.elapsed:.1f} s{loading}")
-        rate = f"{result.images_per_second:.1f}"
-        if loading:
-            rate += f" ({result.images_per_second_loaded:.1f} once the model is loaded)"
-        table.add_row("Images per second", rate)
+        for label, value in [*_imported(result), *_classified(result), *_skipped(result), *_speed(result)]:
+            table.add_row(label, value)
         console.print(table)
         for warning in result.warnings:
             console.print(f"[yellow]{warning}[/]", highlight=False)
         if options["report"]:
             console.print(f"Skipped files: {options['report']}", highlight=False)
+
+
+# The summary table's rows, (label, figure), section by section.
+
+
+def _imported(result: ImportResult) -> list[tuple[str, str]]:
+    verb = "Would import" if result.dry_run else "Imported"
+    rows = [
+        (f"[bold]{verb}[/]", f"[bold]{result.imported}[/]"),
+        ("  labelled by folder or manifest", str(result.imported - result.unlabelled)),
+        ("  unlabelled", str(result.unlabelled)),
+    ]
+    rows += [(f"    {slug}", str(count)) for slug, count in sorted(result.labelled.items())]
+    if result.resumed:
+        rows.append(("Resumed (stored earlier, still pending)", str(result.resumed)))
+    return rows
+
+
+def _classified(result: ImportResult) -> list[tuple[str, str]]:
+    rows = []
+    if result.classified:
+        versions = ", ".join(result.versions)
+        rows.append((f"Classified and embedded ({versions})", str(result.classified)))
+        rows += [(f"    predicted {slug}", str(count)) for slug, count in sorted(result.predicted.items())]
+        if result.labels_checked:
+            share = result.labels_agreed / result.labels_checked
+            rows.append(("  the model agrees with the folder/manifest label", f"{share:.0%}"))
+    if result.queued:
+        rows.append(("Queued for the workers", str(result.queued)))
+    if result.left_pending:
+        rows.append(("[yellow]Left pending[/]", str(result.left_pending)))
+    return rows
+
+
+def _skipped(result: ImportResult) -> list[tuple[str, str]]:
+    rows = [
+        ("Duplicates", str(result.duplicates)),
+        ("  already in the catalogue", str(result.duplicates_in_catalogue)),
+        ("  repeated within this folder", str(result.duplicates_in_run)),
+        ("Unreadable", str(result.unreadable_total)),
+    ]
+    rows += [
+        (f"  {reason.replace('_', ' ')}", str(count)) for reason, count in sorted(result.unreadable.items())
+    ]
+    if result.bad_rows or result.bad_row_files:
+        rows.append(("Bad manifest rows", str(len(result.bad_rows))))
+        rows.append(("  image files not imported for a bad row", str(result.bad_row_files)))
+    if result.duplicate_accessions:
+        rows.append(("Accession number already used", str(result.duplicate_accessions)))
+    rows.append(("Other files (not images)", str(result.other_files)))
+    rows.append(("Image files considered", str(result.candidates)))
+    return rows
+
+
+def _speed(result: ImportResult) -> list[tuple[str, str]]:
+    loading = (
+        f" (loading the model {result.model_load_seconds:.1f} s)" if result.model_load_seconds >= 0.1 else ""
+    )
+    rate = f"{result.images_per_second:.1f}"
+    if loading:
+        rate += f" ({result.images_per_second_loaded:.1f} once the model is loaded)"
+    return [("Elapsed", f"{result.elapsed:.1f} s{loading}"), ("Images per second", rate)]

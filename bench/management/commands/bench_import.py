@@ -29,7 +29,15 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from catalogue import importing
+from catalogue.importing import DEFAULT_BATCH_SIZE, ImportResult, artworks_import
+from catalogue.importing.sources import (
+    Candidate,
+    ImportItem,
+    folder_walk,
+    is_image_file,
+    item_prepare,
+    item_read,
+)
 
 DEFAULT_FOLDER = settings.BASE_DIR.parent / "shared" / "data" / "art-images"
 GOAL_SHARE = 0.75
@@ -61,7 +69,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=importing.DEFAULT_BATCH_SIZE,
+            default=DEFAULT_BATCH_SIZE,
             help="Import and model batch size.",
         )
         parser.add_argument("--workers", type=int, default=None, help="Decoder threads (default: CPU cores).")
@@ -69,7 +77,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.console import Console
-        from rich.table import Table
 
         console = Console(file=cast(IO[str], self.stdout), stderr=False)
         folder: Path = options["folder"]
@@ -86,11 +93,7 @@ class Command(BaseCommand):
         sizes = sorted({c.input_size for _, c in classifiers})
         draft = None if options["no_draft"] else max(settings.ARTSITE_THUMBNAIL_SIZE, *sizes)
 
-        files = [
-            (path, rel, size)
-            for path, rel, size in importing._walk(folder.resolve(), set())
-            if path.suffix.lower() in importing.ALLOWED_EXTENSIONS
-        ]
+        files = [entry for entry in folder_walk(folder.resolve()) if is_image_file(entry[0])]
         if not files:
             raise CommandError(f"No images in {folder}.")
         for path, _rel, _size in files:  # the page cache holds them for all three measurements alike
@@ -104,12 +107,50 @@ class Command(BaseCommand):
         before = self._parts(files, sizes, draft, workers, classifiers, batch_size)
         console.print("End to end...", highlight=False)
         with _Meter(database=True) as whole:
-            result = importing.artworks_import(
+            result = artworks_import(
                 folder=folder, batch_size=batch_size, workers=workers, draft=not options["no_draft"]
             )
         whole.images = result.candidates
         console.print("Decode alone and model alone again...", highlight=False)
         after = self._parts(files, sizes, draft, workers, classifiers, batch_size)
+        self._check(result)
+        share, end_to_end = self._table(
+            console,
+            title=f"Import benchmark: {folder} ({len(files)} image files)",
+            parts=(before, after),
+            whole=whole,
+            result=result,
+            classifiers=classifiers,
+            workers=workers,
+            batch_size=batch_size,
+        )
+        ok_share, ok_rate = share >= GOAL_SHARE, end_to_end >= GOAL_RATE
+        console.print(
+            f"Goal >= {GOAL_SHARE:.0%} of the limit: {'met' if ok_share else 'NOT met'}; "
+            f"goal >= {GOAL_RATE:.0f} images/s: {'met' if ok_rate else 'NOT met'}. "
+            f"Machine: {os.cpu_count()} CPU cores, load average {load:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end (other processes compete for the cores: the CPU column, "
+            "this process's CPU time per image, depends less on them).",
+            highlight=False,
+        )
+
+    def _table(
+        self,
+        console: Any,
+        *,
+        title: str,
+        parts: tuple[dict[str, _Meter], dict[str, _Meter]],
+        whole: _Meter,
+        result: ImportResult,
+        classifiers: list[tuple[Any, Any]],
+        workers: int,
+        batch_size: int,
+    ) -> tuple[float, float]:
+        """Print the figures: each part averaged over its two measurements, the limit they set, end to end.
+        Returns (end to end / limit, end to end images/s)."""
+        from rich.table import Table
+
+        before, after = parts
         decode_rate = (before["decode"].rate + after["decode"].rate) / 2
         model_rates = {
             v.version: (before[v.version].rate + after[v.version].rate) / 2 for v, _ in classifiers
@@ -117,9 +158,7 @@ class Command(BaseCommand):
         model_rate = 1.0 / sum(1.0 / r for r in model_rates.values())
         end_to_end = result.candidates / whole.wall
         limit = 1.0 / (1.0 / decode_rate + 1.0 / model_rate)
-        self._check(result)
-
-        table = Table(title=f"Import benchmark: {folder} ({len(files)} image files)")
+        table = Table(title=title)
         table.add_column("measure")
         table.add_column("images/s", justify="right")
         table.add_column("CPU ms/image", justify="right")
@@ -148,15 +187,7 @@ class Command(BaseCommand):
         share = end_to_end / limit
         table.add_row("end to end / limit", f"{share:.0%}", "")
         console.print(table)
-        ok_share, ok_rate = share >= GOAL_SHARE, end_to_end >= GOAL_RATE
-        console.print(
-            f"Goal >= {GOAL_SHARE:.0%} of the limit: {'met' if ok_share else 'NOT met'}; "
-            f"goal >= {GOAL_RATE:.0f} images/s: {'met' if ok_rate else 'NOT met'}. "
-            f"Machine: {os.cpu_count()} CPU cores, load average {load:.1f} at the start, "
-            f"{os.getloadavg()[0]:.1f} at the end (other processes compete for the cores: the CPU column, "
-            "this process's CPU time per image, depends less on them).",
-            highlight=False,
-        )
+        return share, end_to_end
 
     # -- steps --
 
@@ -253,22 +284,13 @@ class Command(BaseCommand):
         max_bytes = int(settings.ARTSITE_MAX_UPLOAD_BYTES)
         thumbnail_size = int(settings.ARTSITE_THUMBNAIL_SIZE)
 
-        def work(entry: tuple[Path, str, int]) -> importing._Item:
+        def work(entry: tuple[Path, str, int]) -> ImportItem:
             path, rel, size = entry
-            item = importing._Item(
-                candidate=importing.Candidate(
-                    path=path,
-                    rel=rel,
-                    size=size,
-                    artwork_type=None,
-                    label_origin="",
-                    unknown_folder=None,
-                    row=None,
-                )
+            item = item_read(
+                ImportItem(candidate=Candidate(path=path, rel=rel, size=size)), max_bytes=max_bytes
             )
-            item = importing._read(item, max_bytes)
             if item.skip is None:
-                item = importing.prepare_image(item, sizes=sizes, draft=draft, thumbnail_size=thumbnail_size)
+                item = item_prepare(item, sizes=sizes, draft=draft, thumbnail_size=thumbnail_size)
             return item
 
         samples: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
@@ -289,7 +311,7 @@ class Command(BaseCommand):
                 done += len(batch)
         return done
 
-    def _check(self, result: importing.ImportResult) -> None:
+    def _check(self, result: ImportResult) -> None:
         from catalogue.models import Artwork, Prediction
 
         ready = Artwork.objects.filter(status=Artwork.Status.READY).count()

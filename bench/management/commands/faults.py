@@ -36,6 +36,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from bench.multipart import multipart_body
 from catalogue.models import Artwork
 
 MODEL_NAME = "faults-model"
@@ -222,7 +223,7 @@ class Command(BaseCommand):
 
     def _pg_ctl(self, *args: str) -> None:
         import pgserver
-        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time by setattr
+        from pgserver import pg_ctl  # type: ignore[attr-defined]  # made at import time by setattr
 
         server = pgserver.get_server(self.var / "postgres" / "pgdata", cleanup_mode=None)
         pg_ctl(["-w", *args], pgdata=server.pgdata, user=server.system_user, timeout=60)
@@ -256,9 +257,7 @@ class Command(BaseCommand):
             return exc.code, exc.read(), time.perf_counter() - started
 
     def api_upload(self, title: str, seed: int) -> tuple[int, int | None, float]:
-        from catalogue.management.commands.loadtest import _multipart
-
-        data, content_type = _multipart(
+        data, content_type = multipart_body(
             {"title": title}, {"image": ("drill.jpg", _image(seed), "image/jpeg")}
         )
         status, body, seconds = self.http(
@@ -292,9 +291,7 @@ class Command(BaseCommand):
         return opener, csrf
 
     def portal_upload(self, opener: Any, csrf: str, title: str, seed: int) -> tuple[int, str, float]:
-        from catalogue.management.commands.loadtest import _multipart
-
-        data, content_type = _multipart(
+        data, content_type = multipart_body(
             {"title": title, "csrfmiddlewaretoken": csrf},
             {"image": ("drill.jpg", _image(seed), "image/jpeg")},
         )
@@ -353,7 +350,7 @@ class Command(BaseCommand):
 
         redis_dir = self.var / "redis"
         embedded.redis_stop(redis_dir)
-        self.wait(lambda: not embedded._redis_answers(redis_dir / "redis.sock"), 20, "Redis stopped")
+        self.wait(lambda: not _redis_answers(redis_dir / "redis.sock"), 20, "Redis stopped")
         self.out("  Redis stopped; uploading 4 works through the API and 2 through the portal")
         opener, csrf = self.portal_session()
         api = [self.api_upload(f"Drill: Redis down API {i}", 10 + i) for i in range(4)]
@@ -387,7 +384,7 @@ class Command(BaseCommand):
         )
 
         embedded.redis_stop(redis_dir)
-        self.wait(lambda: not embedded._redis_answers(redis_dir / "redis.sock"), 20, "Redis stopped")
+        self.wait(lambda: not _redis_answers(redis_dir / "redis.sock"), 20, "Redis stopped")
         more = [self.api_upload(f"Drill: Redis down again {i}", 30 + i) for i in range(2)]
         more_ids = [a for s, a, _ in more if s == 202 and a]
         embedded.redis_url(redis_dir)
@@ -498,6 +495,16 @@ class Command(BaseCommand):
                 True,
                 f"/healthz 200 again; artwork {artwork_id} retried and ready",
             )
+
+
+def _redis_answers(socket_path: Path) -> bool:
+    """Whether the embedded Redis answers on its socket (a drill waits until a stopped one no longer does)."""
+    import redis
+
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1.0).ping())
+    except redis.RedisError:
+        return False
 
 
 def _image(seed: int) -> bytes:

@@ -11,7 +11,8 @@ type; 1 % get a curator type instead, so the type filter's OR (curator type, els
 For each size it prints: HNSW build time and index size; latency p50/p95 of the selector; recall@5 against exact
 search (numpy over every vector in the run, ties counted as hits), unfiltered and with a type filter (the query's
 own type, and the rarest type); how many queries fell back to the exact scan; and whether five results always came
-back. ``--ef-search`` sweeps the selector's ``HNSW_EF_SEARCH``; ``--index`` tries several (m, ef_construction).
+back. ``--ef-search`` sweeps the selector's ``ef_search`` (default ``HNSW_EF_SEARCH``); ``--index`` tries several
+(m, ef_construction).
 
 Rows go in fast: binary COPY of (id, type, vector) into an unlogged staging table, then one INSERT ... SELECT each
 into ``catalogue_artwork`` and ``catalogue_prediction``. Larger sizes add rows to the smaller ones and rebuild the
@@ -28,7 +29,6 @@ import io
 import json
 import os
 import re
-import struct
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,9 +40,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
+from bench.pgcopy import stage_copy_payload
 from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, ArtworkType, Prediction
-from catalogue.selectors import similarity
-from catalogue.selectors.similarity import embedding_nearest
+from catalogue.selectors.similarity import HNSW_EF_SEARCH, SearchStats, embedding_nearest
 
 DEFAULT_FOLDER = settings.BASE_DIR.parent / "shared" / "data" / "art-images"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
@@ -98,7 +98,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ef-search",
             default="",
-            help="similarity.HNSW_EF_SEARCH values to sweep, e.g. 40,64,100 (default: the selector's own value only).",
+            help="ef_search values to sweep, e.g. 40,64,100 (default: the selector's own value, HNSW_EF_SEARCH, only).",
         )
         parser.add_argument(
             "--index",
@@ -176,9 +176,7 @@ class Command(BaseCommand):
         default_params = self._model_index_params()
         index_params = [tuple(int(x) for x in p.split(":")) for p in options["index"].split(",") if p.strip()]
         index_params = index_params or [default_params]
-        ef_values = [int(x) for x in options["ef_search"].split(",") if x.strip()] or [
-            similarity.HNSW_EF_SEARCH
-        ]
+        ef_values = [int(x) for x in options["ef_search"].split(",") if x.strip()] or [HNSW_EF_SEARCH]
 
         self._reset_catalogue()
         results: list[SizeResult] = []
@@ -324,29 +322,7 @@ class Command(BaseCommand):
     ) -> None:
         """Binary COPY of one chunk (pgvector's binary form: int16 dim, int16 unused, big-endian float4s), then
         the catalogue rows from it in two INSERT ... SELECT."""
-        n, dim = vectors.shape
-        record = np.dtype(
-            [
-                ("fields", ">i2"),
-                ("l_id", ">i4"),
-                ("id", ">i8"),
-                ("l_type", ">i4"),
-                ("type", ">i8"),
-                ("l_cur", ">i4"),
-                ("cur", ">i8"),
-                ("l_vec", ">i4"),
-                ("dim", ">i2"),
-                ("unused", ">i2"),
-                ("vec", ">f4", (dim,)),
-            ]
-        )
-        rows = np.zeros(n, dtype=record)
-        rows["fields"], rows["l_id"], rows["id"] = 4, 8, ids
-        rows["l_type"], rows["type"] = 8, types
-        rows["l_cur"], rows["cur"] = 8, curated
-        rows["l_vec"], rows["dim"], rows["vec"] = 4 + 4 * dim, dim, vectors
-        # A NULL curator type is a field of length -1 with no bytes: write -1 ids, and turn them into NULL in SQL.
-        payload = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + rows.tobytes() + struct.pack(">h", -1)
+        payload = stage_copy_payload(ids, types, curated, vectors)
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE bench_stage")
             cursor.cursor.copy_expert("COPY bench_stage FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
@@ -468,21 +444,16 @@ class Command(BaseCommand):
             f"  reference: SELECT 1 round trip   p50 {reference.p50_ms:6.2f} ms  p95 {reference.p95_ms:6.2f} ms  "
             "(what the machine's load adds to any query, measured now)"
         )
-        original = similarity.HNSW_EF_SEARCH
-        try:
-            for ef in ef_values:
-                similarity.HNSW_EF_SEARCH = ef
-                for label, case in cases:
-                    measure = self._measure(label, ef, vectors, effective, queries, case)
-                    result.measures.append(measure)
-                    self.out(
-                        f"  ef_search {ef:>4} {label:<28} p50 {measure.p50_ms:6.2f} ms  p95 {measure.p95_ms:6.2f} ms  "
-                        f"recall@5 {measure.recall:.4f}  exact fallbacks {measure.fallbacks}/{measure.queries}  "
-                        f"short {measure.short}  (p50: in PostgreSQL {measure.db_p50_ms:.2f} ms, "
-                        f"Python CPU {measure.python_cpu_p50_ms:.2f} ms)"
-                    )
-        finally:
-            similarity.HNSW_EF_SEARCH = original
+        for ef in ef_values:
+            for label, case in cases:
+                measure = self._measure(label, ef, vectors, effective, queries, case)
+                result.measures.append(measure)
+                self.out(
+                    f"  ef_search {ef:>4} {label:<28} p50 {measure.p50_ms:6.2f} ms  p95 {measure.p95_ms:6.2f} ms  "
+                    f"recall@5 {measure.recall:.4f}  exact fallbacks {measure.fallbacks}/{measure.queries}  "
+                    f"short {measure.short}  (p50: in PostgreSQL {measure.db_p50_ms:.2f} ms, "
+                    f"Python CPU {measure.python_cpu_p50_ms:.2f} ms)"
+                )
         return result
 
     def _measure(
@@ -491,34 +462,8 @@ class Command(BaseCommand):
         type_of = {}
         for row in (int(r) for r in queries):
             type_of[row] = None if case is None else int(effective[row]) if case == "own" else int(case)
-        # The exact answers first, in batches (numpy's threads must not compete with the timed searches): for each
-        # query, the rows at or within the fifth-nearest distance (ties count as hits) and how many rows qualify.
-        truth: dict[int, tuple[set[int], int]] = {}
-        measured_rows = [int(r) for r in queries[20:]]
-        for start in range(0, len(measured_rows), 16):
-            batch = measured_rows[start : start + 16]
-            distances = 1.0 - vectors[batch] @ vectors.T
-            for n, row in enumerate(batch):
-                d = distances[n]
-                d[row] = np.inf
-                if type_of[row] is not None:
-                    d = np.where(effective == type_of[row], d, np.inf)
-                available = int(np.isfinite(d).sum())
-                kth = np.partition(d, K - 1)[K - 1] if available >= K else np.inf
-                truth[row] = (
-                    set(np.flatnonzero(d <= kth + 1e-5).tolist()) if available else set(),
-                    available,
-                )
-            del distances
+        truth = _exact_answers(vectors, effective, [int(r) for r in queries[20:]], type_of)
         time.sleep(1.0)  # let numpy's worker threads go idle
-
-        exact_calls = 0
-        original_run = similarity._run_vector_query
-
-        def counting_run(qs: Any, vector: Any, k: int, *, exact: bool) -> Any:
-            nonlocal exact_calls
-            exact_calls += bool(exact)
-            return original_run(qs, vector, k, exact=exact)
 
         in_db = [0.0]
 
@@ -529,34 +474,30 @@ class Command(BaseCommand):
             finally:
                 in_db[0] += time.perf_counter() - started
 
-        # A filtered search always scans the works curators moved into the type exactly: not a fallback.
-        planned_exact = 0 if case is None else 1
-        fallbacks, times, db_times, cpu_times, found_ids = 0, [], [], [], {}
-        similarity._run_vector_query = counting_run
-        try:
-            with connection.execute_wrapper(timed):
-                for n, row in enumerate(int(r) for r in queries):
-                    type_index = type_of[row]
-                    slug = self.types[type_index].slug if type_index is not None else None
-                    before, in_db[0] = exact_calls, 0.0
-                    cpu_started, started = time.process_time(), time.perf_counter()
-                    found = embedding_nearest(
-                        embedding=vectors[row],
-                        version=self.version,
-                        k=K,
-                        type_slug=slug,
-                        exclude_artwork_id=row + 1,
-                    )
-                    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-                    if n < 20:
-                        continue  # warm-up
-                    fallbacks += exact_calls - before - planned_exact
-                    times.append(elapsed * 1000)
-                    db_times.append(in_db[0] * 1000)
-                    cpu_times.append(cpu * 1000)
-                    found_ids[row] = [w.artwork.pk - 1 for w in found]
-        finally:
-            similarity._run_vector_query = original_run
+        stats = SearchStats()
+        times, db_times, cpu_times, found_ids = [], [], [], {}
+        with connection.execute_wrapper(timed):
+            for n, row in enumerate(int(r) for r in queries):
+                type_index = type_of[row]
+                slug = self.types[type_index].slug if type_index is not None else None
+                in_db[0] = 0.0
+                cpu_started, started = time.process_time(), time.perf_counter()
+                found = embedding_nearest(
+                    embedding=vectors[row],
+                    version=self.version,
+                    k=K,
+                    type_slug=slug,
+                    exclude_artwork_id=row + 1,
+                    ef_search=ef,
+                    stats=stats if n >= 20 else None,  # the warm-up's fallbacks are not counted
+                )
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+                if n < 20:
+                    continue  # warm-up
+                times.append(elapsed * 1000)
+                db_times.append(in_db[0] * 1000)
+                cpu_times.append(cpu * 1000)
+                found_ids[row] = [w.artwork.pk - 1 for w in found]
 
         hits = sum(sum(1 for i in found_ids[row] if i in truth[row][0]) for row in found_ids)
         short = sum(1 for row in found_ids if len(found_ids[row]) < min(K, truth[row][1]))
@@ -569,7 +510,7 @@ class Command(BaseCommand):
             p95_ms=float(np.percentile(times, 95)),
             recall=hits / (K * measured),
             short=short,
-            fallbacks=fallbacks,
+            fallbacks=stats.fallbacks,
             db_p50_ms=float(np.percentile(db_times, 50)),
             python_cpu_p50_ms=float(np.percentile(cpu_times, 50)),
         )
@@ -635,3 +576,24 @@ class Command(BaseCommand):
                     f"{mm.label:<28} {mm.p50_ms:>7.2f} {mm.p95_ms:>7.2f} {mm.recall:>8.4f} {mm.db_p50_ms:>7.2f} "
                     f"{mm.python_cpu_p50_ms:>7.2f}  {goal}"
                 )
+
+
+def _exact_answers(
+    vectors: np.ndarray, effective: np.ndarray, rows: list[int], type_of: dict[int, int | None]
+) -> dict[int, tuple[set[int], int]]:
+    """For each query row, the rows at or within the fifth-nearest distance (ties count as hits) and how many rows
+    qualify at all; computed before the timed searches, in batches (numpy's threads must not compete with them)."""
+    truth: dict[int, tuple[set[int], int]] = {}
+    for start in range(0, len(rows), 16):
+        batch = rows[start : start + 16]
+        distances = 1.0 - vectors[batch] @ vectors.T
+        for n, row in enumerate(batch):
+            d = distances[n]
+            d[row] = np.inf
+            if type_of[row] is not None:
+                d = np.where(effective == type_of[row], d, np.inf)
+            available = int(np.isfinite(d).sum())
+            kth = np.partition(d, K - 1)[K - 1] if available >= K else np.inf
+            truth[row] = (set(np.flatnonzero(d <= kth + 1e-5).tolist()) if available else set(), available)
+        del distances
+    return truth

@@ -33,6 +33,8 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from bench.multipart import multipart_body
+
 DEFAULT_IMAGES = settings.BASE_DIR.parent / "shared" / "data" / "art-images"
 
 
@@ -78,24 +80,6 @@ def _loopback_only(base_url: str) -> None:
         raise CommandError(
             f"Refusing to send load to {host!r}: only loopback addresses (127.0.0.1, ::1) are allowed."
         )
-
-
-def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    out = io.BytesIO()
-    for name, value in fields.items():
-        out.write(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        )
-    for name, (filename, data, content_type) in files.items():
-        out.write(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n".encode()
-        )
-        out.write(data)
-        out.write(b"\r\n")
-    out.write(f"--{boundary}--\r\n".encode())
-    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
 class Command(BaseCommand):
@@ -264,7 +248,7 @@ class Command(BaseCommand):
             known_ids.extend(u.artwork_id for u in uploads if u.artwork_id and u.artwork_id not in known_ids)
 
     def _upload(self, upload: Upload, image: bytes, token: str, barrier: threading.Barrier) -> None:
-        data, content_type = _multipart(
+        data, content_type = multipart_body(
             {"title": upload.title, "artist": "Load test"},
             {"image": (f"load-{upload.index}.jpg", image, "image/jpeg")},
         )
@@ -337,21 +321,21 @@ class Command(BaseCommand):
         headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
         listed = self._get_json(f"/api/v1/artworks/?search=Loadtest+{run}&page_size=100", headers)
         titles = [a["title"] for a in listed.get("results", [])]
-        ids = [u.artwork_id for u in uploads if u.artwork_id]
-        problems = []
-        if len(set(ids)) != len(ids):
-            problems.append("duplicate artwork ids in the answers")
-        if sorted(titles) != sorted(u.title for u in uploads):
-            problems.append(
-                f"the catalogue holds {len(titles)} of the {len(uploads)} uploads (lost or duplicated)"
-            )
-        for upload in uploads:
-            if upload.status != 202:
-                problems.append(f"upload {upload.index}: {upload.error}")
-            elif upload.final_status != "ready":
-                problems.append(f"upload {upload.index} (artwork {upload.artwork_id}): {upload.final_status}")
+        problems = _upload_problems(uploads, titles)
         failed_pages = [p for p in stats.pages if not p.ok]
+        self._report_uploads(run, uploads, titles)
+        self._report_pages(stats, failed_pages)
+        for page in failed_pages[:10]:
+            problems.append(f"{page.kind}: HTTP {page.status} {page.error}")
+        if problems:
+            for problem in problems[:30]:
+                self.stderr.write(f"  PROBLEM: {problem}")
+            raise CommandError(f"{len(problems)} problem(s)")
+        self.stdout.write(
+            self.style.SUCCESS("OK: every upload reached ready exactly once; no request failed.")
+        )
 
+    def _report_uploads(self, run: str, uploads: list[Upload], titles: list[str]) -> None:
         accept_s = np.array([u.accepted - u.started for u in uploads if u.status == 202])
         ready_s = np.array(
             [u.ready_at - u.started for u in uploads if u.ready_at and u.final_status == "ready"]
@@ -372,6 +356,8 @@ class Command(BaseCommand):
                 f"p95 {np.percentile(ready_s, 95):.1f}s, max {ready_s.max():.1f}s "
                 f"({len(ready_s) / ready_s.max():.2f} artworks/s through the workers)"
             )
+
+    def _report_pages(self, stats: Stats, failed_pages: list[Result]) -> None:
         by_kind: dict[str, list[float]] = {}
         for page in stats.pages:
             if page.ok:
@@ -387,15 +373,24 @@ class Command(BaseCommand):
                     f"  {kind:<17} n={len(values):>5}  p50 {np.percentile(values, 50):7.1f} ms  "
                     f"p95 {np.percentile(values, 95):7.1f} ms"
                 )
-        for page in failed_pages[:10]:
-            problems.append(f"{page.kind}: HTTP {page.status} {page.error}")
-        if problems:
-            for problem in problems[:30]:
-                self.stderr.write(f"  PROBLEM: {problem}")
-            raise CommandError(f"{len(problems)} problem(s)")
-        self.stdout.write(
-            self.style.SUCCESS("OK: every upload reached ready exactly once; no request failed.")
+
+
+def _upload_problems(uploads: list[Upload], titles: list[str]) -> list[str]:
+    """Uploads lost, duplicated, refused or not ready: what the load test exists to catch."""
+    ids = [u.artwork_id for u in uploads if u.artwork_id]
+    problems = []
+    if len(set(ids)) != len(ids):
+        problems.append("duplicate artwork ids in the answers")
+    if sorted(titles) != sorted(u.title for u in uploads):
+        problems.append(
+            f"the catalogue holds {len(titles)} of the {len(uploads)} uploads (lost or duplicated)"
         )
+    for upload in uploads:
+        if upload.status != 202:
+            problems.append(f"upload {upload.index}: {upload.error}")
+        elif upload.final_status != "ready":
+            problems.append(f"upload {upload.index} (artwork {upload.artwork_id}): {upload.final_status}")
+    return problems
 
 
 def _artwork_links(body: bytes) -> list[str]:
