@@ -17,7 +17,11 @@ from django.core.exceptions import ObjectDoesNotExist
 from catalogue.importing.results import ImportFailed
 from catalogue.importing.sources import ImportItem
 from catalogue.services.imports import VersionPredictions
+from inference.loader import get_classifier
 from inference.models import ModelVersion
+from inference.registry import MODEL_FILE, ModelUnavailable, find_version, read_card
+from inference.selectors import model_versions_serving
+from inference.services import model_ensure_active
 
 if TYPE_CHECKING:
     from inference.loader import Classifier
@@ -64,9 +68,6 @@ class ServingModels:
         """Look up the serving versions, activating the default one on a fresh database. Returns a warning when
         no version is active (the run then stores its artworks pending); raises :class:`ImportFailed` when a
         version's files are missing."""
-        from inference.registry import MODEL_FILE, ModelUnavailable, find_version, read_card
-        from inference.selectors import model_versions_serving
-        from inference.services import model_ensure_active
 
         versions = model_versions_serving()
         if not versions:  # a fresh database: activate the default version, if there is one
@@ -95,7 +96,6 @@ class ServingModels:
 
     def classifier(self, version: ServingVersion) -> Classifier:
         """The version's classifier, loaded (and timed) on first use."""
-        from inference.loader import ModelUnavailable, get_classifier
 
         if version.classifier is None:
             started = time.perf_counter()

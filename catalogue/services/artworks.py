@@ -24,6 +24,7 @@ from PIL import Image
 
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.services.classification import classification_enqueue
+from catalogue.services.labels import provenance_given
 from inference.preprocessing import DecodedImage, ImageRejected, decode_image
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def artwork_create(
         color_histogram=color_histogram(decoded.image),
         uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
         curator_type=curator_type,
-        label_provenance=_provenance(curator_type, label_source),
+        label_provenance=provenance_given(curator_type=curator_type, source=label_source),
     )
     stored: list[str] = []
     try:
@@ -202,16 +203,6 @@ def artwork_create(
         stored_files_delete(stored)
         raise
     return artwork
-
-
-def _provenance(curator_type: ArtworkType | None, label_source: str) -> str:
-    if curator_type is None:
-        return ""
-    return (
-        Artwork.Provenance.IMPORTED
-        if label_source == LabelCorrection.Source.IMPORT
-        else Artwork.Provenance.SET
-    )
 
 
 def stored_files_delete(names: Iterable[str]) -> None:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from catalogue.models import Artwork, ArtworkType, LabelCorrection, artwork_image_path, artwork_thumbnail_path
 from catalogue.services.artworks import stored_files_delete
 from catalogue.services.classification import prediction_store
+from catalogue.services.labels import provenance_given
 from inference.models import ModelVersion
 
 # Each attempt leaves out the drafts that conflicted with a concurrent write, so a third conflict in a row means
@@ -179,7 +180,7 @@ def _batch_store(
     """One attempt at a batch. Whatever goes wrong, the files it wrote are removed before the exception leaves."""
     ready = bool(predictions)
     now = timezone.now()
-    artworks = [_artwork(draft, ready=ready, now=now) for draft in drafts]
+    artworks = [_artwork(draft, ready=ready, now=now, label_source=label_source) for draft in drafts]
     written: list[str] = []
     try:
         _files_write(artworks=artworks, drafts=drafts, written=written, file_writers=file_writers)
@@ -203,7 +204,7 @@ def _batch_store(
     return artworks
 
 
-def _artwork(draft: ArtworkDraft, *, ready: bool, now: Any) -> Artwork:
+def _artwork(draft: ArtworkDraft, *, ready: bool, now: Any, label_source: str) -> Artwork:
     artwork = Artwork(
         title=draft.title[:300],
         artist=draft.artist,
@@ -216,6 +217,7 @@ def _artwork(draft: ArtworkDraft, *, ready: bool, now: Any) -> Artwork:
         file_size=len(draft.data),
         color_histogram=draft.color_histogram,
         curator_type=draft.curator_type,
+        label_provenance=provenance_given(curator_type=draft.curator_type, source=label_source),
         status=Artwork.Status.READY if ready else Artwork.Status.PENDING,
         processed_at=now if ready else None,
     )

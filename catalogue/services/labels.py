@@ -15,6 +15,14 @@ class NothingToConfirm(Exception):
     """The artwork has no type yet (neither a label nor a prediction): there is nothing to confirm."""
 
 
+def provenance_given(*, curator_type: ArtworkType | None, source: str) -> str:
+    """The provenance of a label given with a new artwork: *imported* from an import, else *set* (a curator typed it
+    in the upload form or the API); blank without a label."""
+    if curator_type is None:
+        return ""
+    return Artwork.Provenance.IMPORTED if source == LabelCorrection.Source.IMPORT else Artwork.Provenance.SET
+
+
 def label_correct(
     *, artwork: Artwork, to_type: ArtworkType, user: Any = None, source: str, note: str = ""
 ) -> LabelCorrection:

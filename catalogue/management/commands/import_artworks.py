@@ -7,6 +7,17 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 
 from catalogue.importing import DEFAULT_BATCH_SIZE, ImportEvents, ImportFailed, ImportResult, artworks_import
 
@@ -68,16 +79,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="No progress bar (logs, CI).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
 
         if options["limit"] is not None and options["limit"] < 0:
             raise CommandError("--limit must be zero or more.")
@@ -130,7 +131,6 @@ class Command(BaseCommand):
         self._summary(console, result, options)
 
     def _summary(self, console: Any, result: ImportResult, options: dict[str, Any]) -> None:
-        from rich.table import Table
 
         for bad in result.bad_rows[:MAX_ROWS_SHOWN]:
             console.print(f"[yellow]manifest line {bad.line}[/]: {bad.reason}", highlight=False)
