@@ -166,6 +166,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "max_retries": 1,
 }
 CELERY_TASK_ALWAYS_EAGER = False
+# Long jobs (training a model version, checking the labels) run on a queue of their own, served by a worker of their
+# own (one job at a time, TensorFlow loaded), so classification never waits behind them.
+ARTSITE_TRAINING_QUEUE = env("ARTSITE_TRAINING_QUEUE", default="training")
+CELERY_TASK_ROUTES = {
+    "catalogue.tasks.training_job_run": {"queue": ARTSITE_TRAINING_QUEUE},
+    "catalogue.tasks.label_check_run": {"queue": ARTSITE_TRAINING_QUEUE},
+}
 # Each worker process loads the active model when it starts rather than on its first task.
 ARTSITE_WARM_MODEL_ON_START = env.bool("ARTSITE_WARM_MODEL_ON_START", default=True)
 CELERY_BEAT_SCHEDULE = {
