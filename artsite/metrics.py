@@ -186,7 +186,7 @@ class RequestMetricsMiddleware:
         return response
 
 
-# --- Celery tasks (signals connected by the catalogue app at start-up, in every process) ------------------------
+# --- Celery tasks (signals connected by ArtsiteConfig.ready at start-up, in every process) -----------------------
 
 _task_started: dict[str, float] = {}
 

@@ -57,8 +57,11 @@ class ArtworkTypeField(forms.Field):
         artwork_type = artwork_type_by_slug(text)
         if artwork_type is None:
             choices = ", ".join(t.slug for t in artwork_types())
+            # The value goes in as a parameter: a "%" in it must not be read as a format (django-filter formats).
             raise forms.ValidationError(
-                f"Unknown type “{text}”; choose one of: {choices}.", code="unknown_type"
+                "Unknown type “%(value)s”; choose one of: %(choices)s.",
+                code="unknown_type",
+                params={"value": text, "choices": choices},
             )
         return artwork_type
 
@@ -103,7 +106,9 @@ class StrictBooleanFilter(django_filters.Filter):
 
 def validate_model_version(value: str) -> None:
     if value and value.strip().lower() != NONE and not ModelVersion.objects.filter(version=value).exists():
-        raise forms.ValidationError(f"Unknown model version “{value}”.", code="unknown_model_version")
+        raise forms.ValidationError(
+            "Unknown model version “%(value)s”.", code="unknown_model_version", params={"value": value}
+        )
 
 
 class ArtworkFilterForm(forms.Form):

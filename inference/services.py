@@ -31,24 +31,13 @@ def model_versions_sync() -> list[ModelVersion]:
     return versions
 
 
-def default_version_name() -> str | None:
-    """The version to activate on a fresh database: ARTSITE_DEFAULT_MODEL, else the shipped `DEFAULT` file."""
-    if settings.ARTSITE_DEFAULT_MODEL:
-        return str(settings.ARTSITE_DEFAULT_MODEL)
-    marker = settings.ARTSITE_MODEL_DIRS[0] / "DEFAULT"
-    if marker.exists():
-        return marker.read_text().strip() or None
-    cards = registry.list_cards()
-    return cards[-1]["version"] if cards else None
-
-
 def model_ensure_active() -> ModelVersion | None:
     """Make sure some version is active: sync the folders, then activate the default if none is."""
     model_versions_sync()
     active = ModelVersion.objects.active().first()
     if active is not None:
         return active
-    name = default_version_name()
+    name = registry.default_version_name()
     if name is None:
         logger.warning("no model version found in %s", settings.ARTSITE_MODEL_DIRS)
         return None

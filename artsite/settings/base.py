@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files: the docs work offline
     "catalogue",
     "inference",
+    "artsite.apps.ArtsiteConfig",
 ]
 
 MIDDLEWARE = [

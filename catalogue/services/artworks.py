@@ -142,15 +142,7 @@ def artwork_create(
     if not title:
         raise ArtworkRejected("A title is required.", field="title", reason="missing_title")
     accession_number = (accession_number or "").strip() or None
-    existing = Artwork.objects.filter(sha256=checked.sha256).first()
-    if existing is not None:
-        raise DuplicateArtwork(existing)
-    if accession_number and Artwork.objects.filter(accession_number=accession_number).exists():
-        raise ArtworkRejected(
-            f"Accession number {accession_number} is already used by another artwork.",
-            field="accession_number",
-            reason="duplicate_accession",
-        )
+    _refuse_duplicates(sha256=checked.sha256, accession_number=accession_number)
 
     decoded = checked.decoded
     artwork = Artwork(
@@ -191,18 +183,26 @@ def artwork_create(
     except IntegrityError:
         stored_files_delete(stored)
         # Another request stored the same file (or accession number) a moment ago.
-        existing = Artwork.objects.filter(sha256=checked.sha256).first()
-        if existing is not None:
-            raise DuplicateArtwork(existing) from None
+        _refuse_duplicates(sha256=checked.sha256, accession_number=accession_number)
+        raise
+    except BaseException:
+        stored_files_delete(stored)
+        raise
+    return artwork
+
+
+def _refuse_duplicates(*, sha256: str, accession_number: str | None) -> None:
+    """Raise :class:`DuplicateArtwork` if the file is catalogued, :class:`ArtworkRejected` if the accession number
+    is taken."""
+    existing = Artwork.objects.filter(sha256=sha256).first()
+    if existing is not None:
+        raise DuplicateArtwork(existing) from None
+    if accession_number and Artwork.objects.filter(accession_number=accession_number).exists():
         raise ArtworkRejected(
             f"Accession number {accession_number} is already used by another artwork.",
             field="accession_number",
             reason="duplicate_accession",
         ) from None
-    except BaseException:
-        stored_files_delete(stored)
-        raise
-    return artwork
 
 
 def stored_files_delete(names: Iterable[str]) -> None:

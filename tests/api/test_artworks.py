@@ -119,6 +119,7 @@ def test_ordering(catalogue, viewer_api):
     "query, field, code",
     [
         ("type=etching", "type", "unknown_type"),
+        ("type=50%25s", "type", "unknown_type"),
         ("status=lost", "status", "invalid_choice"),
         ("labelled=maybe", "labelled", "invalid"),
         ("min_confidence=abc", "min_confidence", "invalid"),

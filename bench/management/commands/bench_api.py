@@ -207,7 +207,8 @@ class Command(BaseCommand):
         shipped default: what the product serves, even if an older bench database still has another active); else
         the bench database's active version unless it is a stand-in; else an untrained stand-in."""
         from inference.models import ModelVersion
-        from inference.services import default_version_name, model_version_set_active, model_versions_sync
+        from inference.registry import default_version_name
+        from inference.services import model_version_set_active, model_versions_sync
 
         model_versions_sync()  # the project's model folders only: a stand-in is never the default
         version = ModelVersion.objects.active().first()
