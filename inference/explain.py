@@ -13,7 +13,7 @@ one part is hidden still shows which part moves it most, where a probability map
 
 Defaults (``grid=8``, ``patch=0.25``): 8 x 8 positions of a square a quarter of the side (56 px at 224 px, moved
 24 px at a time, so every pixel is hidden by up to nine overlapping squares): 65 images in one call, about 0.2 s
-with the int8 copy batched (~345 images/s). A coarser grid blurs the map; much smaller squares hide too little of a
+with the int8 copy on the quiet 2-core machine (~345 images/s batched; ``make bench-explain`` measures it). A coarser grid blurs the map; much smaller squares hide too little of a
 picture for a type's evidence (hatching, brush strokes, a plinth) to disappear.
 """
 
