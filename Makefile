@@ -8,7 +8,7 @@ DATA ?= ../shared/data/art-images/train
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-import bench-api bench-search loadtest faults stop clean
+.PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search loadtest faults stop clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -56,6 +56,9 @@ format: install
 
 bench-model: install ## Model latency and throughput, beside plain model.predict
 	$(PY) manage.py bench_model
+
+bench-explain: install ## Explanation maps as the portal makes them: p50/p95 per map and per image, model calls, faithfulness; IMAGES=N, EXPLAIN_DATA=FOLDER for real images
+	$(PY) manage.py bench_explain $(EXPLAIN_DATA) --images $(or $(IMAGES),20)
 
 bench-import: install ## Import ../shared/data/art-images into a fresh database (artsite_bench, var/bench/media): images/s beside decode alone and model alone
 	ARTSITE_DATABASE_NAME=artsite_bench DJANGO_MEDIA_ROOT=var/bench/media $(PY) manage.py bench_import ../shared/data/art-images

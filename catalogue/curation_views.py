@@ -36,6 +36,7 @@ from catalogue.selectors.curation import (
     model_agreements,
     review_progress,
 )
+from catalogue.selectors.explanations import artwork_explanation_types
 from catalogue.selectors.maps import MapPoint
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services.classification import artwork_retry
@@ -95,6 +96,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
                 ((t, float(probs.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]
             ),
             similar=artwork_similar(artwork=artwork),
+            explain_types=artwork_explanation_types(artwork=artwork),
             types_by_id=by_id,
             upcoming=list(queue[1:7]),
         )

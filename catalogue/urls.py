@@ -10,6 +10,7 @@ urlpatterns = [
     path("artworks/<int:pk>/status/", views.artwork_status, name="artwork-status"),
     path("artworks/<int:pk>/retry/", views.artwork_retry, name="artwork-retry"),
     path("artworks/<int:pk>/label/", views.artwork_label, name="artwork-label"),
+    path("artworks/<int:pk>/explain/<slug:slug>.png", views.artwork_explanation, name="artwork-explanation"),
     # Curation (catalogue/curation_views.py)
     path("review/", curation_views.review_queue, name="review"),
     path("review/<int:pk>/label/", curation_views.review_label, name="review-label"),

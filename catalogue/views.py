@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -13,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from catalogue.filters import ArtworkFilterSet
 from catalogue.forms import ArtworkUploadForm, LabelForm
-from catalogue.models import Artwork, LabelCorrection
+from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import (
     artwork_label_history,
     artwork_prediction,
@@ -21,10 +23,13 @@ from catalogue.selectors.artworks import (
     artworks_with_prediction,
     catalogue_counts,
 )
+from catalogue.selectors.explanations import artwork_explanation_types
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services import classification as classification_services
 from catalogue.services.artworks import ArtworkRejected, DuplicateArtwork, artwork_create, read_upload
+from catalogue.services.explanations import ExplanationUnavailable, artwork_explain
 from catalogue.services.labels import label_correct
+from inference.registry import ModelUnavailable
 
 
 @login_required
@@ -101,6 +106,7 @@ def artwork_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "similar": artwork_similar(artwork=artwork) if prediction else [],
             "types_by_id": types_by_id,
             "history": artwork_label_history(artwork=artwork),
+            "explain_types": artwork_explanation_types(artwork=artwork),
             "label_form": LabelForm(
                 initial={"type": artwork.curator_type.slug if artwork.curator_type else None}
             ),
@@ -149,3 +155,29 @@ def artwork_label(request: HttpRequest, pk: int) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = reverse("catalogue:artwork-detail", args=[pk])
     return redirect(next_url)
+
+
+@login_required
+def artwork_explanation(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
+    """The explanation map of one type over the artwork's image (PNG), by the active model version. 404 while the
+    artwork has no prediction from it; the time it took is in ``Server-Timing`` (ms)."""
+    started = time.perf_counter()
+    artwork = get_object_or_404(Artwork, pk=pk)
+    artwork_type = get_object_or_404(ArtworkType, slug=slug)
+    prediction = artwork_prediction(artwork=artwork)
+    if prediction is None:
+        raise Http404("The artwork has no prediction from the active model yet.")
+    try:
+        explanation = artwork_explain(
+            artwork=artwork, artwork_type=artwork_type, version=prediction.model_version
+        )
+    except ExplanationUnavailable as exc:
+        raise Http404(str(exc)) from None
+    except ModelUnavailable as exc:
+        return HttpResponse(f"{exc}", status=503, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(explanation.png, content_type="image/png")
+    timings = {**explanation.timings, "app": time.perf_counter() - started}
+    response["Server-Timing"] = ", ".join(f"{stage};dur={sec * 1000:.1f}" for stage, sec in timings.items())
+    # The URL names no version: a model switch changes the map behind it, so browsers keep it only briefly.
+    response["Cache-Control"] = "private, max-age=300"
+    return response

@@ -5,4 +5,5 @@
 - ``curation``: the review queue and how the model agrees with the curators.
 - ``maps``: the collection map.
 - ``training``: the catalogue as training examples.
+- ``explanations``: which types an artwork's explanation maps are drawn for.
 """

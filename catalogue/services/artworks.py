@@ -24,6 +24,7 @@ from PIL import Image
 
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.services.classification import classification_enqueue
+from catalogue.services.explanations import explanation_files
 from catalogue.services.labels import provenance_given
 from inference.preprocessing import DecodedImage, ImageRejected, decode_image
 
@@ -239,7 +240,9 @@ def artwork_update(*, artwork: Artwork, **fields: Any) -> Artwork:
 
 
 def artwork_delete(*, artwork: Artwork) -> None:
-    """Delete an artwork, its predictions and audit trail, and — once the delete is committed — its files."""
+    """Delete an artwork, its predictions and audit trail, and — once the delete is committed — its files (image,
+    thumbnail, explanation maps)."""
     names = [n for n in (artwork.image.name, artwork.thumbnail.name) if n]
+    names += explanation_files(sha256=artwork.sha256)
     artwork.delete()
     transaction.on_commit(lambda: stored_files_delete(names))
