@@ -180,6 +180,7 @@ class LabelCorrection(models.Model):
         ADMIN = "admin", "Admin"
         API = "api", "API"
         IMPORT = "import", "Import"
+        FILE = "file", "Corrections file"
 
     artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="label_corrections")
     from_type = models.ForeignKey(

@@ -3,6 +3,8 @@ into the audit trail (from → to, who, where, why), and sets where the label ca
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -79,3 +81,43 @@ def label_confirm(*, artwork: Artwork, user: Any = None, source: str, note: str 
     artwork.curator_type = current
     artwork.label_provenance = Artwork.Provenance.CONFIRMED
     return correction
+
+
+@dataclass(frozen=True)
+class DecisionsApplied:
+    changed: int
+    confirmed: int
+    unchanged: int  # the artwork already had that label, verified
+    missing: list[str]  # sha256 of decisions whose artwork is not in the catalogue
+    unknown_types: list[str]  # type slugs the catalogue does not have
+
+
+def label_decisions_apply(
+    *, decisions: Iterable[tuple[str, str, str]], user: Any = None, source: str
+) -> DecisionsApplied:
+    """Apply a reviewed corrections file: ``(sha256, new type slug, note)`` rows. Each artwork found by its file's
+    sha256 gets that label, *confirmed* when it already had it, *set* otherwise, through :func:`label_correct` (so
+    every change is in the audit trail). Idempotent: a second run changes nothing."""
+    types = {t.slug: t for t in ArtworkType.objects.all()}
+    changed = confirmed = unchanged = 0
+    missing: list[str] = []
+    unknown: list[str] = []
+    for sha256, slug, note in decisions:
+        to_type = types.get(slug)
+        if to_type is None:
+            unknown.append(slug)
+            continue
+        artwork = Artwork.objects.filter(sha256=sha256).first()
+        if artwork is None:
+            missing.append(sha256)
+            continue
+        if artwork.curator_type_id == to_type.pk and artwork.label_verified:
+            unchanged += 1
+            continue
+        was_label = artwork.curator_type_id == to_type.pk
+        label_correct(artwork=artwork, to_type=to_type, user=user, source=source, note=note)
+        confirmed += was_label
+        changed += not was_label
+    return DecisionsApplied(
+        changed=changed, confirmed=confirmed, unchanged=unchanged, missing=missing, unknown_types=unknown
+    )
