@@ -12,6 +12,7 @@ router.include_root_view = False
 router.register("artworks", views.ArtworkViewSet, basename="api-artwork")
 router.register("types", views.ArtworkTypeViewSet, basename="api-type")
 router.register("models", views.ModelVersionViewSet, basename="api-model")
+router.register("mislabels", views.MislabelViewSet, basename="api-mislabel")
 
 urlpatterns = [
     path("classify/", views.ClassifyView.as_view(), name="api-classify"),

@@ -1,4 +1,4 @@
-"""Curation pages: the review queue, the quality page and the collection map.
+"""Curation pages: the review queue, the possible-mislabels queue, the quality page and the collection map.
 
 Thin views (STYLE rule 1): they parse the request, call one selector or service, and shape the output. Everyone
 logged in may look; only users with ``catalogue.change_artwork`` (Curators) may label or retry, and the templates
@@ -19,9 +19,10 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from catalogue.forms import LabelForm
+from catalogue.forms import LabelForm, MislabelDecisionForm
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors import curation as curation_selectors
+from catalogue.selectors import label_issues as label_issue_selectors
 from catalogue.selectors import maps as map_selectors
 from catalogue.selectors.artworks import (
     artwork_prediction,
@@ -39,11 +40,13 @@ from catalogue.selectors.curation import (
 from catalogue.selectors.explanations import artwork_explanation_types
 from catalogue.selectors.maps import MapPoint
 from catalogue.selectors.similarity import artwork_similar
+from catalogue.services import mislabels as mislabel_services
 from catalogue.services.classification import artwork_retry
 from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 
 SKIPPED_SESSION_KEY = "review_skipped"
+MISLABELS_SKIPPED_SESSION_KEY = "mislabels_skipped"
 MAX_SKIPPED = 500
 MAP_LIMIT = 5000
 MAP_SIZE = 1000  # SVG user units; the picture scales to the page
@@ -63,8 +66,14 @@ def _review_url(order: str) -> str:
     return f"{url}?{urlencode({'order': order})}" if order != "confidence" else url
 
 
-def _skipped(request: HttpRequest) -> list[int]:
-    return [int(pk) for pk in request.session.get(SKIPPED_SESSION_KEY, []) if str(pk).isdigit()]
+def _skipped(request: HttpRequest, key: str = SKIPPED_SESSION_KEY) -> list[int]:
+    return [int(pk) for pk in request.session.get(key, []) if str(pk).isdigit()]
+
+
+def _skip(request: HttpRequest, pk: int, key: str) -> None:
+    """Put a work aside for this session (it stays in the queue for everyone else)."""
+    skipped = [p for p in _skipped(request, key) if p != pk] + [pk]
+    request.session[key] = skipped[-MAX_SKIPPED:]
 
 
 # --- Review queue -------------------------------------------------------------------------------------------------
@@ -138,8 +147,7 @@ def review_label(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("catalogue.change_artwork", raise_exception=True)
 def review_skip(request: HttpRequest, pk: int) -> HttpResponse:
     """Put a work aside for this session (it stays in the queue for everyone else)."""
-    skipped = [p for p in _skipped(request) if p != pk] + [pk]
-    request.session[SKIPPED_SESSION_KEY] = skipped[-MAX_SKIPPED:]
+    _skip(request, pk, SKIPPED_SESSION_KEY)
     return redirect(_review_url(_review_order(request)))
 
 
@@ -148,6 +156,81 @@ def review_skip(request: HttpRequest, pk: int) -> HttpResponse:
 def review_reset(request: HttpRequest) -> HttpResponse:
     request.session.pop(SKIPPED_SESSION_KEY, None)
     return redirect(_review_url(_review_order(request)))
+
+
+# --- Possible mislabels -------------------------------------------------------------------------------------------
+
+
+@login_required
+def mislabel_queue(request: HttpRequest) -> HttpResponse:
+    """The labels the newest label check doubts, most doubtful first, one at a time (curators settle them)."""
+    skipped = _skipped(request, MISLABELS_SKIPPED_SESSION_KEY)
+    progress = label_issue_selectors.mislabel_progress()
+    queue = label_issue_selectors.mislabel_queue(exclude_ids=skipped, check=progress.check)
+    issue = queue.first() if progress.check is not None else None
+    types = artwork_types()
+    context: dict[str, Any] = {
+        "issue": issue,
+        "progress": progress,
+        "skipped": len(skipped),
+        "types": types,
+        "types_by_id": {t.pk: t for t in types},
+        "can_curate": request.user.has_perm("catalogue.change_artwork"),
+    }
+    if issue is not None:
+        context.update(
+            artwork=issue.artwork,
+            probabilities=sorted(
+                ((t, float(issue.probabilities.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]
+            ),
+            similar=artwork_similar(artwork=issue.artwork),
+            upcoming=list(queue[1:7]),
+            # What the served model looks at for the label's type and for the suggested one.
+            explain_types=[issue.label_type, issue.suggested_type],
+        )
+    return render(request, "catalogue/mislabels.html", context)
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def mislabel_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    """Keep the label (``decision=keep``), take the suggestion (``suggestion``) or set a type (``type``), then
+    show the next doubtful label."""
+    artwork = get_object_or_404(Artwork, pk=pk)
+    form = MislabelDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+        return redirect("catalogue:mislabels")
+    try:
+        correction = mislabel_services.mislabel_decide(
+            artwork_id=artwork.pk,
+            decision=form.cleaned_data["decision"],
+            to_type=form.cleaned_data["type"],
+            user=request.user,
+            note=form.cleaned_data["note"].strip(),
+        )
+    except mislabel_services.NotInQueue:
+        messages.info(request, f"“{artwork.title}” is no longer in the queue: someone settled it already.")
+        return redirect("catalogue:mislabels")
+    verb = "kept" if correction.from_type_id == correction.to_type_id else "set to"
+    messages.success(request, f"“{artwork.title}”: {verb} {correction.to_type.name}.")
+    return redirect("catalogue:mislabels")
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def mislabel_skip(request: HttpRequest, pk: int) -> HttpResponse:
+    _skip(request, pk, MISLABELS_SKIPPED_SESSION_KEY)
+    return redirect("catalogue:mislabels")
+
+
+@require_POST
+@login_required
+def mislabel_reset(request: HttpRequest) -> HttpResponse:
+    request.session.pop(MISLABELS_SKIPPED_SESSION_KEY, None)
+    return redirect("catalogue:mislabels")
 
 
 # --- Quality ------------------------------------------------------------------------------------------------------

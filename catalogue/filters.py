@@ -34,6 +34,15 @@ CONFIDENCE_BANDS = {
     "95+": ("95% and above", 0.95, 1.01),
 }
 
+#: ``provenance`` values: where the label came from (``none``: no label, the type is the model's), or ``verified``
+#: (set or confirmed by a curator).
+VERIFIED = "verified"
+PROVENANCE_CHOICES = [
+    (NONE, "No label (the model's type)"),
+    *Artwork.Provenance.choices,
+    (VERIFIED, "Verified (set or confirmed by a curator)"),
+]
+
 #: ``ordering`` values, as the API and the portal spell them (``-`` for descending).
 ORDERING_FIELDS = (
     ("created_at", "created_at"),
@@ -155,6 +164,15 @@ class ArtworkFilterSet(django_filters.FilterSet):
         label="Curator label",
         help_text="true: only works a curator labelled; false: only works without a curator label.",
     )
+    provenance = django_filters.ChoiceFilter(
+        method="filter_provenance",
+        choices=PROVENANCE_CHOICES,
+        empty_label="Any label source",
+        label="Label source",
+        help_text="Where the label came from: none (no label: the effective type is the model's), imported "
+        "(given at import), set (set by a curator), confirmed (kept by a curator after a look), or verified "
+        "(set or confirmed).",
+    )
     confidence = django_filters.ChoiceFilter(
         method="filter_confidence_band",
         choices=[(key, label) for key, (label, _, _) in CONFIDENCE_BANDS.items()],
@@ -196,6 +214,12 @@ class ArtworkFilterSet(django_filters.FilterSet):
 
     def filter_labelled(self, qs: QuerySet[Any], name: str, value: bool | None) -> QuerySet[Any]:
         return qs if value is None else qs.filter(curator_type__isnull=not value)
+
+    def filter_provenance(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        if value == NONE:
+            return qs.filter(curator_type__isnull=True)
+        provenances = list(Artwork.VERIFIED) if value == VERIFIED else [value]
+        return qs.filter(curator_type__isnull=False, label_provenance__in=provenances)
 
     def filter_confidence_band(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         _, low, high = CONFIDENCE_BANDS[value]

@@ -1,6 +1,9 @@
+from typing import Any
+
 from django import forms
 
 from catalogue.models import ArtworkType
+from catalogue.services.mislabels import MislabelDecision
 from inference.preprocessing import ALLOWED_EXTENSIONS
 
 
@@ -25,3 +28,24 @@ class LabelForm(forms.Form):
         required=False,
         widget=forms.TextInput(attrs={"placeholder": "Note (optional): why?"}),
     )
+
+
+class MislabelDecisionForm(forms.Form):
+    """A decision in the possible-mislabels queue. The type buttons send only ``type`` (a button sends one name),
+    which means the decision ``type``."""
+
+    decision = forms.ChoiceField(choices=MislabelDecision.choices, required=False)
+    type = forms.ModelChoiceField(ArtworkType.objects.all(), to_field_name="slug", required=False)
+    note = forms.CharField(max_length=1000, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("decision") and data.get("type") is not None:
+            data["decision"] = MislabelDecision.TYPE
+        if not data.get("decision"):
+            raise forms.ValidationError(
+                "Keep the label, take the suggestion or choose a type.", code="required"
+            )
+        if data["decision"] == MislabelDecision.TYPE and data.get("type") is None:
+            self.add_error("type", forms.ValidationError("Choose a type.", code="required"))
+        return data

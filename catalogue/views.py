@@ -28,7 +28,7 @@ from catalogue.selectors.similarity import artwork_similar
 from catalogue.services import classification as classification_services
 from catalogue.services.artworks import ArtworkRejected, DuplicateArtwork, artwork_create, read_upload
 from catalogue.services.explanations import ExplanationUnavailable, artwork_explain
-from catalogue.services.labels import label_correct
+from catalogue.services.labels import NothingToConfirm, label_confirm, label_correct
 from inference.registry import ModelUnavailable
 
 
@@ -151,6 +151,29 @@ def artwork_label(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Type set to {form.cleaned_data['type'].name}.")
     else:
         messages.error(request, "Choose one of the five types.")
+    return _redirect_back(request, pk)
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def artwork_confirm(request: HttpRequest, pk: int) -> HttpResponse:
+    """A curator looked and keeps the type as it is: it becomes a confirmed (verified) label."""
+    artwork = get_object_or_404(Artwork, pk=pk)
+    note = (request.POST.get("note") or "").strip()[:1000]
+    try:
+        correction = label_confirm(
+            artwork=artwork, user=request.user, source=LabelCorrection.Source.PORTAL, note=note
+        )
+    except NothingToConfirm:
+        messages.error(request, "This work has no type yet (no label and no prediction): nothing to confirm.")
+    else:
+        messages.success(request, f"{correction.to_type.name} confirmed: the label is verified.")
+    return _redirect_back(request, pk)
+
+
+def _redirect_back(request: HttpRequest, pk: int) -> HttpResponse:
+    """To the page named in ``next`` when it is on this site, else to the artwork's page."""
     next_url = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = reverse("catalogue:artwork-detail", args=[pk])

@@ -6,8 +6,9 @@ import factory
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
-from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.models import Artwork, ArtworkType, LabelCheck, LabelIssue, Prediction
 from catalogue.services.artworks import artwork_create
 from tests.images import image_bytes
 
@@ -72,4 +73,49 @@ def prediction_for(
         confidence=confidence,
         probabilities={s: (confidence if s == type_slug else rest) for s in slugs},
         embedding=np.asarray(embedding, dtype=np.float32),
+    )
+
+
+class LabelCheckFactory(factory.django.DjangoModelFactory):
+    """A finished label check (pass ``status`` for a queued, running or failed one)."""
+
+    class Meta:
+        model = LabelCheck
+
+    status = LabelCheck.Status.DONE
+    stage = "done"
+    folds = 5
+    finished_at = factory.LazyAttribute(
+        lambda o: timezone.now() if o.status == LabelCheck.Status.DONE else None
+    )
+
+
+def label_issue_for(
+    artwork: Artwork,
+    *,
+    check: LabelCheck,
+    suggested: str,
+    label_probability: float,
+    suggested_probability: float,
+    quality: float,
+    flagged: bool = True,
+) -> LabelIssue:
+    """What a label check says of a labelled artwork, as the detector would write it: the label as it was, the
+    suggested type and the out-of-fold probabilities (the rest shared evenly by the other types)."""
+    label_type = artwork.curator_type
+    assert label_type is not None, "label issues are written for labelled works only"
+    slugs = list(ArtworkType.objects.values_list("slug", flat=True))
+    probabilities = {label_type.slug: label_probability, suggested: suggested_probability}
+    rest = (1 - sum(probabilities.values())) / (len(slugs) - len(probabilities))
+    probabilities.update({s: rest for s in slugs if s not in probabilities})
+    return LabelIssue.objects.create(
+        check_run=check,
+        artwork=artwork,
+        label_type=label_type,
+        suggested_type=ArtworkType.objects.get(slug=suggested),
+        label_probability=label_probability,
+        suggested_probability=suggested_probability,
+        probabilities=probabilities,
+        quality=quality,
+        flagged=flagged,
     )

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from catalogue.filters import CONFIDENCE_BANDS, NONE, ArtworkFilterSet
+from catalogue.filters import CONFIDENCE_BANDS, NONE, PROVENANCE_CHOICES, ArtworkFilterSet
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
 from catalogue.selectors.similarity import artwork_similar
@@ -74,6 +74,14 @@ class LabelledFilter(_FilterSetFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("yes", "Labelled by a curator"), ("no", "Not labelled")]
+
+
+class ProvenanceFilter(_FilterSetFilter):
+    title = "label source"
+    parameter_name = "provenance"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(value), str(label)) for value, label in PROVENANCE_CHOICES]
 
 
 class ConfidenceBandFilter(_FilterSetFilter):
@@ -162,6 +170,7 @@ class ArtworkAdmin(admin.ModelAdmin):
         "predicted_type",
         "confidence",
         "curator_type",
+        "provenance",
         "effective_type",
         "status",
         "model_version",
@@ -172,6 +181,7 @@ class ArtworkAdmin(admin.ModelAdmin):
         EffectiveTypeFilter,
         "status",
         LabelledFilter,
+        ProvenanceFilter,
         ConfidenceBandFilter,
         ModelVersionFilter,
     )
@@ -184,6 +194,7 @@ class ArtworkAdmin(admin.ModelAdmin):
         "prediction_summary",
         "similar_works",
         "curator_type",
+        "provenance",
         "status",
         "error",
         "attempts",
@@ -203,7 +214,7 @@ class ArtworkAdmin(admin.ModelAdmin):
             type_fields = ("set_type", "type_note")  # set_type starts at the current label
         return [
             (None, {"fields": ("image_preview", *METADATA_FIELDS)}),
-            ("Type", {"fields": (*type_fields, "prediction_summary", "similar_works")}),
+            ("Type", {"fields": (*type_fields, "provenance", "prediction_summary", "similar_works")}),
             ("Processing", {"fields": ("status", "error", "attempts", "processed_at")}),
             (
                 "File",
@@ -263,6 +274,13 @@ class ArtworkAdmin(admin.ModelAdmin):
     @admin.display(description="confidence", ordering="pred_confidence")
     def confidence(self, obj: Artwork) -> str:
         return _percent(getattr(obj, "pred_confidence", None))
+
+    @admin.display(description="label source", ordering="label_provenance")
+    def provenance(self, obj: Artwork) -> str:
+        if obj.curator_type_id is None:
+            return "–"
+        verified = " ✓ verified" if obj.label_verified else ""
+        return f"{obj.get_label_provenance_display()}{verified}"
 
     @admin.display(description="effective type", ordering="effective_type_name")
     def effective_type(self, obj: Artwork) -> str:

@@ -15,9 +15,10 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.models import Artwork, ArtworkType, LabelCorrection, LabelIssue
 from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
 from catalogue.selectors.similarity import MAX_SIMILAR, SimilarWork
+from catalogue.services.mislabels import MislabelDecision
 from inference.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,10 @@ class PredictionSerializer(serializers.Serializer):
     model_version = serializers.CharField()
 
 
+#: How the schema shows a label's provenance (one enum wherever it appears).
+PROVENANCE_FIELD = serializers.ChoiceField(choices=Artwork.Provenance.choices, allow_null=True)
+
+
 class ArtworkSerializer(serializers.Serializer):
     """An artwork with the active model's prediction. Instances come from ``artworks_with_prediction``."""
 
@@ -159,7 +164,16 @@ class ArtworkSerializer(serializers.Serializer):
     type = serializers.SerializerMethodField(
         help_text="The effective type: the curator's if set, else the active model's prediction; null while pending."
     )
-    curator_type = serializers.SerializerMethodField(help_text="The type a curator set, or null.")
+    curator_type = serializers.SerializerMethodField(
+        help_text="The label (given at import or by a curator), or null: then the type is the model's prediction."
+    )
+    label_provenance = serializers.SerializerMethodField(
+        help_text="Where the label came from: imported (given at import), set (set by a curator), confirmed "
+        "(kept by a curator after a look); null without a label."
+    )
+    label_verified = serializers.BooleanField(
+        read_only=True, help_text="True when a curator set or confirmed the label (set or confirmed)."
+    )
     prediction = serializers.SerializerMethodField(
         help_text="The active model version's prediction, or null."
     )
@@ -187,6 +201,10 @@ class ArtworkSerializer(serializers.Serializer):
 
     def get_curator_type(self, obj: Artwork) -> str | None:
         return self._slug(obj.curator_type_id)
+
+    @extend_schema_field(PROVENANCE_FIELD)
+    def get_label_provenance(self, obj: Artwork) -> str | None:
+        return obj.label_provenance if obj.curator_type_id is not None and obj.label_provenance else None
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, obj: Artwork) -> dict[str, Any] | None:
@@ -334,6 +352,93 @@ class LabelCorrectionSerializer(serializers.ModelSerializer):
 class LabelResponseSerializer(serializers.Serializer):
     correction = LabelCorrectionSerializer()
     artwork = ArtworkSerializer()
+
+
+# --- Possible mislabels -------------------------------------------------------------------------------------------
+
+
+class MislabelSerializer(serializers.Serializer):
+    """An open entry of the possible-mislabels queue: a label the newest finished label check doubts. Instances are
+    :class:`LabelIssue` rows from ``mislabel_queue``."""
+
+    artwork_id = serializers.IntegerField()
+    url = serializers.SerializerMethodField(help_text="The artwork in the API.")
+    page_url = serializers.SerializerMethodField(help_text="The artwork's page in the portal.")
+    decide_url = serializers.SerializerMethodField(help_text="Where to POST the decision.")
+    title = serializers.CharField(source="artwork.title")
+    image_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    label = serializers.CharField(source="label_type.slug", help_text="The doubted label (type slug).")
+    label_provenance = serializers.ChoiceField(
+        source="artwork.label_provenance",
+        choices=Artwork.Provenance.choices,
+        help_text="Where the label came from (never verified here: verified labels are not asked about).",
+    )
+    suggested_type = serializers.CharField(
+        source="suggested_type.slug", help_text="The type the out-of-fold model prefers (slug)."
+    )
+    label_probability = serializers.FloatField(help_text="Out-of-fold probability of the label.")
+    suggested_probability = serializers.FloatField(help_text="Out-of-fold probability of the suggested type.")
+    probabilities = serializers.DictField(
+        child=serializers.FloatField(), help_text="{type slug: out-of-fold probability}"
+    )
+    quality = serializers.FloatField(
+        help_text="Label quality, 0 (surely wrong) to 1; the queue's order (lowest first)."
+    )
+    check_id = serializers.IntegerField(source="check_run_id", help_text="The label check that flagged it.")
+    checked_at = serializers.DateTimeField(
+        source="check_run.finished_at", allow_null=True, help_text="When that check finished."
+    )
+
+    def get_url(self, obj: LabelIssue) -> str:
+        return _absolute(self.context.get("request"), reverse("api-artwork-detail", args=[obj.artwork_id]))
+
+    def get_page_url(self, obj: LabelIssue) -> str:
+        return _absolute(
+            self.context.get("request"), reverse("catalogue:artwork-detail", args=[obj.artwork_id])
+        )
+
+    def get_decide_url(self, obj: LabelIssue) -> str:
+        return _absolute(self.context.get("request"), reverse("api-mislabel-decide", args=[obj.artwork_id]))
+
+    def get_image_url(self, obj: LabelIssue) -> str | None:
+        return _file_url(self.context.get("request"), obj.artwork.image)
+
+    def get_thumbnail_url(self, obj: LabelIssue) -> str | None:
+        return _file_url(self.context.get("request"), obj.artwork.thumbnail)
+
+
+class MislabelDecisionInputSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(
+        choices=MislabelDecision.choices,
+        help_text="keep: the label is right (it becomes confirmed, verified, and is never flagged again); "
+        "suggestion: set the suggested type; type: set the type given in `type`.",
+    )
+    type = serializers.CharField(
+        required=False, help_text="Only with decision `type`: the type to set (slug)."
+    )
+    note = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=1000,
+        help_text="Why (kept in the audit trail).",
+    )
+
+    def validate_type(self, value: str) -> ArtworkType:
+        return validate_type_slug(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["decision"] == MislabelDecision.TYPE and "type" not in attrs:
+            raise serializers.ValidationError(
+                {"type": ["The decision “type” needs the type to set."]}, code="required"
+            )
+        if attrs["decision"] != MislabelDecision.TYPE and "type" in attrs:
+            raise serializers.ValidationError(
+                {"type": [f"`type` goes only with the decision “type”, not “{attrs['decision']}”."]},
+                code="invalid",
+            )
+        return attrs
 
 
 # --- Classify -----------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -27,8 +27,9 @@ from catalogue.api.exceptions import ApiError
 from catalogue.api.permissions import ActionPermissions
 from catalogue.api.throttles import ScopedThrottle
 from catalogue.filters import ArtworkFilterSet
-from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.models import Artwork, ArtworkType, LabelCorrection, LabelIssue
 from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
+from catalogue.selectors.label_issues import mislabel_issue, mislabel_queue
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services.artworks import (
     artwork_create,
@@ -39,6 +40,7 @@ from catalogue.services.artworks import (
 )
 from catalogue.services.classification import image_classify
 from catalogue.services.labels import label_correct
+from catalogue.services.mislabels import NotInQueue, mislabel_decide
 from inference.models import ModelVersion
 from inference.selectors import model_version_active
 
@@ -294,6 +296,83 @@ class ArtworkViewSet(
                 "artwork": self._detail(artwork.pk),
             },
             status=status.HTTP_201_CREATED,
+        )
+
+
+# --- Possible mislabels -------------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Possible mislabels",
+        description="The labels the newest finished label check doubts that are still open (the label is unchanged "
+        "and not verified), most doubtful first: the same queue as the portal's Possible mislabels page. Empty "
+        "until a label check has finished.",
+        responses={
+            200: serializers.MislabelSerializer(many=True),
+            **errors(401, 403, 404, e404="Invalid page."),
+        },
+    ),
+)
+class MislabelViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    permission_classes = [ActionPermissions]
+    pagination_class = ApiPagination
+    serializer_class = serializers.MislabelSerializer
+    lookup_field = "artwork_id"
+    lookup_value_regex = r"[0-9]+"
+    read_permissions = ["catalogue.view_artwork"]
+    required_permissions = {
+        "list": ["catalogue.view_artwork"],
+        "decide": ["catalogue.change_artwork"],
+    }
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return LabelIssue.objects.none()  # schema generation, without asking the database
+        return mislabel_queue()
+
+    @extend_schema(
+        summary="Settle a possible mislabel",
+        description="keep: the label is right (it becomes confirmed, verified, and is never flagged again); "
+        "suggestion: set the suggested type; type: set the type given in `type`. Recorded in the audit trail "
+        "(source mislabels) with the note. Answers with the artwork as it is now. Curators only.",
+        parameters=[
+            OpenApiParameter("artwork_id", int, OpenApiParameter.PATH, description="The artwork's id.")
+        ],
+        request=serializers.MislabelDecisionInputSerializer,
+        responses={
+            200: serializers.ArtworkSerializer,
+            **errors(
+                400,
+                401,
+                403,
+                404,
+                e400="Missing or unknown `decision`; missing, unknown or unexpected `type`.",
+                e404="The artwork is not in the queue (never flagged, or settled already).",
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def decide(self, request: Request, artwork_id: str | None = None, format: str | None = None) -> Response:
+        pk = int(artwork_id or 0)
+        if pk > MAX_ID or mislabel_issue(artwork_id=pk) is None:
+            raise NotFound(f"Artwork {artwork_id} is not in the possible-mislabels queue.")
+        form = serializers.MislabelDecisionInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            mislabel_decide(
+                artwork_id=pk,
+                decision=form.validated_data["decision"],
+                to_type=form.validated_data.get("type"),
+                user=request.user,
+                note=form.validated_data["note"],
+            )
+        except NotInQueue as exc:  # settled by someone else a moment ago
+            raise NotFound(str(exc)) from None
+        version = model_version_active()
+        context = {"request": request, "types": _types(), "model_version": version and version.version}
+        return Response(
+            serializers.ArtworkSerializer(artworks_with_prediction().get(pk=pk), context=context).data
         )
 
 

@@ -90,15 +90,17 @@ class TypeAgreement:
 
 @dataclass(frozen=True)
 class ModelAgreement:
-    """Model versus curators on the curator-labelled works one model version has predicted.
+    """Model versus labels on the labelled works one model version has predicted.
 
-    ``matrix[i][j]``: works the curators call ``types[i]`` that the model called ``types[j]`` (rows: curator,
-    columns: model), as in the model card's confusion matrix (rows: truth, columns: prediction).
+    ``matrix[i][j]``: works labelled ``types[i]`` that the model called ``types[j]`` (rows: label, columns: model),
+    as in the model card's confusion matrix (rows: truth, columns: prediction). ``by_provenance``: the same split by
+    where the labels came from (imported, curator-set, curator-confirmed), in that order.
     """
 
     version: ModelVersion | None
     types: list[ArtworkType]
     matrix: list[list[int]]
+    by_provenance: tuple[ProvenanceAgreement, ...] = ()
 
     @property
     def compared(self) -> int:
@@ -125,35 +127,66 @@ class ModelAgreement:
         ]
 
 
-def _agreement_counts(version_ids: Sequence[int] | None) -> dict[int, dict[tuple[int, int], int]]:
-    """{version id: {(curator type id, predicted type id): works}} in one grouped query."""
+@dataclass(frozen=True)
+class ProvenanceAgreement:
+    """The model against the labels of one provenance (an :class:`Artwork.Provenance` value)."""
+
+    provenance: str
+    label: str
+    agreement: ModelAgreement
+
+
+#: {(label provenance, label type id, predicted type id): works}
+Counts = dict[tuple[str, int, int], int]
+
+
+def _agreement_counts(version_ids: Sequence[int] | None) -> dict[int, Counts]:
+    """{version id: {(provenance, label type id, predicted type id): works}} in one grouped query."""
     qs = Prediction.objects.filter(artwork__curator_type__isnull=False)
     if version_ids is not None:
         qs = qs.filter(model_version_id__in=list(version_ids))
-    counts: dict[int, dict[tuple[int, int], int]] = {}
+    counts: dict[int, Counts] = {}
     rows = (
-        qs.values_list("model_version_id", "artwork__curator_type_id", "predicted_type_id")
+        qs.values_list(
+            "model_version_id", "artwork__label_provenance", "artwork__curator_type_id", "predicted_type_id"
+        )
         .annotate(n=Count("id"))
         .order_by()
     )
-    for version_id, curator_type_id, predicted_type_id, n in rows:
-        counts.setdefault(version_id, {})[(curator_type_id, predicted_type_id)] = n
+    for version_id, provenance, curator_type_id, predicted_type_id, n in rows:
+        counts.setdefault(version_id, {})[(provenance, curator_type_id, predicted_type_id)] = n
     return counts
 
 
-def _agreement(
-    version: ModelVersion | None, counts: dict[tuple[int, int], int], types: list[ArtworkType]
-) -> ModelAgreement:
+def _matrix(counts: Counts, types: list[ArtworkType], provenance: str | None = None) -> list[list[int]]:
+    """The confusion matrix of the counts (of one provenance, or of all)."""
     index = {t.pk: i for i, t in enumerate(types)}
     matrix = [[0] * len(types) for _ in types]
-    for (curator_type_id, predicted_type_id), n in counts.items():
+    for (label_provenance, curator_type_id, predicted_type_id), n in counts.items():
+        if provenance is not None and label_provenance != provenance:
+            continue
         if curator_type_id in index and predicted_type_id in index:
             matrix[index[curator_type_id]][index[predicted_type_id]] += n
-    return ModelAgreement(version=version, types=types, matrix=matrix)
+    return matrix
+
+
+def _agreement(version: ModelVersion | None, counts: Counts, types: list[ArtworkType]) -> ModelAgreement:
+    by_provenance = tuple(
+        ProvenanceAgreement(
+            provenance=str(provenance),
+            label=str(label),
+            agreement=ModelAgreement(version=version, types=types, matrix=_matrix(counts, types, provenance)),
+        )
+        for provenance, label in Artwork.Provenance.choices
+    )
+    return ModelAgreement(
+        version=version, types=types, matrix=_matrix(counts, types), by_provenance=by_provenance
+    )
 
 
 def model_agreement(*, version: ModelVersion | None = None) -> ModelAgreement:
-    """Agreement between one model version (default: the active one) and the curators' labels."""
+    """Agreement between one model version (default: the active one) and the labels, overall and by provenance
+    (one grouped query)."""
     version = version if version is not None else model_version_active()
     types = artwork_types()
     if version is None:
@@ -162,7 +195,7 @@ def model_agreement(*, version: ModelVersion | None = None) -> ModelAgreement:
 
 
 def model_agreements() -> list[ModelAgreement]:
-    """Agreement per model version, for every version that has predicted a curator-labelled work (the active
+    """Agreement per model version, for every version that has predicted a labelled work (the active
     version always, even with nothing to compare yet); the active version first, then the newest."""
     counts = _agreement_counts(None)
     types = artwork_types()

@@ -120,6 +120,8 @@ EXPECTED_OPERATIONS = {
     ("get", "/api/v1/types/{slug}/"): "200",
     ("get", "/api/v1/models/"): "200",
     ("get", "/api/v1/models/{version}/"): "200",
+    ("get", "/api/v1/mislabels/"): "200",
+    ("post", "/api/v1/mislabels/{artwork_id}/decide/"): "200",
 }
 
 
@@ -152,6 +154,7 @@ def test_every_endpoint_documents_request_response_and_errors(anon):
         "type",
         "status",
         "labelled",
+        "provenance",
         "min_confidence",
         "max_confidence",
         "model_version",

@@ -63,9 +63,22 @@ def test_ordering_has_a_stable_tie_break(catalogue):
         ({"min_confidence": "0.9", "max_confidence": "0.1"}, "min_confidence", "invalid"),
         ({"model_version": "nope"}, "model_version", "unknown_model_version"),
         ({"ordering": "sha256"}, "ordering", "invalid_choice"),
+        ({"provenance": "guessed"}, "provenance", "invalid_choice"),
     ],
 )
 def test_bad_values_are_errors_with_a_code(active_model, params, field, code):
     filters = filtered(**params)
     assert not filters.is_valid()
     assert [e.code for e in filters.errors.as_data()[field]] == [code]
+
+
+def test_a_percent_sign_in_a_value_is_an_error_not_a_crash(active_model, viewer):
+    """django-filter %-formats error messages with their params: the user's text must not be in the message."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(viewer)
+    response = client.get("/api/v1/artworks/", {"predicted": "%x", "model_version": "%s"})
+    assert response.status_code == 400
+    fields = response.json()["fields"]
+    assert "“%x”" in fields["predicted"][0] and "“%s”" in fields["model_version"][0]

@@ -27,7 +27,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
 from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
-from tests.factories import ArtworkFactory, prediction_for
+from tests.factories import ArtworkFactory, LabelCheckFactory, label_issue_for, prediction_for
 
 pytestmark = pytest.mark.django_db
 
@@ -133,6 +133,20 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
         user=users["curator"],
         source="portal",
     )
+    # A doubted imported label, so that the possible-mislabels routes act on a real queue entry.
+    doubted = artworks[1]
+    Artwork.objects.filter(pk=doubted.pk).update(
+        curator_type=ArtworkType.objects.get(slug="drawings"), label_provenance=Artwork.Provenance.IMPORTED
+    )
+    doubted.refresh_from_db()
+    label_issue_for(
+        doubted,
+        check=LabelCheckFactory(),
+        suggested="painting",
+        label_probability=0.1,
+        suggested_probability=0.8,
+        quality=0.1,
+    )
     token = Token.objects.create(user=users["viewer"])
     objects = {
         "catalogue.artwork": artwork.pk,
@@ -146,6 +160,7 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
     }
     values = {
         "pk": str(artwork.pk),
+        "artwork_id": str(doubted.pk),
         "id": str(users["viewer"].pk),
         "slug": "painting",
         "version": active_model.version,
@@ -201,7 +216,14 @@ def snapshot() -> dict[str, Any]:
     return {
         "artworks": list(
             Artwork.objects.order_by("pk").values_list(
-                "pk", "title", "artist", "status", "curator_type_id", "accession_number", "description"
+                "pk",
+                "title",
+                "artist",
+                "status",
+                "curator_type_id",
+                "label_provenance",
+                "accession_number",
+                "description",
             )
         ),
         "predictions": list(
@@ -294,6 +316,8 @@ def test_viewer_cannot_upload_or_curate_in_the_portal(client, world):
     assert client.post(f"/artworks/{pk}/retry/").status_code == 403
     assert client.post(f"/review/{pk}/label/", {"type": "painting"}).status_code == 403
     assert client.post("/quality/retry/").status_code == 403
+    assert client.post(f"/artworks/{pk}/confirm/").status_code == 403
+    assert client.post(f"/mislabels/{pk}/decide/", {"decision": "keep"}).status_code == 403
 
 
 def admin_allows(route: Route, user: Any) -> bool:
