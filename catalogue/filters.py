@@ -114,6 +114,8 @@ class StrictBooleanFilter(django_filters.Filter):
 
 
 def validate_model_version(value: str) -> None:
+    if "\x00" in value:
+        return  # the field's own validator refuses NUL characters; PostgreSQL could not even compare them
     if value and value.strip().lower() != NONE and not ModelVersion.objects.filter(version=value).exists():
         raise forms.ValidationError(
             "Unknown model version “%(value)s”.", code="unknown_model_version", params={"value": value}

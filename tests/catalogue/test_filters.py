@@ -58,6 +58,7 @@ def test_ordering_has_a_stable_tie_break(catalogue):
         ({"type": "etching"}, "type", "unknown_type"),
         ({"type": "50%s off"}, "type", "unknown_type"),
         ({"model_version": "v%d"}, "model_version", "unknown_model_version"),
+        ({"model_version": "v\x001"}, "model_version", "null_characters_not_allowed"),
         ({"labelled": "maybe"}, "labelled", "invalid"),
         ({"min_confidence": "abc"}, "min_confidence", "invalid"),
         ({"min_confidence": "0.9", "max_confidence": "0.1"}, "min_confidence", "invalid"),
