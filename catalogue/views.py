@@ -144,7 +144,7 @@ def artwork_label(request: HttpRequest, pk: int) -> HttpResponse:
         )
         messages.success(request, f"Type set to {form.cleaned_data['type'].name}.")
     else:
-        messages.error(request, "Choose one of the five types.")
+        messages.error(request, "Choose one of the types.")
     next_url = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = reverse("catalogue:artwork-detail", args=[pk])
