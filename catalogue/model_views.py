@@ -135,9 +135,9 @@ def models_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def training_job_status(request: HttpRequest, pk: int) -> JsonResponse:
+def training_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     """Polled by the Models page (static/js/models.js) while a job is queued or running."""
-    job = get_object_or_404(TrainingJob, pk=pk)
+    job = get_object_or_404(TrainingJob, pk=job_id)
     return JsonResponse(
         {
             "id": job.pk,
@@ -172,8 +172,8 @@ def training_start(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 @permission_required("catalogue.change_artwork", raise_exception=True)
-def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(TrainingJob, pk=pk)
+def training_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(TrainingJob, pk=job_id)
     try:
         job = training_job_cancel(job=job)
     except TrainingJobRefused as exc:
@@ -191,8 +191,8 @@ def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 @permission_required("catalogue.change_artwork", raise_exception=True)
-def training_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(TrainingJob, pk=pk)
+def training_activate(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(TrainingJob, pk=job_id)
     try:
         version = training_job_activate(job=job)
     except (TrainingJobRefused, ModelUnavailable) as exc:

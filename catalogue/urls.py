@@ -21,7 +21,7 @@ urlpatterns = [
     # Models: training a new version, the gate, activation (catalogue/model_views.py)
     path("models/", model_views.models_page, name="models"),
     path("models/train/", model_views.training_start, name="training-start"),
-    path("models/jobs/<int:pk>/status/", model_views.training_job_status, name="training-status"),
-    path("models/jobs/<int:pk>/cancel/", model_views.training_cancel, name="training-cancel"),
-    path("models/jobs/<int:pk>/activate/", model_views.training_activate, name="training-activate"),
+    path("models/jobs/<int:job_id>/status/", model_views.training_job_status, name="training-status"),
+    path("models/jobs/<int:job_id>/cancel/", model_views.training_cancel, name="training-cancel"),
+    path("models/jobs/<int:job_id>/activate/", model_views.training_activate, name="training-activate"),
 ]

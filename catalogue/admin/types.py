@@ -72,8 +72,16 @@ class ArtworkTypeAdmin(admin.ModelAdmin):
         return self._curator(request) or super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        allowed = self._curator(request) or super().has_delete_permission(request, obj)
-        return allowed and (obj is None or not artwork_type_uses(artwork_type=obj))
+        return self._curator(request) or super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[Any]]:
+        """A type in use is "protected": the delete page says what uses it and deletes nothing."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        uses = [f"{obj.name}: used by {use}" for obj in objs for use in artwork_type_uses(artwork_type=obj)]
+        if uses:
+            # What uses it, rather than which related rows the user may not delete: it is never deleted anyway.
+            return deleted, counts, set(), [*protected, *uses]
+        return deleted, counts, perms_needed, list(protected)
 
     def save_model(self, request: HttpRequest, obj: ArtworkType, form: Any, change: bool) -> None:
         if change:
