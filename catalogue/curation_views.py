@@ -132,7 +132,7 @@ def review_label(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         form = LabelForm(request.POST)
         if not form.is_valid():
-            messages.error(request, "Choose one of the five types.")
+            messages.error(request, "Choose one of the types.")
             return redirect(_review_url(order))
         to_type = form.cleaned_data["type"]
     label_correct(

@@ -16,7 +16,8 @@ EMBEDDING_DIMENSIONS = 128
 
 
 class ArtworkType(models.Model):
-    """One of the five types; rows seeded by a migration, slugs match the model card's class names."""
+    """A type of artwork. The five default types are seeded by a migration; curators add more in the admin
+    (:mod:`catalogue.services.artwork_types`). The slug is the type's name in a model card's ``classes``."""
 
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=80)

@@ -13,6 +13,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import close_old_connections
 
+from catalogue.services import training_jobs
 from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
 from catalogue.services.model_rollout import model_reembed_batch
 from inference.loader import ModelUnavailable, get_classifier
@@ -89,3 +90,16 @@ def reembed_catalogue(self: Task, version_id: int) -> None:
         raise self.retry(exc=exc) from exc
     if progress.remaining > 0:
         reembed_catalogue.apply_async(args=[version_id])
+
+
+@shared_task(
+    # Acknowledged on receipt, never redelivered: a training outlives the broker's visibility timeout, and a job
+    # whose worker died is marked failed (catalogue.services.training_jobs) rather than silently run twice.
+    acks_late=False,
+    ignore_result=True,
+    soft_time_limit=max(60, settings.ARTSITE_TRAINING_TIME_LIMIT - 60),
+    time_limit=settings.ARTSITE_TRAINING_TIME_LIMIT,
+)
+def training_job_run(job_id: int) -> None:
+    """Train a new model version for a queued training job (the "training" queue's worker). Idempotent."""
+    training_jobs.training_job_run(job_id=job_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalogue import curation_views, views
+from catalogue import curation_views, model_views, views
 
 app_name = "catalogue"
 urlpatterns = [
@@ -24,4 +24,10 @@ urlpatterns = [
     path("quality/", curation_views.quality, name="quality"),
     path("quality/retry/", curation_views.quality_retry, name="quality-retry"),
     path("map/", curation_views.collection_map, name="map"),
+    # Models: training a new version, the gate, activation (catalogue/model_views.py)
+    path("models/", model_views.models_page, name="models"),
+    path("models/train/", model_views.training_start, name="training-start"),
+    path("models/jobs/<int:job_id>/status/", model_views.training_job_status, name="training-status"),
+    path("models/jobs/<int:job_id>/cancel/", model_views.training_cancel, name="training-cancel"),
+    path("models/jobs/<int:job_id>/activate/", model_views.training_activate, name="training-activate"),
 ]

@@ -150,7 +150,7 @@ def artwork_label(request: HttpRequest, pk: int) -> HttpResponse:
         )
         messages.success(request, f"Type set to {form.cleaned_data['type'].name}.")
     else:
-        messages.error(request, "Choose one of the five types.")
+        messages.error(request, "Choose one of the types.")
     return _redirect_back(request, pk)
 
 

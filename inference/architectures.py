@@ -2,8 +2,9 @@
 
 * input ``(N, S, S, 3)`` float32 pixels in [0, 255] (what :func:`inference.preprocessing.to_model_input` returns);
   the model normalises inside its own graph;
-* two outputs, in this order: ``probabilities`` (N, 5) softmax over :data:`CLASSES`, and ``embedding`` (N, 128),
-  the raw (not normalised) output of a linear layer;
+* two outputs, in this order: ``probabilities`` (N, classes) softmax over the version's class list (the card's
+  ``classes``; :data:`CLASSES` by default), and ``embedding`` (N, 128), the raw (not normalised) output of a linear
+  layer;
 * a layer named ``logits`` whose output is the pre-softmax scores, so the loader can apply temperature scaling
   exactly (``softmax(logits / T)``) rather than through ``log(probabilities)``.
 """
@@ -17,10 +18,10 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+# The default class list lives in a module without TensorFlow (the web process names the types); re-exported here.
+from inference.classes import CLASSES as CLASSES
 from inference.efficientnet_lite import build_efficientnet_lite0, imagenet_weights
 
-# Output order of every model's probabilities; the slugs of catalogue.ArtworkType.
-CLASSES: tuple[str, ...] = ("drawings", "engraving", "iconography", "painting", "sculpture")
 EMBEDDING_DIM = 128
 
 LOGITS_LAYER = "logits"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from inference.architectures import CLASSES
+from inference.classes import CLASSES
 from inference.preprocessing import ImageRejected, decode_image, to_model_input
 
 Progress = Callable[[int, int], None]  # (done, total)

@@ -43,7 +43,14 @@ from inference.tflite import DEFAULT_TOLERANCE, TFLITE_FILE
 
 BACKENDS = ("auto", "keras", "tflite")
 
-__all__ = ["Classifier", "ModelNotFound", "ModelUnavailable", "clear_cache", "get_classifier"]
+__all__ = [
+    "Classifier",
+    "ModelNotFound",
+    "ModelUnavailable",
+    "clear_cache",
+    "get_classifier",
+    "load_classifier",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -287,8 +294,9 @@ def _warm(classifier: Classifier) -> None:
             logger.warning("XLA compilation failed for %s, serving without it: %s", version, exc)
 
 
-def _load(version: str, backend: str) -> Classifier:
-    path = find_version(version)  # ModelNotFound (a ModelUnavailable) when there is no folder
+def _load(version: str, backend: str, path: Path | None = None) -> Classifier:
+    if path is None:
+        path = find_version(version)  # ModelNotFound (a ModelUnavailable) when there is no folder
     try:
         card = read_card(path)
     except ValueError as exc:
@@ -361,6 +369,18 @@ def get_classifier(version: str, *, backend: str = "auto") -> Classifier:
             classifier = _load(version, backend)
             _cache[key] = classifier
         return classifier
+
+
+def load_classifier(path: Path | str, *, backend: str = "auto") -> Classifier:
+    """The version in folder ``path``, loaded and warmed like :func:`get_classifier` does, but not cached and not
+    looked up in the model dirs: a training job measures a new version this way before its folder is published.
+    Raises :class:`ModelUnavailable`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelNotFound(path.name, f"{path} is not a folder")
+    return _load(path.name, backend, path)
 
 
 def loaded_versions() -> list[str]:

@@ -62,7 +62,8 @@ def _header(card: dict[str, Any]) -> list[str]:
         "",
         "Suggest a type for each uploaded photograph of an artwork (curators confirm or correct it) and find the five "
         "most similar works by cosine distance between embeddings. Not meant for other kinds of images: a photograph "
-        "that is not of one of the five types still gets one of them, usually with low confidence.",
+        "that is not of one of its types still gets one of them, usually with low confidence; it never predicts a type "
+        "missing from its class list.",
     ]
 
 

@@ -45,12 +45,19 @@ def model_dirs() -> list[Path]:
 
 def version_dirs() -> list[Path]:
     """Every version folder (a sub-folder holding a card.json) across the model dirs, in settings order, then by
-    name. Other sub-folders (e.g. ``backbones/``) are not versions."""
+    name. Other sub-folders (e.g. ``backbones/``) are not versions, nor are hidden ones: a version being written
+    (``.<version>.partial``, a training job's ``.training-job-<id>/``) appears only when it is renamed, complete."""
     found: list[Path] = []
     for root in model_dirs():
         if not root.is_dir():
             continue
-        found.extend(sorted(p for p in root.iterdir() if p.is_dir() and (p / CARD_FILE).is_file()))
+        found.extend(
+            sorted(
+                p
+                for p in root.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and (p / CARD_FILE).is_file()
+            )
+        )
     return found
 
 

@@ -174,6 +174,9 @@ CELERY_TASK_ROUTES = {
     "catalogue.tasks.training_job_run": {"queue": ARTSITE_TRAINING_QUEUE},
     "catalogue.tasks.label_check_run": {"queue": ARTSITE_TRAINING_QUEUE},
 }
+# How long a training job may run (seconds) before its worker stops it: the soft limit a minute earlier lets it
+# record why; a job whose worker is killed by the hard limit is marked failed by the next start or cancel.
+ARTSITE_TRAINING_TIME_LIMIT = env.int("ARTSITE_TRAINING_TIME_LIMIT", default=6 * 3600)
 # Each worker process loads the active model when it starts rather than on its first task.
 ARTSITE_WARM_MODEL_ON_START = env.bool("ARTSITE_WARM_MODEL_ON_START", default=True)
 CELERY_BEAT_SCHEDULE = {

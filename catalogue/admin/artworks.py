@@ -497,11 +497,3 @@ class LabelCorrectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             reverse("admin:catalogue_artwork_change", args=[obj.artwork_id]),
             obj.artwork.title,
         )
-
-
-@admin.register(ArtworkType)
-class ArtworkTypeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The five types are seeded by a migration and must match the models' class names: read-only here."""
-
-    list_display = ("name", "slug", "position")
-    readonly_fields = ("name", "slug", "position")

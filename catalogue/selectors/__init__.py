@@ -4,6 +4,7 @@
 - ``similarity``: similar works by embedding (pgvector HNSW).
 - ``curation``: the review queue and how the model agrees with the curators.
 - ``maps``: the collection map.
-- ``training``: the catalogue as training examples.
+- ``training``: the catalogue as training examples, the gold set, the types the next version learns, label changes
+  since a version, training jobs.
 - ``explanations``: which types an artwork's explanation maps are drawn for.
 """

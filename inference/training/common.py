@@ -20,15 +20,21 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images -> (pr
 
 @dataclass
 class TrainingEvents:
-    """Optional progress hooks for a command's progress bar."""
+    """Optional progress hooks (a command's progress bar, a background job's progress). A hook may raise to stop
+    training (e.g. a cancelled job): the exception leaves :func:`inference.training.train` and nothing is written."""
 
     on_batch: Callable[[int, int], None] | None = None  # (steps done this epoch, steps per epoch)
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None  # (epoch, epochs, logs)
     on_stage: Callable[[str], None] | None = None  # "training", "calibrating", "writing"...
+    on_member: Callable[[int, int], None] | None = None  # (soup member starting, 1-based; members)
 
     def stage(self, name: str) -> None:
         if self.on_stage is not None:
             self.on_stage(name)
+
+    def member(self, number: int, members: int) -> None:
+        if self.on_member is not None:
+            self.on_member(number, members)
 
 
 @dataclass(frozen=True)

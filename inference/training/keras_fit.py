@@ -35,6 +35,7 @@ def fit_keras(run: FitInputs) -> Fitted:
     )
     best = _BestWeights(model)
     run.events.stage("training")
+    run.events.member(1, 1)
     history = trainer.fit(
         _dataset(fit_set.images, fit_set.labels, config.batch_size, shuffle_seed=config.seed),
         validation_data=_dataset(held_set.images, held_set.labels, config.batch_size)

@@ -187,6 +187,7 @@ class _TailTrainer:
         events.stage(
             "training" if config.soup == 1 else f"training (soup member {member + 1} of {config.soup})"
         )
+        events.member(member + 1, config.soup)
         for epoch in range(config.epochs):
             logs = self._train_epoch(train_step, rng)
             # The held-out share judges the averaged weights (what would be kept); then training resumes.

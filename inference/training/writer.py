@@ -27,7 +27,7 @@ PREPROCESSING = (
     "the model normalises inside its graph (see 'normalisation')."
 )
 OUTPUTS_DOC = (
-    "outputs[0] 'probabilities': softmax (N, 5) in card['classes'] order, NOT temperature-scaled (the loader "
+    "outputs[0] 'probabilities': softmax (N, len(card['classes'])) in card['classes'] order, NOT temperature-scaled (the loader "
     "applies softmax(logits / temperature) using the 'logits' layer); outputs[1] 'embedding': (N, 128) raw, "
     "L2-normalise before cosine search (the loader does)."
 )

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
+from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction, TrainingJob
 from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 from tests.factories import ArtworkFactory, LabelCheckFactory, label_issue_for, prediction_for
@@ -148,6 +148,7 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
         quality=0.1,
     )
     token = Token.objects.create(user=users["viewer"])
+    job = TrainingJob.objects.create(status=TrainingJob.Status.QUEUED)  # the Models page's job routes
     objects = {
         "catalogue.artwork": artwork.pk,
         "catalogue.labelcorrection": LabelCorrection.objects.first().pk,
@@ -161,6 +162,7 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
     values = {
         "pk": str(artwork.pk),
         "artwork_id": str(doubted.pk),
+        "job_id": str(job.pk),
         "id": str(users["viewer"].pk),
         "slug": "painting",
         "version": active_model.version,
@@ -239,6 +241,7 @@ def snapshot() -> dict[str, Any]:
         ),
         "groups": list(Group.objects.order_by("pk").values_list("pk", "name")),
         "tokens": list(Token.objects.order_by("pk").values_list("pk")),
+        "training_jobs": list(TrainingJob.objects.order_by("pk").values_list("pk", "status")),
     }
 
 

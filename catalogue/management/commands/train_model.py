@@ -1,4 +1,5 @@
-"""Train a new model version from a folder of labelled images (one sub-folder per type)."""
+"""Train a new model version from a folder of labelled images (one sub-folder per type), or from the catalogue
+(``--from-catalogue``: the Models page's training job, run in this process)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from catalogue.services.training import model_train_from_catalogue
+from catalogue.models import TrainingJob
+from catalogue.services.training_jobs import (
+    TrainingJobRefused,
+    training_job_activate,
+    training_job_run,
+    training_job_start,
+)
 from inference.architectures import ARCHITECTURES, DEFAULT_INPUT_SIZES, require_pretrained_weights
 from inference.datasets import ImageSet, read_folder
 from inference.evaluation import per_type_table
@@ -103,21 +110,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--from-catalogue",
             action="store_true",
-            help="Train on the catalogue's ready artworks with their effective types instead of "
-            "DATA_DIR; hold out part of the curator-labelled works as a gold set and activate "
-            "the new version only if it scores at least as well there as the active one.",
+            help="Run a training job on the catalogue instead of DATA_DIR, in this process (the Models page "
+            "queues the same job for the training worker): the ready artworks with their effective types, the "
+            "gold set of verified labels left out; the version is compared with the active one on the gold set "
+            "and published with the gate's decision.",
         )
         parser.add_argument(
-            "--gold-fraction",
-            type=float,
-            default=0.2,
-            help="--from-catalogue: share of the curator-labelled works held out as the gold set "
-            "(default: 0.2).",
-        )
-        parser.add_argument(
-            "--no-activate",
+            "--activate",
             action="store_true",
-            help="--from-catalogue: write and compare, but never activate.",
+            help="--from-catalogue: activate the new version if the gate offers it (the catalogue is re-embedded "
+            "in the background, then the switch happens), as the Models page's Activate does.",
         )
 
     @staticmethod
@@ -239,6 +241,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["from_catalogue"] and options["data_dir"] is not None:
             raise CommandError("Give either DATA_DIR or --from-catalogue, not both.")
+        if options["from_catalogue"] and options["output_dir"] is not None:
+            raise CommandError(
+                "--from-catalogue publishes into the last of ARTSITE_MODEL_DIRS (where the portal finds it); "
+                "--output-dir does not apply."
+            )
         if not options["from_catalogue"]:
             if options["data_dir"] is None:
                 raise CommandError("Give DATA_DIR, a folder with one sub-folder of images per type.")
@@ -253,7 +260,7 @@ class Command(BaseCommand):
 
         configure_threads(options["threads"])  # before TensorFlow starts its runtime
         if options["from_catalogue"]:
-            self._from_catalogue(options, config)
+            self._from_catalogue(options)
         else:
             self._from_folders(options, config)
 
@@ -288,46 +295,41 @@ class Command(BaseCommand):
         _print_result(console, result.card, config.epochs)
         self.stdout.write(self.style.SUCCESS(f"Wrote {result.path}"))
 
-    def _from_catalogue(self, options: dict[str, Any], config: TrainingConfig) -> None:
-        self.stdout.write("Training on the catalogue (this reads every ready artwork's image)...")
+    def _from_catalogue(self, options: dict[str, Any]) -> None:
+        # The job builds the same config from the same overrides (TrainingConfig.for_architecture).
+        job_options = _overrides(options)
+        if options["architecture"]:
+            job_options["architecture"] = options["architecture"]
+        if options["name"]:
+            job_options["version"] = options["name"]
         try:
-            result = model_train_from_catalogue(
-                config=config,
-                gold_fraction=options["gold_fraction"],
-                activate=not options["no_activate"],
-                output_dir=options["output_dir"],
-                version=options["name"],
-            )
-        except (ValueError, FileExistsError) as exc:
+            job = training_job_start(options=job_options, enqueue=False)
+        except TrainingJobRefused as exc:
             raise CommandError(str(exc)) from exc
-        comparison = result.comparison
-        new, active = comparison["new"], comparison["active"]
-        self.stdout.write(f"Wrote {result.path} (trained on {result.card['data']['n']} artworks).")
-        if new is not None:
-            self.stdout.write(
-                f"Gold set ({comparison['gold_n']} curator-labelled works): new accuracy "
-                f"{new['accuracy']:.3f}, macro-F1 {new['macro_f1']:.3f}"
-                + (
-                    f"; active {active['version']} accuracy {active['accuracy']:.3f}, macro-F1 "
-                    f"{active['macro_f1']:.3f}"
-                    if active
-                    else ""
-                )
+        self.stdout.write(f"Training job {job.pk}: training on the catalogue in this process.")
+        ended = training_job_run(job_id=job.pk, echo=self.stdout.write) or job
+        if ended.status != TrainingJob.Status.DONE:
+            raise CommandError(f"Training job {ended.pk} ended {ended.status}: {ended.error}")
+        job = ended
+        self.stdout.write(f"Wrote {job.version}: {job.gate.get('reason', '')}")
+        if not options["activate"]:
+            self.stdout.write("Activate it on the Models page (/models/) or with --activate.")
+            return
+        try:
+            version = training_job_activate(job=job)
+        except TrainingJobRefused as exc:
+            self.stdout.write(self.style.WARNING(f"{exc} It was not activated."))
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Activated {version.version}: the catalogue is re-embedded in the background "
+                "(python manage.py activate_model --list shows progress)."
             )
-        self.stdout.write(comparison["reason"])
-        if result.activated:
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Activated {result.version}: the catalogue is re-embedded in the background "
-                    f"(python manage.py activate_model --list shows progress)."
-                )
-            )
-        else:
-            self.stdout.write(self.style.WARNING(f"{result.version} was not activated."))
+        )
 
 
-def _config(options: dict[str, Any]) -> TrainingConfig:
-    """The TrainingConfig the options ask for: the options given, the config's defaults for the rest."""
+def _overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The TrainingConfig fields the options set (the rest keep the recipe's defaults)."""
     overrides: dict[str, Any] = {name: options[name] for name in CONFIG_OPTIONS if options[name] is not None}
     if options["holdout"] is not None:
         overrides["holdout_fraction"] = options["holdout"]
@@ -337,6 +339,12 @@ def _config(options: dict[str, Any]) -> TrainingConfig:
         overrides["augment"] = False
     if options["float_trunk"]:
         overrides["quantized_trunk"] = False
+    return overrides
+
+
+def _config(options: dict[str, Any]) -> TrainingConfig:
+    """The TrainingConfig the options ask for: the options given, the config's defaults for the rest."""
+    overrides = _overrides(options)
     try:
         return TrainingConfig.for_architecture(options["architecture"], **overrides)
     except (LookupError, ValueError) as exc:
