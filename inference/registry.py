@@ -142,11 +142,12 @@ class DefaultArchitecture:
     architecture: str
     input_size: int
     version: str
+    soup: int = 1  # members averaged into the shipped network (its card's hyperparameters.soup.members)
 
 
 def default_architecture() -> DefaultArchitecture:
-    """The default version's architecture and input size, read from its card, so that a plain ``train_model``
-    retrains what ships. Raises ``LookupError`` when there is no default version (``ModelNotFound`` when its folder
+    """The default version's architecture, input size and soup size, read from its card, so that a plain
+    ``train_model`` (and a training job from the portal) retrains what ships. Raises ``LookupError`` when there is no default version (``ModelNotFound`` when its folder
     is missing) and ``ValueError`` when its card cannot be read or lacks either field."""
     version = default_version_name()
     if version is None:
@@ -154,8 +155,12 @@ def default_architecture() -> DefaultArchitecture:
         raise LookupError(f"No default model version in {dirs}, so no default architecture.")
     card = read_card(find_version(version))
     try:
+        soup = ((card.get("hyperparameters") or {}).get("soup") or {}).get("members", 1)
         return DefaultArchitecture(
-            architecture=str(card["architecture"]), input_size=int(card["input_size"]), version=version
+            architecture=str(card["architecture"]),
+            input_size=int(card["input_size"]),
+            version=version,
+            soup=int(soup),
         )
     except (KeyError, TypeError, ValueError):
         raise ValueError(

@@ -78,14 +78,20 @@ class TrainingConfig:
     def for_architecture(cls, architecture: str | None = None, **overrides: Any) -> TrainingConfig:
         """The recipe for ``architecture`` with ``overrides`` (field name -> value) replacing its defaults.
 
-        Without ``architecture``: the default version's architecture, and its input size unless overridden
+        Without ``architecture``: the default version's architecture, and its input size and soup size unless overridden
         (:func:`inference.registry.default_architecture`: a plain ``train_model`` retrains what ships). With one:
         that architecture at its native input size (:data:`inference.architectures.DEFAULT_INPUT_SIZES`).
         """
+        shipped_soup: dict[str, Any] = {}
         if architecture is None:
             shipped = default_architecture()
             architecture, input_size = shipped.architecture, shipped.input_size
+            shipped_soup = {"soup": shipped.soup}  # the shipped recipe, soup included
         else:
             input_size = DEFAULT_INPUT_SIZES.get(architecture, 0)  # 0: __post_init__ names the unknown one
-        defaults = {"input_size": input_size, **RECIPE_DEFAULTS.get(architecture, _SEED_CNN_DEFAULTS)}
+        defaults = {
+            "input_size": input_size,
+            **RECIPE_DEFAULTS.get(architecture, _SEED_CNN_DEFAULTS),
+            **shipped_soup,
+        }
         return cls(architecture=architecture, **{**defaults, **overrides})

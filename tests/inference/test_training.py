@@ -103,11 +103,12 @@ def test_config_defaults_to_the_default_versions_architecture_and_input_size(mod
     write_card(model_dirs[0] / "shipped", "shipped", architecture="efficientnet-lite1", input_size=224)
     (model_dirs[0] / "DEFAULT").write_text("shipped\n")
     config = TrainingConfig.for_architecture()
-    assert (config.architecture, config.input_size, config.epochs, config.tflite) == (
+    assert (config.architecture, config.input_size, config.epochs, config.tflite, config.soup) == (
         "efficientnet-lite1",
         224,
         15,
         "int8",
+        1,  # the card names no soup
     )
     assert TrainingConfig.for_architecture(input_size=192).input_size == 192
 
