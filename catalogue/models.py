@@ -215,6 +215,8 @@ class LabelCheck(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     stage = models.CharField(max_length=200, blank=True)
     done = models.PositiveIntegerField(default=0)
@@ -234,6 +236,14 @@ class LabelCheck(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # One check at a time: at most one row queued or running.
+            models.UniqueConstraint(
+                models.Value(True),
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_label_check_at_a_time",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"label check {self.pk} ({self.status})"
@@ -317,3 +327,23 @@ class TrainingJob(models.Model):
 
     def __str__(self) -> str:
         return f"training job {self.pk} ({self.status})"
+
+
+class ArtworkFeatures(models.Model):
+    """Frozen image features of an artwork as the label checks use them, kept so that the next check computes only
+    the new works' (a cache: deleting rows costs only time). ``extractor`` names the features
+    (``inference.label_quality.FeatureSpec.name``); ``vector`` holds them as float16 bytes (half the room of
+    float32, far finer than what a probe on them can tell apart)."""
+
+    artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="+")
+    extractor = models.CharField(max_length=200)
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["artwork", "extractor"], name="one_feature_vector_per_extractor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"features of {self.artwork_id} ({self.extractor})"

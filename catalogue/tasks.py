@@ -13,7 +13,8 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import close_old_connections
 
-from catalogue.services import training_jobs
+from catalogue.models import LabelCheck
+from catalogue.services import label_checks, training_jobs
 from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
 from catalogue.services.model_rollout import model_reembed_batch
 from inference.loader import ModelUnavailable, get_classifier
@@ -103,3 +104,24 @@ def reembed_catalogue(self: Task, version_id: int) -> None:
 def training_job_run(job_id: int) -> None:
     """Train a new model version for a queued training job (the "training" queue's worker). Idempotent."""
     training_jobs.training_job_run(job_id=job_id)
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.ARTSITE_LABEL_CHECK_TIME_LIMIT,
+    time_limit=settings.ARTSITE_LABEL_CHECK_TIME_LIMIT + 120,
+)
+def label_check_run(check_id: int) -> None:
+    """Run one label check (on the long-jobs queue). Idempotent: a finished check is left as it is; a redelivered
+    one whose worker died starts over. A check that outlives the soft limit ends failed, with the reason."""
+    try:
+        label_checks.label_check_run(check_id=check_id)
+    except LabelCheck.DoesNotExist:
+        logger.warning("label check %s no longer exists", check_id)
+
+
+@shared_task(ignore_result=True)
+def label_check_if_due() -> None:
+    """Periodic: start a label check when enough labels changed since the last one (or resend a lost one)."""
+    label_checks.label_check_request_if_due()

@@ -185,7 +185,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "catalogue.tasks.requeue_pending",
         "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=60),
     },
+    # The mislabel detector runs again once enough labels were added or changed since its last run.
+    "label-check-if-due": {
+        "task": "catalogue.tasks.label_check_if_due",
+        "schedule": env.int("ARTSITE_LABEL_CHECK_SWEEP_SECONDS", default=600),
+    },
 }
+# A label check starts by itself after this many works had their label added, changed or confirmed since the last
+# one, or — before the first — once this many works are labelled; and stops (failed) after this many seconds.
+ARTSITE_LABEL_CHECK_AFTER = env.int("ARTSITE_LABEL_CHECK_AFTER", default=100)
+ARTSITE_LABEL_CHECK_MIN_LABELS = env.int("ARTSITE_LABEL_CHECK_MIN_LABELS", default=50)
+ARTSITE_LABEL_CHECK_TIME_LIMIT = env.int("ARTSITE_LABEL_CHECK_TIME_LIMIT", default=6 * 3600)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- REST API -----------------------------------------------------------------------------------------------------

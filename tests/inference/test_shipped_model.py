@@ -77,5 +77,7 @@ def test_training_defaults_to_the_shipped_architecture_and_input_size(shipped):
     )
     config = TrainingConfig.for_architecture()
     assert (config.architecture, config.input_size) == (card["architecture"], card["input_size"])
-    assert config.soup == card["hyperparameters"]["soup"]["members"] == 3  # the shipped recipe: a 3-member soup
+    assert (
+        config.soup == card["hyperparameters"]["soup"]["members"] == 3
+    )  # the shipped recipe: a 3-member soup
     assert config.tail_trained and config.tflite == card["serving"]["quantization"]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalogue', '0004_learning_loop'),
+        ("catalogue", "0005_label_check_features"),
     ]
 
     operations = [
