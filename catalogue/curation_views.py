@@ -42,6 +42,7 @@ from catalogue.selectors.maps import MapPoint
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services import mislabels as mislabel_services
 from catalogue.services.classification import artwork_retry
+from catalogue.services.label_checks import LabelCheckBusy, label_check_request
 from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 
@@ -223,6 +224,22 @@ def mislabel_decide(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("catalogue.change_artwork", raise_exception=True)
 def mislabel_skip(request: HttpRequest, pk: int) -> HttpResponse:
     _skip(request, pk, MISLABELS_SKIPPED_SESSION_KEY)
+    return redirect("catalogue:mislabels")
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def label_check_start(request: HttpRequest) -> HttpResponse:
+    """Start a label check now (it runs on the long-jobs worker; the queue fills when it has finished)."""
+    try:
+        check = label_check_request(user=request.user)
+    except LabelCheckBusy as exc:
+        messages.info(request, str(exc))
+    else:
+        messages.success(
+            request, f"Label check {check.pk} queued: the doubtful labels appear here when it is done."
+        )
     return redirect("catalogue:mislabels")
 
 

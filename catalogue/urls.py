@@ -21,6 +21,7 @@ urlpatterns = [
     path("mislabels/<int:pk>/decide/", curation_views.mislabel_decide, name="mislabels-decide"),
     path("mislabels/<int:pk>/skip/", curation_views.mislabel_skip, name="mislabels-skip"),
     path("mislabels/reset/", curation_views.mislabel_reset, name="mislabels-reset"),
+    path("mislabels/check/", curation_views.label_check_start, name="label-check-start"),
     path("quality/", curation_views.quality, name="quality"),
     path("quality/retry/", curation_views.quality_retry, name="quality-retry"),
     path("map/", curation_views.collection_map, name="map"),

@@ -423,3 +423,23 @@ def test_the_queue_is_linked_from_the_nav_and_the_review_queue(curator_client, a
     mislabels_url = reverse(MISLABELS)
     assert f'href="{mislabels_url}"' in curator_client.get(reverse("catalogue:artwork-list")).content.decode()
     assert 'id="mislabels-link"' in curator_client.get(reverse("catalogue:review")).content.decode()
+
+
+def test_a_curator_starts_a_label_check_from_the_queue_once(curator_client, viewer, active_model):
+    from django.test import Client
+
+    url = reverse("catalogue:label-check-start")
+    as_viewer = Client()
+    as_viewer.force_login(viewer)
+    assert as_viewer.post(url).status_code == 403
+    assert not LabelCheck.objects.exists()
+
+    response = curator_client.post(url, follow=True)
+    assert response.status_code == 200
+    check = LabelCheck.objects.get()
+    assert check.status == LabelCheck.Status.QUEUED
+    assert f"Label check {check.pk} queued" in response.content.decode()
+
+    again = curator_client.post(url, follow=True)  # one check at a time: the second is refused, not queued
+    assert LabelCheck.objects.count() == 1
+    assert "Check the labels now" not in again.content.decode()  # no button while one is waiting
