@@ -1,7 +1,7 @@
 """Write the curators' label decisions to a reviewed corrections file, or apply such a file to the catalogue.
 
-The file is CSV with a header: ``sha256,path,old_type,new_type,decision,note`` (``path`` and ``old_type`` are for the
-reader; ``sha256`` finds the artwork, ``new_type`` is its label). A model shipped from relabelled data names its
+The file is CSV with a header: ``sha256,title,old_type,new_type,decision,note`` (``title`` and ``old_type`` are for
+the reader; ``sha256`` finds the artwork, ``new_type`` is its label). A model shipped from relabelled data names its
 file, so anyone can rebuild it: import the images, apply the file, train from the catalogue.
 """
 
@@ -17,7 +17,7 @@ from catalogue.models import LabelCorrection
 from catalogue.selectors.label_history import label_decisions
 from catalogue.services.labels import label_decisions_apply
 
-COLUMNS = ("sha256", "path", "old_type", "new_type", "decision", "note")
+COLUMNS = ("sha256", "title", "old_type", "new_type", "decision", "note")
 
 
 class Command(BaseCommand):
