@@ -3,7 +3,7 @@ into the audit trail (from → to, who, where, why), and sets where the label ca
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,17 +33,51 @@ def label_correct(
     Provenance: *imported* when ``source`` is the import; otherwise *confirmed* when the label was already
     ``to_type`` (a curator looked and kept it), else *set*. Curator-set and curator-confirmed labels are verified.
     """
+
+    def provenance(locked: Artwork) -> str:
+        if source == LabelCorrection.Source.IMPORT:
+            return Artwork.Provenance.IMPORTED
+        if locked.curator_type_id == to_type.pk:
+            return Artwork.Provenance.CONFIRMED
+        return Artwork.Provenance.SET
+
+    return _label_write(
+        artwork=artwork, to_type=to_type, provenance=provenance, user=user, source=source, note=note
+    )
+
+
+def label_confirm(*, artwork: Artwork, user: Any = None, source: str, note: str = "") -> LabelCorrection:
+    """A curator looked and keeps the artwork's type as it is: its label (or, without one, the model's prediction)
+    becomes a *confirmed*, verified label. Recorded in the audit trail with from = to. Raises
+    :class:`NothingToConfirm` when the artwork has no type at all."""
+    current = artwork_effective_type(artwork=artwork)
+    if current is None:
+        raise NothingToConfirm(f"Artwork {artwork.pk} has no type to confirm yet.")
+    return _label_write(
+        artwork=artwork,
+        to_type=current,
+        provenance=lambda _locked: Artwork.Provenance.CONFIRMED,
+        user=user,
+        source=source,
+        note=note or "Confirmed: the type was kept after a look.",
+    )
+
+
+def _label_write(
+    *,
+    artwork: Artwork,
+    to_type: ArtworkType,
+    provenance: Callable[[Artwork], str],
+    user: Any,
+    source: str,
+    note: str,
+) -> LabelCorrection:
+    """Under a row lock: the new label and its provenance (decided on the locked row), and its audit row."""
     with transaction.atomic():
         locked = Artwork.objects.select_for_update().get(pk=artwork.pk)
         from_type = artwork_effective_type(artwork=locked)
-        if source == LabelCorrection.Source.IMPORT:
-            provenance = Artwork.Provenance.IMPORTED
-        elif locked.curator_type_id == to_type.pk:
-            provenance = Artwork.Provenance.CONFIRMED
-        else:
-            provenance = Artwork.Provenance.SET
+        locked.label_provenance = provenance(locked)
         locked.curator_type = to_type
-        locked.label_provenance = provenance
         locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
         correction = LabelCorrection.objects.create(
             artwork=locked,
@@ -54,32 +88,7 @@ def label_correct(
             note=note or "",
         )
     artwork.curator_type = to_type
-    artwork.label_provenance = provenance
-    return correction
-
-
-def label_confirm(*, artwork: Artwork, user: Any = None, source: str, note: str = "") -> LabelCorrection:
-    """A curator looked and keeps the artwork's type as it is: its label (or, without one, the model's prediction)
-    becomes a *confirmed*, verified label. Recorded in the audit trail with from = to. Raises
-    :class:`NothingToConfirm` when the artwork has no type at all."""
-    current = artwork_effective_type(artwork=artwork)
-    if current is None:
-        raise NothingToConfirm(f"Artwork {artwork.pk} has no type to confirm yet.")
-    with transaction.atomic():
-        locked = Artwork.objects.select_for_update().get(pk=artwork.pk)
-        locked.curator_type = current
-        locked.label_provenance = Artwork.Provenance.CONFIRMED
-        locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
-        correction = LabelCorrection.objects.create(
-            artwork=locked,
-            from_type=current,
-            to_type=current,
-            user=user if getattr(user, "pk", None) else None,
-            source=source,
-            note=note or "Confirmed: the type was kept after a look.",
-        )
-    artwork.curator_type = current
-    artwork.label_provenance = Artwork.Provenance.CONFIRMED
+    artwork.label_provenance = locked.label_provenance
     return correction
 
 

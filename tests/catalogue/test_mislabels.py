@@ -285,7 +285,7 @@ def test_page_shows_the_most_doubtful_label_with_its_evidence(curator_client, ch
     for i, slug in enumerate(["drawings", "engraving", "iconography", "painting", "sculpture"], start=1):
         assert f'name="type" value="{slug}" class="button" data-key="{i}"' in html
     assert 'data-key="s"' in html and "csrfmiddlewaretoken" in html
-    assert "js/mislabels.js" in html and "onclick" not in html and "onkeydown" not in html
+    assert "js/queue-keys.js" in html and "onclick" not in html and "onkeydown" not in html
     # The suggestion is the form's first button: Enter in the note field takes it.
     form = html[html.index('id="mislabel-form"') :]
     assert form.index('value="suggestion"') < form.index('value="keep"') < form.index('name="type"')

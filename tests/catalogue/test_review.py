@@ -103,7 +103,7 @@ def test_queue_page_shows_the_most_doubtful_work_its_probabilities_and_similar_w
     assert len(similar) == 3 and {s.artwork.pk for s in similar} == {doubtful[n].pk for n in "ABC"}
     for item in similar:
         assert reverse("catalogue:artwork-detail", args=[item.artwork.pk]) in html
-    assert 'data-key="Enter"' in html and 'data-key="5"' in html
+    assert 'data-key="enter"' in html and 'data-key="5"' in html
     assert 'id="remaining-count">4<' in html and 'id="reviewed-count">0<' in html
 
     entropy_page = curator_client.get(reverse("catalogue:review"), {"order": "entropy"})

@@ -1,9 +1,8 @@
-// Possible-mislabels keyboard: K keeps the label, A or Enter takes the suggestion, 1–9 choose the numbered type,
-// S skips. Each presses the ordinary form button (its data-key lists its keys), so the page works without
-// JavaScript too; the next doubtful label appears when the page comes back.
+// Keyboard for the curation queues (review queue, possible mislabels). Each key presses the ordinary form button
+// whose data-key lists it (space-separated, lower case: "k", "a enter", "1"), so the pages work without JavaScript
+// too; the next work appears when the page comes back. Active only on a page with a [data-queue-keys] form.
 (function () {
-  const form = document.getElementById("mislabel-form");
-  if (!form) return;
+  if (!document.querySelector("[data-queue-keys]")) return;
   let sent = false;
   function press(key) {
     const button = document.querySelector('[data-key~="' + key + '"]');
