@@ -123,8 +123,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
     job = training_job_latest()
     context = {
         "active": active,
-        # Every figure the page shows, None where the card lacks it (an older or hand-made card).
-        "metrics": {key: (active.metrics if active else {}).get(key) for key in CARD_FIGURES},
+        # Every figure the page shows, of the copy that serves; None where the card lacks it (an older card).
+        "metrics": {key: (active.serving_metrics if active else {}).get(key) for key in CARD_FIGURES},
         "changes": label_changes_since(version=active),
         "types": type_readiness(active=active),
         "min_verified": MIN_VERIFIED_TO_LEARN,

@@ -53,3 +53,9 @@ class ModelVersion(models.Model):
     @property
     def metrics(self) -> dict:
         return dict(self.card.get("metrics", {}))
+
+    @property
+    def serving_metrics(self) -> dict:
+        """The figures of what workers serve: the fast copy's (e.g. int8 TFLite) when the card has them, else the
+        trained model's."""
+        return {**self.metrics, **((self.card.get("serving") or {}).get("metrics") or {})}

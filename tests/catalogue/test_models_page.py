@@ -184,3 +184,18 @@ def test_the_page_counts_labels_changed_since_the_active_version(viewer_client, 
     html = viewer_client.get(PAGE).content.decode()
     assert "<strong>2</strong> labels added or changed" in html
     assert "1 set by a curator, 0 confirmed by a curator, 1 given at import" in html
+
+
+def test_the_page_shows_the_served_copys_figures(client, curator, active_model):
+    from inference.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=active_model.pk).update(
+        card={
+            **active_model.card,
+            "metrics": {"accuracy": 0.95, "evaluated_on": "val", "n": 10},
+            "serving": {"metrics": {"accuracy": 0.9}},
+        }
+    )
+    client.force_login(curator)
+    html = client.get("/models/").content.decode()
+    assert "90%" in html and "95%" not in html  # what workers serve, not the float model
