@@ -10,7 +10,7 @@ from django.db.models import (
     Func,
 )
 
-from catalogue.models import Artwork, Prediction
+from catalogue.models import Artwork, Prediction, effective_type
 from inference.models import ModelVersion
 from inference.selectors import model_version_active
 
@@ -84,9 +84,14 @@ def collection_map(*, version: ModelVersion | None = None, limit: int = 5000, se
     # read with np.frombuffer: the Vector field's text parsing costs ~0.1 ms per row, too much for 5,000 rows.
     rows = list(
         base.order_by("artwork_id")
-        .annotate(vector_bytes=Func("embedding", function="vector_send", output_field=BinaryField()))
+        .annotate(
+            vector_bytes=Func("embedding", function="vector_send", output_field=BinaryField()),
+            effective_type_id=effective_type(
+                curator_type="artwork__curator_type_id", predicted_type="predicted_type_id"
+            ),
+        )
         .values_list(
-            "artwork_id", "artwork__title", "predicted_type_id", "artwork__curator_type_id", "vector_bytes"
+            "artwork_id", "artwork__title", "effective_type_id", "artwork__curator_type_id", "vector_bytes"
         )
     )
     if not rows:
@@ -103,7 +108,7 @@ def collection_map(*, version: ModelVersion | None = None, limit: int = 5000, se
             title=row[1],
             x=float(xy[0]),
             y=float(1.0 - xy[1]),
-            type_id=row[3] or row[2],
+            type_id=row[2],
             curated=row[3] is not None,
         )
         for row, xy in zip(rows, scaled, strict=True)

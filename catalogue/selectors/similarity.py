@@ -15,7 +15,7 @@ from django.db.models import (
 )
 from pgvector.django import CosineDistance
 
-from catalogue.models import Artwork, Prediction
+from catalogue.models import Artwork, Prediction, effective_type
 from catalogue.selectors.artworks import artwork_prediction, artwork_type_by_slug
 from inference.models import ModelVersion
 
@@ -115,7 +115,7 @@ def embedding_nearest(
             artwork=row.artwork,
             distance=float(row.distance),
             predicted_type_id=row.predicted_type_id,
-            effective_type_id=row.artwork.curator_type_id or row.predicted_type_id,
+            effective_type_id=row.effective_type_id,
         )
         for row in rows
     ]
@@ -150,7 +150,16 @@ def _run_vector_query(
     # Only what SimilarWork carries: the artwork row (its types are ids), not the prediction's own vector and
     # probabilities (parsing five 128-float vectors costs more than the search), and no joins to the types table
     # (each join adds planning time to every search).
-    ordered = qs.select_related("artwork").defer("embedding", "probabilities").annotate(distance=distance)
+    ordered = (
+        qs.select_related("artwork")
+        .defer("embedding", "probabilities")
+        .annotate(
+            distance=distance,
+            effective_type_id=effective_type(
+                curator_type="artwork__curator_type_id", predicted_type="predicted_type_id"
+            ),
+        )
+    )
     return list(ordered.order_by("distance")[:k])
 
 
