@@ -1,7 +1,7 @@
 """Every REST endpoint, under /api/v1/ (see catalogue/api/): one router for the resources, plain views for actions."""
 
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from catalogue.api import views
@@ -18,7 +18,8 @@ urlpatterns = [
     path("classify/", views.ClassifyView.as_view(), name="api-classify"),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file: the Content-Security-Policy allows no inline script.
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     # Last: any other path under /api/v1/ answers a JSON 404 (also with DEBUG on, where Django would show HTML).
     re_path(r"^(?P<path>.*)$", api_not_found),
 ]

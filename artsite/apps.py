@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from artsite import request_limits
+
 
 class ArtsiteConfig(AppConfig):
     """The project's own plumbing as an app, so it can connect itself once every app is loaded."""
@@ -13,3 +15,5 @@ class ArtsiteConfig(AppConfig):
         from artsite import metrics  # noqa: PLC0415  it reads the catalogue's selectors: only once apps are loaded
 
         metrics.connect_task_signals()
+        # Long file names must not make a multipart upload unreadable (artsite/request_limits.py).
+        request_limits.multipart_header_limit_raise()

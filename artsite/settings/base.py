@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files: the docs work offline
+    "csp",
     "catalogue",
     "inference",
     "artsite.apps.ArtsiteConfig",
@@ -45,7 +46,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its timing covers every other middleware (artsite/metrics.py).
     "artsite.metrics.RequestMetricsMiddleware",
+    # Before anything reads the body (the CSRF check does): oversized requests are refused unread (413).
+    "artsite.request_limits.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -133,6 +137,15 @@ ARTSITE_THUMBNAIL_SIZE = env.int("ARTSITE_THUMBNAIL_SIZE", default=320)
 # Django's own limit must not cut an upload short before our service can give the proper error.
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARTSITE_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The first handler counts each file's bytes as they stream in and stops the upload past the limit (413,
+# artsite/request_limits.py); larger declared bodies are refused unread by its middleware.
+FILE_UPLOAD_HANDLERS = [
+    "artsite.request_limits.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Whether uploaded images (thumbnails, display copies) need a log-in; originals always need a curator.
+ARTSITE_MEDIA_REQUIRES_LOGIN = env.bool("ARTSITE_MEDIA_REQUIRES_LOGIN", default=False)
 
 # --- Models -----------------------------------------------------------------------------------------------------
 # Folders holding model versions (one sub-folder per version with model.keras and card.json). The first is the
@@ -264,3 +277,23 @@ def services(var_dir: Path, *, allow_embedded: bool = True) -> tuple[dict, str]:
             raise ImproperlyConfigured("Set CELERY_BROKER_URL (redis://...) for this environment.")
         broker = embedded.redis_url(var_dir / "redis")
     return {"default": database}, broker
+
+
+# --- Content-Security-Policy (django-csp) ---------------------------------------------------------------------------
+# Pages run only scripts from our own static files: no inline <script>, no on...= handlers (static/js/*.js attach
+# them). Inline style *attributes* stay allowed: the bars and swatches are sized by data (style="width: 42%").
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
