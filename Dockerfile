@@ -6,7 +6,7 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY . .
 RUN DJANGO_SETTINGS_MODULE=artsite.settings.production DJANGO_SECRET_KEY=build DJANGO_ALLOWED_HOSTS=* \
-    DATABASE_URL=postgres://build@localhost/build CELERY_BROKER_URL=redis://localhost \
+    DATABASE_URL=postgres://build@localhost/build CELERY_BROKER_URL=redis://localhost ARTSITE_METRICS_TOKEN=build \
     python manage.py collectstatic --noinput -v 0
 RUN useradd --system --uid 1000 artsite && mkdir -p /data/media /data/models && chown -R artsite /data
 USER artsite

@@ -20,13 +20,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP) ## Create .venv and install the pinned dependencies
 
 run: install ## Migrate, ensure a curator account, start the worker and serve the portal on http://127.0.0.1:8000
-	$(PY) manage.py setup_site
+	$(PY) manage.py setup_site --dev-curator
 	$(PY) manage.py collectstatic --noinput -v 0
 	@echo "Portal: http://127.0.0.1:8000  (log in as curator / curator)"
 	bash scripts/run.sh
 
 demo: install ## Import DATA=FOLDER, then run the portal as `make run` does
-	$(PY) manage.py setup_site
+	$(PY) manage.py setup_site --dev-curator
 	$(PY) manage.py import_artworks "$(DATA)"
 	$(MAKE) run
 

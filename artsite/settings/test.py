@@ -35,3 +35,4 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # Benchmarks and drills (`make bench-*`, `make faults`, `make loadtest`): never installed in production.
 INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
+ARTSITE_DEV_CURATOR_ALLOWED = True

@@ -4,6 +4,7 @@ images, and log-in attempts are rate-limited (portal, admin and authenticate() i
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -30,6 +31,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         DJANGO_ALLOWED_HOSTS="example.org",
         DATABASE_URL="postgres://artsite:pw@db.invalid:5432/artsite",
         CELERY_BROKER_URL="redis://redis.invalid:6379/0",
+        ARTSITE_METRICS_TOKEN=secrets.token_urlsafe(32),
     )
     env.update(overrides)
     return {k: v for k, v in env.items() if v != ""}
@@ -51,7 +53,14 @@ def test_production_settings_pass_check_deploy_without_warnings():
 
 
 @pytest.mark.parametrize(
-    "missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL"]
+    "missing",
+    [
+        "DJANGO_SECRET_KEY",
+        "DJANGO_ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "ARTSITE_METRICS_TOKEN",
+    ],
 )
 def test_production_takes_secrets_and_services_only_from_the_environment(missing):
     result = manage("check", env=production_env(**{missing: ""}))
@@ -241,3 +250,95 @@ def test_client_ip_behind_trusted_proxies(rf, settings):
     assert security.client_ip(request) == "10.0.0.2"  # X-Forwarded-For is ignored unless a proxy is trusted
     settings.ARTSITE_TRUSTED_PROXIES = 1
     assert security.client_ip(request) == "203.0.113.7"
+
+
+# --- Hardened defaults (issue 15) ---------------------------------------------------------------------------------
+
+
+def production_setting(expression: str) -> str:
+    code = f"from django.conf import settings; print({expression})"
+    result = manage("shell", "-c", code, env=production_env())
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_production_serves_static_files_under_hashed_names_and_media_behind_a_login():
+    assert production_setting("settings.STORAGES['staticfiles']['BACKEND']").endswith(
+        "CompressedManifestStaticFilesStorage"
+    )
+    assert production_setting("settings.ARTSITE_MEDIA_REQUIRES_LOGIN") == "True"
+
+
+def test_setup_site_refuses_the_development_curator_under_production_settings():
+    result = manage("setup_site", "--dev-curator", env=production_env())
+    assert result.returncode != 0
+    assert "--dev-curator" in result.stderr and "make run" in result.stderr
+
+
+@pytest.mark.django_db
+def test_setup_site_makes_no_account_unless_asked(django_user_model):
+    from django.core.management import call_command
+
+    call_command("setup_site", "--no-migrate", stdout=open(os.devnull, "w"))
+    assert not django_user_model.objects.exists()
+    call_command("setup_site", "--no-migrate", "--dev-curator", stdout=open(os.devnull, "w"))
+    assert django_user_model.objects.get(username="curator").check_password("curator")
+
+
+@pytest.mark.django_db
+def test_setup_site_validates_a_given_password(django_user_model):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="password is refused"):
+        call_command("setup_site", "--no-migrate", "--username", "keeper", "--password", "keeper")
+    assert not django_user_model.objects.exists()
+    call_command(
+        "setup_site",
+        "--no-migrate",
+        "--username",
+        "keeper",
+        "--password",
+        "a-Long-pass-9183",
+        stdout=open(os.devnull, "w"),
+    )
+    assert django_user_model.objects.get(username="keeper").is_staff
+
+
+@pytest.mark.django_db
+def test_setup_site_dev_curator_is_refused_when_the_settings_do_not_allow_it(settings, django_user_model):
+    from django.core.management import CommandError, call_command
+
+    settings.ARTSITE_DEV_CURATOR_ALLOWED = False
+    with pytest.raises(CommandError):
+        call_command("setup_site", "--no-migrate", "--dev-curator")
+    assert not django_user_model.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/accounts/login/", "/api/v1/docs/"])
+def test_pages_carry_a_content_security_policy_without_inline_scripts(client, curator, url):
+    client.force_login(curator)
+    response = client.get(url)
+    assert response.status_code == 200
+    policy = response["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+    assert directives["script-src"] == "'self'"
+    assert (
+        "unsafe-inline" not in directives["script-src"] and "unsafe-inline" not in directives["default-src"]
+    )
+    assert not INLINE_SCRIPT.search(response.content.decode())
+
+
+INLINE_HANDLER = re.compile(r"<[^>]*\son[a-z]+\s*=", re.IGNORECASE)
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
+
+
+def test_no_template_holds_an_inline_script_or_handler():
+    templates = [*BASE.glob("templates/**/*.html"), *BASE.glob("*/templates/**/*.html")]
+    assert len(templates) > 10
+    offenders = [
+        str(path.relative_to(BASE))
+        for path in templates
+        if INLINE_HANDLER.search(path.read_text()) or INLINE_SCRIPT.search(path.read_text())
+    ]
+    assert offenders == []
