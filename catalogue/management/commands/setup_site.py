@@ -23,7 +23,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--username", help="Curator account (staff, Curators group) to create if missing.")
+        parser.add_argument(
+            "--username", help="Curator account (staff, Curators group) to create if missing."
+        )
         parser.add_argument(
             "--password",
             help="Password for a newly created --username account; checked by the password validators.",
