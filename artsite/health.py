@@ -1,6 +1,12 @@
-"""``/healthz``: is this web process able to serve? For load balancers, docker-compose healthchecks and people.
+"""``/healthz`` (liveness) and ``/readyz`` (readiness), for docker-compose healthchecks, load balancers and people.
 
-Three checks, each cheap after the first call:
+* ``/healthz`` — *is this process alive and able to take uploads?* The process answers and its database answers.
+  It stays 200 while Redis is down, because uploads keep working then (they wait, pending, for the sweep): a
+  restart would not help, so nothing should restart the process for it.
+* ``/readyz`` — *should traffic come here?* Every dependency: the database, the broker and the model; 503 with
+  the reason of each failure.
+
+The checks, each cheap after the first call:
 
 * ``database``: ``SELECT 1`` (one reconnect attempt, so the answer is right just after PostgreSQL restarted);
 * ``broker``: Redis ``PING`` with a one-second timeout;
@@ -9,7 +15,7 @@ Three checks, each cheap after the first call:
   looked at on every call, so a file deleted or replaced after it was loaded is noticed; a failed load is tried
   again after ``MODEL_RECHECK_SECONDS``.
 
-The answer is JSON, ``200`` when every check passes and ``503`` otherwise, with the reason of each failure.
+Both answers are JSON, ``200`` when their checks pass and ``503`` otherwise, with the reason of each failure.
 """
 
 from __future__ import annotations
@@ -140,6 +146,7 @@ def _model_load(name: str, signature: tuple[int, int], *, replaced: bool) -> Che
 
 
 def health_report() -> dict[str, Any]:
+    """Readiness: every dependency."""
     checks = {"database": database_check(), "broker": broker_check()}
     checks["model"] = (
         model_check(load=True)
@@ -147,6 +154,12 @@ def health_report() -> dict[str, Any]:
         else Check(False, {"version": None, "error": "the database is down"})
     )
     return {"ok": all(c.ok for c in checks.values()), **{name: c.as_dict() for name, c in checks.items()}}
+
+
+def liveness_report() -> dict[str, Any]:
+    """Liveness: the process answers and can store uploads (its database answers); no broker, no model."""
+    database = database_check()
+    return {"ok": database.ok, "database": database.as_dict()}
 
 
 def health_reset() -> None:
@@ -158,5 +171,12 @@ def health_reset() -> None:
 @never_cache
 @require_safe
 def healthz_view(request: HttpRequest) -> JsonResponse:
+    report = liveness_report()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+@never_cache
+@require_safe
+def readyz_view(request: HttpRequest) -> JsonResponse:
     report = health_report()
     return JsonResponse(report, status=200 if report["ok"] else 503)

@@ -8,6 +8,7 @@ from artsite import health, metrics, security
 urlpatterns = [
     # Operations: no login (load balancers, compose healthchecks, Prometheus); see artsite/health.py, metrics.py.
     path("healthz", health.healthz_view, name="healthz"),
+    path("readyz", health.readyz_view, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     # Both log-in pages are rate-limited (artsite/security.py); the admin's is matched before admin.site.urls.
     path("admin/login/", security.login_rate_limited(admin.site.login)),

@@ -1,5 +1,5 @@
 """Faults that can be shown in the suite in seconds: Redis stopped while curators upload (portal and API), then
-back; a damaged model file seen by the worker and by /healthz. (A worker SIGKILLed mid-task: tests/test_pipeline.py;
+back; a damaged model file seen by the worker and by /readyz. (A worker SIGKILLed mid-task: tests/test_pipeline.py;
 PostgreSQL restarted, and all of these against real processes: `make faults`.)"""
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ def test_uploads_while_redis_is_down_are_kept_pending_then_sent(
     assert [a.title for a in uploaded] == ["Portal upload", "API upload"]
     assert all(a.status == Artwork.Status.PENDING for a in uploaded)
 
-    health = client.get("/healthz")
+    health = client.get("/readyz")
     assert health.status_code == 503 and health.json()["broker"]["ok"] is False
+    assert client.get("/healthz").status_code == 200  # alive: uploads keep working
 
     # Redis is back: the command sends them at once.
     use_broker(redis_down)
@@ -136,7 +137,7 @@ def test_damaged_model_fails_the_work_with_the_reason_and_healthz_says_so(client
     assert artwork.status == Artwork.Status.FAILED
     assert "ops-model" in artwork.error and "could not be loaded" in artwork.error
 
-    health = client.get("/healthz")
+    health = client.get("/readyz")
     assert health.status_code == 503
     assert health.json()["model"]["version"] == "ops-model"
     assert "could not be loaded" in health.json()["model"]["error"]

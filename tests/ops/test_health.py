@@ -1,4 +1,5 @@
-"""/healthz: database, broker and model, 200 when all serve and 503 with the reason when one does not."""
+"""/readyz: database, broker and model, 200 when all serve and 503 with the reason when one does not; /healthz
+(liveness): the process and its database answer, 200 while Redis is down or the model is missing."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-def get_health(client):  # type: ignore[no-untyped-def]
-    response = client.get("/healthz")
+def get_health(client, path: str = "/readyz"):  # type: ignore[no-untyped-def]
+    response = client.get(path)
     assert response["Content-Type"] == "application/json"
     assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
     return response.status_code, response.json()
@@ -90,3 +91,28 @@ def test_broker_down_is_unhealthy(client, active_model, settings, stopped_redis)
     assert status == 503
     assert body["broker"]["ok"] is False and body["broker"]["error"]
     assert body["database"]["ok"] and body["model"]["ok"]
+
+
+def test_liveness_stays_up_while_redis_is_down(client, active_model, settings, stopped_redis):
+    settings.CELERY_BROKER_URL = stopped_redis
+    assert get_health(client, "/readyz")[0] == 503
+    status, body = get_health(client, "/healthz")
+    assert status == 200, body
+    assert body == {"ok": True, "database": {**body["database"], "ok": True}}
+
+
+def test_liveness_does_not_depend_on_the_model(client, db, broker):
+    assert get_health(client, "/readyz")[0] == 503  # no active model
+    assert get_health(client, "/healthz")[0] == 200
+
+
+def test_liveness_fails_when_the_database_does_not_answer(client, db, monkeypatch):
+    from django.db import OperationalError, connection
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(connection, "cursor", refuse)
+    status, body = get_health(client, "/healthz")
+    assert status == 503
+    assert body["ok"] is False and "OperationalError" in body["database"]["error"]

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.django_db
 # public (drf-spectacular's default): they describe the endpoints, and every endpoint still needs a token.
 PUBLIC = {
     "healthz",
+    "readyz",
     "metrics",
     "accounts/login/",
     "accounts/logout/",

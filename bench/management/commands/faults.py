@@ -7,7 +7,7 @@ Each drill prints PASS or FAIL with its figures:
 2. Redis stopped while curators upload (API and portal): uploads answer without error and stay pending; when
    Redis is back the periodic sweep sends them, and ``manage.py requeue_pending`` does at once; none stays pending;
 3. PostgreSQL restarted: the web server and the worker carry on without a restart of their own;
-4. the model file corrupt, then missing: the worker marks the artwork failed with that reason and ``/healthz``
+4. the model file corrupt, then missing: the worker marks the artwork failed with that reason and ``/readyz``
    says so; repaired, a retry goes through.
 
 To keep the drills short the worker runs with ``CELERY_VISIBILITY_TIMEOUT=20`` (production: 600 s; the sweep
@@ -355,7 +355,8 @@ class Command(BaseCommand):
         opener, csrf = self.portal_session()
         api = [self.api_upload(f"Drill: Redis down API {i}", 10 + i) for i in range(4)]
         portal = [self.portal_upload(opener, csrf, f"Drill: Redis down portal {i}", 20 + i) for i in range(2)]
-        health = self.http("GET", "/healthz")
+        health = self.http("GET", "/readyz")
+        live = self.http("GET", "/healthz")[0]
         ids = [a for _, a, _ in api if a]
         ids += [int(url.rstrip("/").rsplit("/", 1)[-1]) for status, url, _ in portal if "/artworks/" in url]
         answered = all(s == 202 for s, _, _ in api) and all(
@@ -365,12 +366,13 @@ class Command(BaseCommand):
         pending = [self.status_of(i) for i in ids]
         self.out(
             f"  answers: API {[s for s, _, _ in api]}, portal {[s for s, _, _ in portal]} (slowest {slowest:.1f}s); "
-            f"statuses {sorted(set(pending))}; /healthz {health[0]} broker ok={json.loads(health[1])['broker']['ok']}"
+            f"statuses {sorted(set(pending))}; /readyz {health[0]} broker ok={json.loads(health[1])['broker']['ok']}; "
+            f"/healthz {live}"
         )
         self.result(
             "uploads while Redis is down",
-            answered and len(ids) == 6 and set(pending) == {"pending"} and health[0] == 503,
-            f"6 uploads answered without error in <= {slowest:.1f}s, all pending, /healthz 503",
+            answered and len(ids) == 6 and set(pending) == {"pending"} and health[0] == 503 and live == 200,
+            f"6 uploads answered without error in <= {slowest:.1f}s, all pending, /readyz 503, /healthz 200",
         )
 
         embedded.redis_url(redis_dir)
@@ -459,7 +461,7 @@ class Command(BaseCommand):
 
             self.wait(finished, 180, "artwork finished")
             error = Artwork.objects.get(pk=artwork_id).error
-            code, body, _ = self.http("GET", "/healthz")
+            code, body, _ = self.http("GET", "/readyz")
             model = json.loads(body)["model"]
             ok = (
                 self.status_of(artwork_id) == "failed"
@@ -470,12 +472,12 @@ class Command(BaseCommand):
             self.result(
                 f"model file {fault}",
                 ok,
-                f"artwork failed with “{error[:140]}”; /healthz {code}: {model.get('error', '')[:120]}",
+                f"artwork failed with “{error[:140]}”; /readyz {code}: {model.get('error', '')[:120]}",
             )
             path.write_bytes(self.good_model)
             self.kill("worker")
             self.start_worker()
-            self.wait(lambda: self.http("GET", "/healthz")[0] == 200, 90, "healthy once repaired")
+            self.wait(lambda: self.http("GET", "/readyz")[0] == 200, 90, "ready once repaired")
             opener, csrf = self.portal_session()
             form = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf}).encode()
             self.http(
