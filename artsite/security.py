@@ -17,29 +17,37 @@ cannot be reached, counting falls back to this process's memory: the limit then 
 **Uploaded files.** :func:`media_serve` serves only image files (by extension; every upload was decoded and stored
 under the extension of its real format by ``inference.preprocessing``) with an explicit image content type,
 ``X-Content-Type-Options: nosniff``, ``Content-Disposition`` and a ``Content-Security-Policy`` sandbox, so even a
-file that somehow held HTML or SVG would never run as a page.
+file that somehow held HTML or SVG would never run as a page; originals (which keep their EXIF, GPS included) only
+to curators, everything else to whom ``ARTSITE_MEDIA_REQUIRES_LOGIN`` allows (``catalogue/media_views.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from functools import wraps
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.http import Http404, HttpRequest, HttpResponseBase
-from django.views.static import serve
+from django.utils._os import safe_join
 
 from artsite.broker import broker_redis
+from catalogue.media_views import (
+    MEDIA_TYPES,
+    ORIGINALS_PREFIX,
+    media_allowed,
+    media_response,
+    originals_allowed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -230,31 +238,26 @@ def login_rate_limited(view: Callable[..., HttpResponseBase]) -> Callable[..., H
 
 # --- Uploaded files ---------------------------------------------------------------------------------------------
 
-# The formats inference.preprocessing accepts, under the extensions catalogue.models stores them with.
-MEDIA_TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
-}
-MEDIA_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
-
 
 def media_serve(request: HttpRequest, path: str, document_root: str | None = None) -> HttpResponseBase:
-    """``django.views.static.serve`` for uploads, limited to image types and with headers that forbid running
-    anything (an image opened on its own becomes a sandboxed, script-less document)."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(path).name)
-    content_type = MEDIA_TYPES.get(PurePosixPath(path).suffix.lower())
-    if content_type is None:
+    """``/media/<path>``: only image files, with headers that forbid running anything (an image opened on its own
+    becomes a sandboxed, script-less document), and only to whom may see them (catalogue/media_views.py):
+    originals to curators, the rest to everyone or — ``ARTSITE_MEDIA_REQUIRES_LOGIN`` — to people logged in."""
+    if PurePosixPath(path).suffix.lower() not in MEDIA_TYPES:
         raise Http404("Only images are served from here.")
+    if not media_allowed(request.user):
+        return redirect_to_login(request.get_full_path())
+    if path.startswith(ORIGINALS_PREFIX) and not originals_allowed(request.user):
+        raise PermissionDenied("Originals are for curators; pages show the display copy.")
+    if document_root is None or not safe_join_exists(document_root, path):
+        raise Http404("No such file.")
+    return media_response(request=request, name=PurePosixPath(path).as_posix())
+
+
+def safe_join_exists(root: str, path: str) -> bool:
+    """Whether ``path`` names a file inside ``root`` (a path that leads out of it never does)."""
     try:
-        response = serve(request, path, document_root=document_root)
+        full = Path(safe_join(root, path))
     except SuspiciousFileOperation:
-        raise Http404("No such file.") from None  # a path that leads out of the media folder
-    response["Content-Type"] = content_type
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = MEDIA_CSP
-    response["Content-Disposition"] = f'inline; filename="{name}"'
-    return response
+        return False
+    return full.is_file()

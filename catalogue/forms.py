@@ -2,7 +2,14 @@ from typing import Any
 
 from django import forms
 
-from catalogue.models import ArtworkType
+from catalogue.models import (
+    ACCESSION_MAX_LENGTH,
+    ARTIST_MAX_LENGTH,
+    DATE_MAX_LENGTH,
+    DESCRIPTION_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    ArtworkType,
+)
 from catalogue.services.mislabels import MislabelDecision
 from inference.preprocessing import ALLOWED_EXTENSIONS
 
@@ -12,11 +19,15 @@ class ArtworkUploadForm(forms.Form):
         help_text="JPEG, PNG, WebP or TIFF, up to 20 MB.",
         widget=forms.ClearableFileInput(attrs={"accept": ",".join(sorted(ALLOWED_EXTENSIONS))}),
     )
-    title = forms.CharField(max_length=300)
-    artist = forms.CharField(max_length=300, required=False)
-    date = forms.CharField(max_length=100, required=False, help_text="As catalogues write it: “c. 1650”.")
-    accession_number = forms.CharField(max_length=100, required=False)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    title = forms.CharField(max_length=TITLE_MAX_LENGTH)
+    artist = forms.CharField(max_length=ARTIST_MAX_LENGTH, required=False)
+    date = forms.CharField(
+        max_length=DATE_MAX_LENGTH, required=False, help_text="As catalogues write it: “c. 1650”."
+    )
+    accession_number = forms.CharField(max_length=ACCESSION_MAX_LENGTH, required=False)
+    description = forms.CharField(
+        max_length=DESCRIPTION_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3}), required=False
+    )
 
 
 class LabelForm(forms.Form):

@@ -9,10 +9,19 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import F, FilteredRelation, Q
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Length
+from django.db.models.lookups import LessThanOrEqual
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIMENSIONS = 128
+
+# The limits of an artwork's text fields, defined once: the model and database, the portal's forms, the API's
+# serializers and the import manifest all read them.
+TITLE_MAX_LENGTH = 300
+ARTIST_MAX_LENGTH = 300
+DATE_MAX_LENGTH = 100
+ACCESSION_MAX_LENGTH = 100
+DESCRIPTION_MAX_LENGTH = 10_000
 
 
 class ArtworkType(models.Model):
@@ -70,13 +79,14 @@ class Artwork(models.Model):
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 
-    title = models.CharField(max_length=300)
-    artist = models.CharField(max_length=300, blank=True)
+    title = models.CharField(max_length=TITLE_MAX_LENGTH)
+    artist = models.CharField(max_length=ARTIST_MAX_LENGTH, blank=True)
     date = models.CharField(
-        max_length=100, blank=True, help_text="As catalogues write it: 'c. 1650', '1890s'."
+        max_length=DATE_MAX_LENGTH, blank=True, help_text="As catalogues write it: 'c. 1650', '1890s'."
     )
-    accession_number = models.CharField(max_length=100, unique=True, null=True, blank=True)
-    description = models.TextField(blank=True)
+    accession_number = models.CharField(max_length=ACCESSION_MAX_LENGTH, unique=True, null=True, blank=True)
+    # A TextField's max_length binds only forms: the constraint in Meta holds it in the database too.
+    description = models.TextField(max_length=DESCRIPTION_MAX_LENGTH, blank=True)
 
     image = models.FileField(upload_to=artwork_image_path, max_length=300)
     thumbnail = models.FileField(upload_to=artwork_thumbnail_path, max_length=300, blank=True)
@@ -127,6 +137,12 @@ class Artwork(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["title"]), models.Index(fields=["artist"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("description"), DESCRIPTION_MAX_LENGTH),
+                name="artwork_description_length",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -183,7 +199,18 @@ class LabelCorrection(models.Model):
         IMPORT = "import", "Import"
         FILE = "file", "Corrections file"
 
-    artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="label_corrections")
+    # The trail outlives the artwork: deleting it leaves its rows here, tied to the deletion record instead.
+    artwork = models.ForeignKey(
+        Artwork, null=True, blank=True, on_delete=models.SET_NULL, related_name="label_corrections"
+    )
+    deletion = models.ForeignKey(
+        "ArtworkDeletion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="label_corrections",
+        help_text="Set when the artwork was deleted: which one it was.",
+    )
     from_type = models.ForeignKey(
         ArtworkType, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -347,3 +374,25 @@ class ArtworkFeatures(models.Model):
 
     def __str__(self) -> str:
         return f"features of {self.artwork_id} ({self.extractor})"
+
+
+class ArtworkDeletion(models.Model):
+    """Who deleted which artwork, and when: the audit record that outlives the artwork, its files and predictions.
+    Its label history stays (``LabelCorrection.deletion``); ``snapshot`` keeps the row's fields as they were."""
+
+    artwork_pk = models.BigIntegerField(db_index=True, help_text="The deleted artwork's id.")
+    title = models.CharField(max_length=TITLE_MAX_LENGTH)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    snapshot = models.JSONField(
+        default=dict, blank=True, help_text="The artwork's fields when it was deleted."
+    )
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    deleted_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-deleted_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.artwork_pk} “{self.title}” deleted"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalogue import curation_views, model_views, views
+from catalogue import curation_views, media_views, model_views, views
 
 app_name = "catalogue"
 urlpatterns = [
@@ -12,6 +12,9 @@ urlpatterns = [
     path("artworks/<int:pk>/label/", views.artwork_label, name="artwork-label"),
     path("artworks/<int:pk>/explain/<slug:slug>.png", views.artwork_explanation, name="artwork-explanation"),
     path("artworks/<int:pk>/confirm/", views.artwork_confirm, name="artwork-confirm"),
+    # Images: the display copy without metadata, the original for curators (catalogue/media_views.py)
+    path("artworks/<int:pk>/display.jpg", media_views.artwork_display_image, name="artwork-display"),
+    path("artworks/<int:pk>/original/", media_views.artwork_original, name="artwork-original"),
     # Curation (catalogue/curation_views.py)
     path("review/", curation_views.review_queue, name="review"),
     path("review/<int:pk>/label/", curation_views.review_label, name="review-label"),

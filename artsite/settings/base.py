@@ -134,6 +134,8 @@ ARTSITE_MAX_UPLOAD_BYTES = env.int("ARTSITE_MAX_UPLOAD_BYTES", default=20 * 1024
 # More pixels than this is treated as a decompression bomb and refused before decoding.
 ARTSITE_MAX_IMAGE_PIXELS = env.int("ARTSITE_MAX_IMAGE_PIXELS", default=60_000_000)
 ARTSITE_THUMBNAIL_SIZE = env.int("ARTSITE_THUMBNAIL_SIZE", default=320)
+# The copy pages and the API show (no EXIF or GPS; the original is for curators), at most this many pixels a side.
+ARTSITE_DISPLAY_SIZE = env.int("ARTSITE_DISPLAY_SIZE", default=1600)
 # Django's own limit must not cut an upload short before our service can give the proper error.
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARTSITE_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -146,6 +148,9 @@ FILE_UPLOAD_HANDLERS = [
 ]
 # Whether uploaded images (thumbnails, display copies) need a log-in; originals always need a curator.
 ARTSITE_MEDIA_REQUIRES_LOGIN = env.bool("ARTSITE_MEDIA_REQUIRES_LOGIN", default=False)
+# Behind nginx (deploy/nginx.conf): Django decides who may see a file and answers with an X-Accel-Redirect under this
+# internal prefix; nginx sends the bytes. Empty: Django streams them itself.
+ARTSITE_MEDIA_ACCEL_PREFIX = env("ARTSITE_MEDIA_ACCEL_PREFIX", default="")
 
 # --- Models -----------------------------------------------------------------------------------------------------
 # Folders holding model versions (one sub-folder per version with model.keras and card.json). The first is the

@@ -492,6 +492,9 @@ class LabelCorrectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="artwork", ordering="artwork__title")
     def artwork_link(self, obj: LabelCorrection) -> SafeString:
+        if obj.artwork is None:  # the artwork was deleted; its deletion record says which it was
+            deletion = obj.deletion
+            return format_html("{} (deleted)", deletion.title if deletion is not None else "an artwork")
         return format_html(
             '<a href="{}">{}</a>',
             reverse("admin:catalogue_artwork_change", args=[obj.artwork_id]),

@@ -15,7 +15,17 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection, LabelIssue
+from catalogue.models import (
+    ACCESSION_MAX_LENGTH,
+    ARTIST_MAX_LENGTH,
+    DATE_MAX_LENGTH,
+    DESCRIPTION_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    Artwork,
+    ArtworkType,
+    LabelCorrection,
+    LabelIssue,
+)
 from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
 from catalogue.selectors.similarity import MAX_SIMILAR, SimilarWork
 from catalogue.services.mislabels import MislabelDecision
@@ -30,6 +40,11 @@ def _absolute(request: Any, url: str) -> str:
 
 def _file_url(request: Any, field: Any) -> str | None:
     return _absolute(request, field.url) if field and field.name else None
+
+
+def _display_url(request: Any, artwork: Artwork) -> str:
+    """The display copy (no EXIF or GPS), which every reader gets; the original is for curators."""
+    return _absolute(request, reverse("catalogue:artwork-display", args=[artwork.pk]))
 
 
 def validate_type_slug(value: str) -> ArtworkType:
@@ -153,7 +168,12 @@ class ArtworkSerializer(serializers.Serializer):
     date = serializers.CharField()
     accession_number = serializers.CharField(allow_null=True)
     description = serializers.CharField()
-    image_url = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField(
+        help_text="The display copy: at most ARTSITE_DISPLAY_SIZE pixels a side, without EXIF (no GPS)."
+    )
+    original_url = serializers.SerializerMethodField(
+        help_text="The uploaded file as it came, metadata included: curators only."
+    )
     thumbnail_url = serializers.SerializerMethodField()
     width = serializers.IntegerField()
     height = serializers.IntegerField()
@@ -190,8 +210,11 @@ class ArtworkSerializer(serializers.Serializer):
     def get_page_url(self, obj: Artwork) -> str:
         return _absolute(self.context.get("request"), reverse("catalogue:artwork-detail", args=[obj.pk]))
 
-    def get_image_url(self, obj: Artwork) -> str | None:
-        return _file_url(self.context.get("request"), obj.image)
+    def get_image_url(self, obj: Artwork) -> str:
+        return _display_url(self.context.get("request"), obj)
+
+    def get_original_url(self, obj: Artwork) -> str:
+        return _absolute(self.context.get("request"), reverse("catalogue:artwork-original", args=[obj.pk]))
 
     def get_thumbnail_url(self, obj: Artwork) -> str | None:
         return _file_url(self.context.get("request"), obj.thumbnail)
@@ -225,25 +248,27 @@ class ArtworkAcceptedSerializer(ArtworkSerializer):
 
 class ArtworkCreateSerializer(serializers.Serializer):
     image = serializers.FileField(help_text="JPEG, PNG, WebP or TIFF.")
-    title = serializers.CharField(max_length=300)
-    artist = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
-    date = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    title = serializers.CharField(max_length=TITLE_MAX_LENGTH)
+    artist = serializers.CharField(max_length=ARTIST_MAX_LENGTH, required=False, allow_blank=True, default="")
+    date = serializers.CharField(max_length=DATE_MAX_LENGTH, required=False, allow_blank=True, default="")
     accession_number = serializers.CharField(
-        max_length=100, required=False, allow_blank=True, allow_null=True
+        max_length=ACCESSION_MAX_LENGTH, required=False, allow_blank=True, allow_null=True
     )
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True, default=""
+    )
 
 
 class ArtworkUpdateSerializer(serializers.Serializer):
     """Metadata a PATCH may change; any other key is refused (rather than silently ignored)."""
 
-    title = serializers.CharField(max_length=300, required=False)
-    artist = serializers.CharField(max_length=300, required=False, allow_blank=True)
-    date = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    title = serializers.CharField(max_length=TITLE_MAX_LENGTH, required=False)
+    artist = serializers.CharField(max_length=ARTIST_MAX_LENGTH, required=False, allow_blank=True)
+    date = serializers.CharField(max_length=DATE_MAX_LENGTH, required=False, allow_blank=True)
     accession_number = serializers.CharField(
-        max_length=100, required=False, allow_blank=True, allow_null=True
+        max_length=ACCESSION_MAX_LENGTH, required=False, allow_blank=True, allow_null=True
     )
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(getattr(self.initial_data, "keys", lambda: [])()) - set(self.fields))
@@ -304,7 +329,7 @@ class SimilarWorkSerializer(serializers.Serializer):
             "similarity": round(work.similarity, 6),
             "url": _absolute(request, reverse("api-artwork-detail", args=[artwork.pk])),
             "page_url": _absolute(request, reverse("catalogue:artwork-detail", args=[artwork.pk])),
-            "image_url": _file_url(request, artwork.image),
+            "image_url": _display_url(request, artwork),
             "thumbnail_url": _file_url(request, artwork.thumbnail),
         }
         if inline:
@@ -401,8 +426,8 @@ class MislabelSerializer(serializers.Serializer):
     def get_decide_url(self, obj: LabelIssue) -> str:
         return _absolute(self.context.get("request"), reverse("api-mislabel-decide", args=[obj.artwork_id]))
 
-    def get_image_url(self, obj: LabelIssue) -> str | None:
-        return _file_url(self.context.get("request"), obj.artwork.image)
+    def get_image_url(self, obj: LabelIssue) -> str:
+        return _display_url(self.context.get("request"), obj.artwork)
 
     def get_thumbnail_url(self, obj: LabelIssue) -> str | None:
         return _file_url(self.context.get("request"), obj.artwork.thumbnail)

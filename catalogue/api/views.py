@@ -221,7 +221,7 @@ class ArtworkViewSet(
         return Response(self._detail(artwork.pk))
 
     def perform_destroy(self, instance: Artwork) -> None:
-        artwork_delete(artwork=instance)
+        artwork_delete(artwork=instance, deleted_by=self.request.user)
 
     @extend_schema(
         summary="Works similar to an artwork",

@@ -13,12 +13,26 @@ from pathlib import Path, PurePosixPath
 
 from catalogue.importing.labels import TypeNames
 from catalogue.importing.results import BadRow, ImportFailed
-from catalogue.models import ArtworkType
+from catalogue.models import (
+    ACCESSION_MAX_LENGTH,
+    ARTIST_MAX_LENGTH,
+    DATE_MAX_LENGTH,
+    DESCRIPTION_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    ArtworkType,
+)
 from catalogue.selectors.artworks import artwork_types
 from inference.preprocessing import ALLOWED_EXTENSIONS
 
 MANIFEST_COLUMNS = ("path", "title", "artist", "date", "accession", "type", "description")
-FIELD_LIMITS = {"title": 300, "artist": 300, "date": 100, "accession": 100}
+# The manifest's columns and the artwork field limits they fill (catalogue/models.py).
+FIELD_LIMITS = {
+    "title": TITLE_MAX_LENGTH,
+    "artist": ARTIST_MAX_LENGTH,
+    "date": DATE_MAX_LENGTH,
+    "accession": ACCESSION_MAX_LENGTH,
+    "description": DESCRIPTION_MAX_LENGTH,
+}
 
 
 @dataclass(frozen=True)
@@ -153,8 +167,11 @@ def _jsonl_records(raw: bytes) -> Iterator[tuple[int, dict[str, str], str | None
 
 
 def _walked_image(folder: Path, rel: str) -> bool:
-    full = (folder / rel).resolve()
-    return full.is_relative_to(folder) and full.is_file() and full.suffix.lower() in ALLOWED_EXTENSIONS
+    """Whether the walk will meet this path as an image candidate: lexically inside the folder, a file (through a
+    link too: the walk refuses a link leading outside, and the row's own reason is the one to report)."""
+    inside = not Path(rel).is_absolute() and ".." not in PurePosixPath(rel).parts
+    full = folder / rel
+    return inside and full.is_file() and full.suffix.lower() in ALLOWED_EXTENSIONS
 
 
 def _has_surrogates(value: str) -> bool:
@@ -186,8 +203,10 @@ def _manifest_row_problem(
     if not rel:
         return "no path"
     full = (folder / rel).resolve()
-    if Path(rel).is_absolute() or ".." in PurePosixPath(rel).parts or not full.is_relative_to(folder):
+    if Path(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
         return f"the path {rel} is outside the folder"
+    if not full.is_relative_to(folder):
+        return f"the file {rel} is a link to a file outside the folder"
     if rel in manifest.rows:
         return f"the file {rel} is already listed on line {manifest.rows[rel].line}"
     if not full.is_file():
@@ -200,7 +219,7 @@ def _manifest_row_problem(
         return f"unknown type {type_name!r} (one of: {slugs})"
     for name, limit in FIELD_LIMITS.items():
         if len(record.get(name, "")) > limit:
-            return f"{name} is longer than {limit} characters"
+            return f"{name} is {len(record.get(name, '')):,} characters long; the limit is {limit:,}"
     accession = record.get("accession", "")
     if accession and accession in accessions:
         return f"accession number {accession} is already used on line {accessions[accession]}"

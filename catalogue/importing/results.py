@@ -17,6 +17,7 @@ DUPLICATE_IN_RUN = "duplicate_in_run"
 BAD_MANIFEST_ROW = "bad_manifest_row"
 DUPLICATE_ACCESSION = "duplicate_accession"
 READ_ERROR = "read_error"
+OUTSIDE_FOLDER = "outside_folder"  # a link to a file outside the folder: never read
 
 
 class ImportFailed(Exception):

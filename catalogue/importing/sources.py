@@ -14,14 +14,15 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from catalogue.importing.labels import TypeNames
 from catalogue.importing.manifest import Manifest, ManifestRow
-from catalogue.importing.results import BAD_MANIFEST_ROW, READ_ERROR
-from catalogue.models import ArtworkType
+from catalogue.importing.results import BAD_MANIFEST_ROW, OUTSIDE_FOLDER, READ_ERROR
+from catalogue.models import TITLE_MAX_LENGTH, ArtworkType
 from catalogue.services.artworks import (
     ArtworkRejected,
     CheckedImage,
@@ -78,12 +79,21 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in ALLOWED_EXTENSIONS
 
 
-def folder_walk(folder: Path, *, exclude: frozenset[Path] = frozenset()) -> Iterator[tuple[Path, str, int]]:
-    """Every regular file below ``folder`` as (path, relative POSIX path, size), in name order, streamed.
+class WalkEntry(NamedTuple):
+    path: Path
+    rel: str  # relative to the folder, POSIX
+    size: int  # bytes; -1 when the file could not be examined
+    outside: bool = False  # a link that resolves outside the folder: refused, never read
 
-    ``exclude``: resolved paths to leave out (the manifest and the report when they sit in the folder). A file
-    that cannot be examined comes with size -1.
+
+def folder_walk(folder: Path, *, exclude: frozenset[Path] = frozenset()) -> Iterator[WalkEntry]:
+    """Every regular file below ``folder``, in name order, streamed.
+
+    ``exclude``: resolved paths to leave out (the manifest and the report when they sit in the folder). Linked
+    folders are not entered; a linked file is looked through, and marked ``outside`` when it resolves outside the
+    folder (an import must never read what the folder only points at).
     """
+    root = folder.resolve()
     stack: list[tuple[Path, str]] = [(folder, "")]
     while stack:
         directory, prefix = stack.pop()
@@ -99,19 +109,25 @@ def folder_walk(folder: Path, *, exclude: frozenset[Path] = frozenset()) -> Iter
             try:
                 if entry.is_dir(follow_symlinks=False):
                     subdirs.append((Path(entry.path), f"{rel}/"))
+                elif entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if not target.is_relative_to(root):
+                        yield WalkEntry(Path(entry.path), rel, 0, outside=True)
+                    elif target.is_file() and (not exclude or target not in exclude):
+                        yield WalkEntry(Path(entry.path), rel, target.stat().st_size)
                 elif entry.is_file():
                     if not exclude or resolved / entry.name not in exclude:
-                        yield Path(entry.path), rel, entry.stat().st_size
+                        yield WalkEntry(Path(entry.path), rel, entry.stat().st_size)
             except OSError:
-                yield Path(entry.path), rel, -1
+                yield WalkEntry(Path(entry.path), rel, -1)
         stack.extend(reversed(subdirs))
 
 
 def candidates_count(folder: Path, *, exclude: frozenset[Path], limit: int | None) -> int:
     """How many candidates :func:`folder_items` will yield (for a progress bar's total)."""
     count = 0
-    for path, _rel, _size in folder_walk(folder, exclude=exclude):
-        if is_image_file(path):
+    for entry in folder_walk(folder, exclude=exclude):
+        if is_image_file(entry.path):
             count += 1
             if limit is not None and count >= limit:
                 break
@@ -131,7 +147,7 @@ def folder_items(
     ``other_file`` (their relative path) and never become items. A candidate whose manifest row is bad, or whose
     file cannot be listed, comes already marked skipped."""
     count = 0
-    for path, rel, size in folder_walk(folder, exclude=exclude):
+    for path, rel, size, outside in folder_walk(folder, exclude=exclude):
         if limit is not None and count >= limit:
             return
         if not is_image_file(path):
@@ -156,6 +172,8 @@ def folder_items(
         if manifest is not None and rel in manifest.bad:
             bad = manifest.bad[rel]
             item.skip = (BAD_MANIFEST_ROW, f"line {bad.line}: {bad.reason}")
+        elif outside:
+            item.skip = (OUTSIDE_FOLDER, f"{rel} is a link to a file outside the folder; it was not read.")
         elif size < 0:
             item.skip = (READ_ERROR, "The file could not be read.")
         yield item
@@ -216,7 +234,11 @@ def item_prepare(
 
 
 def title_from_filename(name: str) -> str:
-    """``st_jerome_in-his_study.jpg`` -> ``st jerome in his study`` (the file name is all a folder tells)."""
+    """``st_jerome_in-his_study.jpg`` -> ``st jerome in his study`` (the file name is all a folder tells), cut at a
+    word to the title's length limit."""
     stem = PurePosixPath(name).stem
-    title = re.sub(r"[\s_\-]+", " ", stem).strip()
-    return title or name
+    title = re.sub(r"[\s_\-]+", " ", stem).strip() or name
+    if len(title) > TITLE_MAX_LENGTH:
+        cut = title[: TITLE_MAX_LENGTH - 1]
+        title = (cut.rsplit(" ", 1)[0] if " " in cut[TITLE_MAX_LENGTH // 2 :] else cut) + "…"
+    return title

@@ -22,7 +22,7 @@ def labels_changed_since_last_check() -> int:
     """Works whose label was added, changed or confirmed since the newest check was requested (every label change
     goes through the audit trail, imports included); all labelled-or-confirmed works when there was none."""
     newest = LabelCheck.objects.order_by("-created_at", "-id").first()
-    corrections = LabelCorrection.objects.all()
+    corrections = LabelCorrection.objects.filter(artwork__isnull=False)  # deleted works are not checked
     if newest is not None:
         corrections = corrections.filter(created_at__gt=newest.created_at)
     return corrections.values("artwork_id").distinct().count()

@@ -39,7 +39,8 @@ def label_decisions(*, sources: Sequence[str] | None = None) -> list[LabelDecisi
         .order_by("created_at", "id")
     )
     for correction in rows:
-        history.setdefault(correction.artwork_id, []).append(correction)
+        if correction.artwork_id is not None:  # filtered by id above; typed optional (a deleted work's rows)
+            history.setdefault(correction.artwork_id, []).append(correction)
     decisions = []
     for artwork_id, trail in history.items():
         curated = [c for c in trail if c.source != LabelCorrection.Source.IMPORT]

@@ -202,7 +202,7 @@ def version_trained_at(version: ModelVersion) -> datetime:
 def label_changes_since(*, version: ModelVersion | None) -> LabelChanges:
     """Every label given, changed or confirmed since ``version`` was trained (all of them without a version)."""
     since = version_trained_at(version) if version is not None else None
-    rows = LabelCorrection.objects.all()
+    rows = LabelCorrection.objects.filter(artwork__isnull=False)  # a deleted work's history trains nothing
     if since is not None:
         rows = rows.filter(created_at__gte=since)
     # The provenance each row gave the label, by the rule of catalogue.services.labels.label_correct.

@@ -22,7 +22,17 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from PIL import Image
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.models import (
+    ACCESSION_MAX_LENGTH,
+    ARTIST_MAX_LENGTH,
+    DATE_MAX_LENGTH,
+    DESCRIPTION_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    Artwork,
+    ArtworkDeletion,
+    ArtworkType,
+    LabelCorrection,
+)
 from catalogue.services.classification import classification_enqueue
 from catalogue.services.explanations import explanation_files
 from catalogue.services.labels import provenance_given
@@ -32,6 +42,14 @@ logger = logging.getLogger(__name__)
 
 
 HISTOGRAM_BINS = 32
+# Every text field and its limit (catalogue/models.py), checked here for every writer.
+TEXT_LIMITS = {
+    "title": TITLE_MAX_LENGTH,
+    "artist": ARTIST_MAX_LENGTH,
+    "date": DATE_MAX_LENGTH,
+    "accession_number": ACCESSION_MAX_LENGTH,
+    "description": DESCRIPTION_MAX_LENGTH,
+}
 
 
 class ArtworkRejected(Exception):
@@ -97,6 +115,32 @@ def read_upload(file: IO[bytes], *, max_bytes: int | None = None) -> bytes:
     return data
 
 
+def display_name(*, sha256: str) -> str:
+    """Where an artwork's display copy is stored (content-addressed, like the image itself)."""
+    return f"display/{sha256[:2]}/{sha256}.jpg"
+
+
+def artwork_display(*, artwork: Artwork) -> str:
+    """The stored name of the artwork's display copy, made from the original on first use: at most
+    ``ARTSITE_DISPLAY_SIZE`` pixels a side, upright, re-encoded as a JPEG that carries no metadata (no EXIF, so no
+    GPS position, camera serial or owner's name). Pages and the API show this copy; the original is for curators.
+    """
+    name = display_name(sha256=artwork.sha256)
+    if default_storage.exists(name):
+        return name
+    with artwork.image.open("rb") as handle:
+        data = handle.read()
+    side = int(settings.ARTSITE_DISPLAY_SIZE)
+    image = decode_image(data, draft=side).image.copy()
+    image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=88, optimize=True)  # no exif=, icc_profile=: nothing but pixels
+    stored = default_storage.save(name, ContentFile(out.getvalue()))
+    if stored != name:  # another request made it meanwhile: keep that one
+        stored_files_delete([stored])
+    return name
+
+
 def thumbnail_bytes(image: Image.Image, *, size: int | None = None) -> bytes:
     """A JPEG thumbnail that fits in a ``size``-pixel square."""
     side = size or settings.ARTSITE_THUMBNAIL_SIZE
@@ -143,13 +187,16 @@ def artwork_create(
     if not title:
         raise ArtworkRejected("A title is required.", field="title", reason="missing_title")
     accession_number = (accession_number or "").strip() or None
+    text_lengths_check(
+        title=title, artist=artist, date=date, accession_number=accession_number, description=description
+    )
     _refuse_duplicates(sha256=checked.sha256, accession_number=accession_number)
 
     decoded = checked.decoded
     artwork = Artwork(
-        title=title[:300],
-        artist=(artist or "").strip()[:300],
-        date=(date or "").strip()[:100],
+        title=title,
+        artist=(artist or "").strip(),
+        date=(date or "").strip(),
         accession_number=accession_number,
         description=description or "",
         sha256=checked.sha256,
@@ -192,6 +239,19 @@ def artwork_create(
     return artwork
 
 
+def text_lengths_check(**fields: str | None) -> None:
+    """Refuse a text field longer than its limit (:data:`TEXT_LIMITS`) with a message naming the field."""
+    for name, value in fields.items():
+        limit = TEXT_LIMITS[name]
+        if value is not None and len(value) > limit:
+            label = name.replace("_", " ").capitalize()
+            raise ArtworkRejected(
+                f"{label} is {len(value):,} characters long; the limit is {limit:,}.",
+                field=name,
+                reason="too_long",
+            )
+
+
 def _refuse_duplicates(*, sha256: str, accession_number: str | None) -> None:
     """Raise :class:`DuplicateArtwork` if the file is catalogued, :class:`ArtworkRejected` if the accession number
     is taken."""
@@ -224,6 +284,7 @@ def artwork_update(*, artwork: Artwork, **fields: Any) -> Artwork:
         raise ArtworkRejected(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
     if "title" in fields and not (fields["title"] or "").strip():
         raise ArtworkRejected("A title is required.", field="title", reason="missing_title")
+    text_lengths_check(**fields)
     if "accession_number" in fields:
         fields["accession_number"] = (fields["accession_number"] or "").strip() or None
         number = fields["accession_number"]
@@ -239,10 +300,41 @@ def artwork_update(*, artwork: Artwork, **fields: Any) -> Artwork:
     return artwork
 
 
-def artwork_delete(*, artwork: Artwork) -> None:
-    """Delete an artwork, its predictions and audit trail, and — once the delete is committed — its files (image,
-    thumbnail, explanation maps)."""
+def artwork_delete(*, artwork: Artwork, deleted_by: Any = None) -> ArtworkDeletion:
+    """Delete an artwork, its predictions and — once the delete is committed — its files (image, thumbnail,
+    display copy, explanation maps). What stays: a deletion record (who, when, the row's fields) and the label
+    history, which now points at that record. Returns the record."""
     names = [n for n in (artwork.image.name, artwork.thumbnail.name) if n]
+    names += [display_name(sha256=artwork.sha256)]
     names += explanation_files(sha256=artwork.sha256)
-    artwork.delete()
+    with transaction.atomic():
+        deletion = ArtworkDeletion.objects.create(
+            artwork_pk=artwork.pk,
+            title=artwork.title,
+            sha256=artwork.sha256,
+            snapshot=_snapshot(artwork),
+            deleted_by=deleted_by if getattr(deleted_by, "pk", None) else None,
+        )
+        LabelCorrection.objects.filter(artwork=artwork).update(deletion=deletion)
+        artwork.delete()
     transaction.on_commit(lambda: stored_files_delete(names))
+    return deletion
+
+
+def _snapshot(artwork: Artwork) -> dict[str, Any]:
+    """The artwork's own fields as JSON (what a deletion record keeps)."""
+    return {
+        "title": artwork.title,
+        "artist": artwork.artist,
+        "date": artwork.date,
+        "accession_number": artwork.accession_number,
+        "description": artwork.description,
+        "label": artwork.curator_type.slug if artwork.curator_type is not None else None,
+        "label_provenance": artwork.label_provenance,
+        "image": artwork.image.name,
+        "width": artwork.width,
+        "height": artwork.height,
+        "file_size": artwork.file_size,
+        "uploaded_by": artwork.uploaded_by_id,
+        "created_at": artwork.created_at.isoformat() if artwork.created_at else None,
+    }

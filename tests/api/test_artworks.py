@@ -51,7 +51,9 @@ def test_list_item_carries_prediction_and_urls(catalogue, viewer_api, active_mod
     assert set(item["prediction"]["probabilities"]) == set(TYPES)
     assert item["url"] == f"http://testserver/api/v1/artworks/{artworks[3].pk}/"
     assert item["page_url"] == f"http://testserver/artworks/{artworks[3].pk}/"
-    assert item["image_url"].startswith("http://testserver/media/artworks/")
+    # The display copy (no EXIF); the original is a curators' download.
+    assert item["image_url"] == f"http://testserver/artworks/{artworks[3].pk}/display.jpg"
+    assert item["original_url"] == f"http://testserver/artworks/{artworks[3].pk}/original/"
     assert item["thumbnail_url"].startswith("http://testserver/media/thumbnails/")
 
 

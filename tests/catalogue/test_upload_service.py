@@ -160,3 +160,163 @@ def test_delete_removes_files(django_capture_on_commit_callbacks):
         artwork_delete(artwork=artwork)
     assert stored_files() == before
     assert not Artwork.objects.exists()
+
+
+# --- Privacy, audit and limits (issue 15) ---------------------------------------------------------------------------
+
+
+def jpeg_with_gps(seed: int = 90) -> bytes:
+    import io
+
+    from PIL import ExifTags
+
+    from tests.images import make_image
+
+    image = make_image(seed, size=(900, 600))
+    exif = image.getexif()
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update({1: "N", 2: (52.0, 22.0, 1.5), 3: "E", 4: (4.0, 53.0, 0.0)})
+    exif[0x010F] = "Camera maker"
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif, quality=92)
+    return out.getvalue()
+
+
+def gps_of(data: bytes) -> dict:
+    import io
+
+    from PIL import ExifTags, Image
+
+    return dict(Image.open(io.BytesIO(data)).getexif().get_ifd(ExifTags.IFD.GPSInfo))
+
+
+@pytest.fixture
+def viewer_api(viewer):  # type: ignore[no-untyped-def]
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=viewer).key}")
+    return client
+
+
+def test_the_display_copy_and_thumbnail_carry_no_location_but_the_original_keeps_it(
+    curator, viewer_client, settings
+):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    data = jpeg_with_gps()
+    assert gps_of(data)[2] == (52.0, 22.0, 1.5)  # the test file really carries a position
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=curator).key}")
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = api.post("/api/v1/artworks/", {"image": SimpleUploadedFile("gps.jpg", data), "title": "Where"})
+    assert response.status_code == 202, response.content
+    body = response.json()
+
+    display = viewer_client.get(body["image_url"])
+    assert display.status_code == 200 and display["Content-Type"] == "image/jpeg"
+    display_bytes = b"".join(display.streaming_content)
+    assert gps_of(display_bytes) == {}
+    from PIL import Image
+
+    shown = Image.open(__import__("io").BytesIO(display_bytes))
+    assert "exif" not in shown.info and not shown.getexif()  # no EXIF block at all
+    assert max(shown.size) == min(900, settings.ARTSITE_DISPLAY_SIZE)
+
+    thumbnail = viewer_client.get(body["thumbnail_url"])
+    assert thumbnail.status_code == 200
+    assert gps_of(b"".join(thumbnail.streaming_content)) == {}
+
+    # The original is a curators' download, metadata and all; a viewer gets neither it nor its /media/ path.
+    assert viewer_client.get(body["original_url"]).status_code == 403
+    artwork = Artwork.objects.get(pk=body["id"])
+    assert viewer_client.get(f"/media/{artwork.image.name}").status_code == 403
+    from django.test import Client
+
+    curator_client = Client()  # viewer_client is the default client, logged in as the viewer
+    curator_client.force_login(curator)
+    original = curator_client.get(body["original_url"])
+    assert original.status_code == 200 and original["Content-Disposition"].startswith("attachment")
+    assert b"".join(original.streaming_content) == data
+
+
+def test_media_needs_a_login_when_the_setting_says_so(client, settings):
+    artwork = artwork_create(data=image_bytes(91), title="Private", enqueue=False)
+    settings.ARTSITE_MEDIA_REQUIRES_LOGIN = False
+    assert client.get(f"/artworks/{artwork.pk}/display.jpg").status_code == 200
+    assert client.get(f"/media/{artwork.thumbnail.name}").status_code == 200
+    settings.ARTSITE_MEDIA_REQUIRES_LOGIN = True
+    for url in (f"/artworks/{artwork.pk}/display.jpg", f"/media/{artwork.thumbnail.name}"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_deleting_keeps_who_deleted_what_and_the_label_history(curator, django_capture_on_commit_callbacks):
+    from catalogue.models import ArtworkDeletion, ArtworkType, LabelCorrection
+    from catalogue.services.labels import label_correct
+
+    artwork = artwork_create(
+        data=image_bytes(92), title="Gone", accession_number="INV-92", uploaded_by=curator, enqueue=False
+    )
+    label_correct(
+        artwork=artwork,
+        to_type=ArtworkType.objects.get(slug="painting"),
+        user=curator,
+        source=LabelCorrection.Source.API,
+    )
+    artwork_id, sha256 = artwork.pk, artwork.sha256
+
+    with django_capture_on_commit_callbacks(execute=True):
+        record = artwork_delete(artwork=artwork, deleted_by=curator)
+
+    assert not Artwork.objects.filter(pk=artwork_id).exists()
+    record = ArtworkDeletion.objects.get(pk=record.pk)
+    assert (record.artwork_pk, record.title, record.sha256) == (artwork_id, "Gone", sha256)
+    assert record.deleted_by == curator and record.deleted_at is not None
+    assert record.snapshot["accession_number"] == "INV-92" and record.snapshot["label"] == "painting"
+    history = LabelCorrection.objects.filter(deletion=record)
+    assert history.count() == 1 and history.get().artwork is None
+    assert history.get().to_type.slug == "painting" and history.get().user == curator
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [("title", 300), ("artist", 300), ("date", 100), ("accession_number", 100), ("description", 10_000)],
+)
+def test_text_longer_than_its_limit_is_refused_by_the_service(field, limit):
+    fields = {"title": "A title", field: "x" * (limit + 1)}
+    before = stored_files()
+    with pytest.raises(ArtworkRejected) as refused:
+        artwork_create(data=image_bytes(93), enqueue=False, **fields)
+    assert refused.value.field == field and refused.value.reason == "too_long"
+    assert f"{limit:,}" in str(refused.value)
+    assert Artwork.objects.count() == 0 and stored_files() == before
+    artwork_create(
+        data=image_bytes(93), enqueue=False, **{**fields, field: "x" * limit}
+    )  # the limit itself is fine
+
+
+def test_the_database_refuses_a_description_over_its_limit():
+    from django.db import IntegrityError, transaction
+
+    artwork = artwork_create(data=image_bytes(94), title="Direct", enqueue=False)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Artwork.objects.filter(pk=artwork.pk).update(description="x" * 10_001)
+
+
+def test_api_refuses_text_over_its_limit_in_the_error_shape(viewer_api, curator):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=curator).key}")
+    response = api.post(
+        "/api/v1/artworks/",
+        {"image": SimpleUploadedFile("a.jpg", image_bytes(95)), "title": "T", "description": "x" * 10_001},
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "max_length" and "description" in body["fields"]

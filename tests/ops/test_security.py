@@ -80,7 +80,8 @@ def test_no_secret_in_the_production_settings_file():
 
 
 @pytest.mark.django_db
-def test_uploaded_images_are_served_with_inert_headers(client):
+def test_uploaded_images_are_served_with_inert_headers(curator_client):
+    client = curator_client  # originals are for curators
     artwork = ArtworkFactory()
     for name, content_type in ((artwork.image.name, "image/jpeg"), (artwork.thumbnail.name, "image/jpeg")):
         response = client.get(f"/media/{name}")
@@ -115,7 +116,8 @@ def test_anything_but_an_image_is_never_served(client, name, body):
 
 
 @pytest.mark.django_db
-def test_html_disguised_as_an_image_is_served_as_an_image_in_a_sandbox(client):
+def test_html_disguised_as_an_image_is_served_as_an_image_in_a_sandbox(curator_client):
+    client = curator_client
     path = Path(django_settings.MEDIA_ROOT, "artworks/xx/disguised.jpg")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"<html><script>alert(1)</script></html>")

@@ -33,6 +33,7 @@ from catalogue.importing import DEFAULT_BATCH_SIZE, ImportResult, artworks_impor
 from catalogue.importing.sources import (
     Candidate,
     ImportItem,
+    WalkEntry,
     folder_walk,
     is_image_file,
     item_prepare,
@@ -96,7 +97,7 @@ class Command(BaseCommand):
         files = [entry for entry in folder_walk(folder.resolve()) if is_image_file(entry[0])]
         if not files:
             raise CommandError(f"No images in {folder}.")
-        for path, _rel, _size in files:  # the page cache holds them for all three measurements alike
+        for path, *_ in files:  # the page cache holds them for all three measurements alike
             path.read_bytes()
 
         # The parts are measured before and after the end-to-end run and averaged, so that a change in what
@@ -193,7 +194,7 @@ class Command(BaseCommand):
 
     def _parts(
         self,
-        files: list[tuple[Path, str, int]],
+        files: list[WalkEntry],
         sizes: list[int],
         draft: int | None,
         workers: int,
@@ -279,13 +280,13 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _decode_alone(
-        self, files: list[tuple[Path, str, int]], sizes: list[int], draft: int | None, workers: int
+        self, files: list[WalkEntry], sizes: list[int], draft: int | None, workers: int
     ) -> dict[int, np.ndarray]:
         max_bytes = int(settings.ARTSITE_MAX_UPLOAD_BYTES)
         thumbnail_size = int(settings.ARTSITE_THUMBNAIL_SIZE)
 
-        def work(entry: tuple[Path, str, int]) -> ImportItem:
-            path, rel, size = entry
+        def work(entry: WalkEntry) -> ImportItem:
+            path, rel, size, _outside = entry
             item = item_read(
                 ImportItem(candidate=Candidate(path=path, rel=rel, size=size)), max_bytes=max_bytes
             )
