@@ -320,3 +320,71 @@ def test_api_refuses_text_over_its_limit_in_the_error_shape(viewer_api, curator)
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == "max_length" and "description" in body["fields"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_identical_uploads_at_once_store_one_artwork_and_one_file(live_server, curator, monkeypatch):
+    """Two real requests with the same file, held until both have passed the duplicate check (so the database's
+    unique sha256 decides): one 202, one 409 naming the other, one row, one image and one thumbnail on disk."""
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from rest_framework.authtoken.models import Token
+
+    from catalogue.services import artworks as artwork_services
+
+    both_checked = threading.Barrier(2, timeout=20)
+    make_thumbnail = artwork_services.thumbnail_bytes
+
+    def thumbnail_after_both(*args, **kwargs):  # type: ignore[no-untyped-def]
+        both_checked.wait()  # each request has read the catalogue and found no duplicate
+        return make_thumbnail(*args, **kwargs)
+
+    monkeypatch.setattr(artwork_services, "thumbnail_bytes", thumbnail_after_both)
+    token = Token.objects.create(user=curator).key
+    data = image_bytes(96, size=(300, 200))
+    boundary = "TwinBoundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nTwin\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="twin.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    answers: list[tuple[int, dict]] = []
+
+    def upload() -> None:
+        request = urllib.request.Request(
+            f"{live_server.url}/api/v1/artworks/",
+            data=body,
+            headers={
+                "Authorization": f"Token {token}",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answers.append((response.status, json.loads(response.read())))
+        except urllib.error.HTTPError as error:
+            answers.append((error.code, json.loads(error.read())))
+
+    threads = [threading.Thread(target=upload) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+
+    assert sorted(status for status, _ in answers) == [202, 409], answers
+    accepted = next(body for status, body in answers if status == 202)
+    refused = next(body for status, body in answers if status == 409)
+    assert refused["code"] == "duplicate" and refused["existing"]["id"] == accepted["id"]
+    artwork = Artwork.objects.get()
+    assert artwork.pk == accepted["id"]
+    same_file = [p for p in stored_files() if artwork.sha256 in p.name]
+    assert sorted(p.relative_to(settings.MEDIA_ROOT).as_posix() for p in same_file) == sorted(
+        [artwork.image.name, artwork.thumbnail.name]
+    )
