@@ -344,3 +344,8 @@ def test_no_template_holds_an_inline_script_or_handler():
         if INLINE_HANDLER.search(path.read_text()) or INLINE_SCRIPT.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_the_image_leaves_out_local_state_and_secrets():
+    ignored = set((BASE / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "var", ".env", "staticfiles", "deploy/certs", "*.pem", "*.key"} <= ignored
