@@ -236,7 +236,8 @@ def _sixteen_to_eight(image: Image.Image) -> Image.Image:
     """16-bit greyscale to 8 bits by the full 16-bit range (0 -> 0, 65535 -> 255): the top byte of each sample, so
     a mid-grey stays mid-grey. In NumPy's uint16, shifted in place, not in float64: a 60-megapixel image costs one
     more copy of its samples (120 MB), not gigabytes."""
-    samples = np.array(image, dtype=np.uint16)  # a writable copy (np.asarray's view of a Pillow image is read-only)
+    # A writable copy: np.asarray's view of a Pillow image is read-only.
+    samples = np.array(image, dtype=np.uint16)
     np.right_shift(samples, 8, out=samples)
     return Image.fromarray(samples.astype(np.uint8), mode="L")
 
