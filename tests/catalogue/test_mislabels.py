@@ -256,7 +256,7 @@ def test_page_shows_the_most_doubtful_label_with_its_evidence(curator_client, ch
     html = response.content.decode()
     a = works["A"]
     assert response.context["issue"].artwork == a
-    assert f'src="{a.image.url}"' in html  # the image itself, not the thumbnail
+    assert f'src="/artworks/{a.pk}/display.jpg"' in html  # the image (its display copy), not the thumbnail
     assert 'id="label-type">Drawing<' in html and 'id="suggested-type">Painting<' in html
     assert 'id="label-provenance">given at import<' in html
     assert "5% out-of-fold" in html and "85% out-of-fold" in html
