@@ -25,6 +25,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_safe
 
 from catalogue.models import Artwork
 from catalogue.services.artworks import artwork_display
@@ -71,6 +72,7 @@ def media_response(*, request: HttpRequest, name: str, download_name: str | None
     return response
 
 
+@require_safe
 def artwork_display_image(request: HttpRequest, pk: int) -> HttpResponseBase:
     if not media_allowed(request.user):
         return redirect_to_login(request.get_full_path())
@@ -78,6 +80,7 @@ def artwork_display_image(request: HttpRequest, pk: int) -> HttpResponseBase:
     return media_response(request=request, name=artwork_display(artwork=artwork))
 
 
+@require_safe
 def artwork_original(request: HttpRequest, pk: int) -> HttpResponseBase:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())

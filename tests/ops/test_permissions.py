@@ -42,6 +42,8 @@ PUBLIC = {
     "admin/login/",
     "admin/logout/",
     "media/<path:path>",
+    # Like media: public unless ARTSITE_MEDIA_REQUIRES_LOGIN (on in production; tests/catalogue/test_upload_service.py).
+    "artworks/<int:pk>/display.jpg",
     "api/v1/schema/",
     "api/v1/docs/",
 }
