@@ -153,6 +153,12 @@ class ArtworkSerializer(serializers.Serializer):
     date = serializers.CharField()
     accession_number = serializers.CharField(allow_null=True)
     description = serializers.CharField()
+    notes = serializers.CharField(help_text="The curators' notes.")
+    work_group = serializers.IntegerField(
+        source="work_group_id",
+        allow_null=True,
+        help_text="The work this photo shows, when linked with others.",
+    )
     image_url = serializers.SerializerMethodField()
     thumbnail_url = serializers.SerializerMethodField()
     width = serializers.IntegerField()
@@ -244,6 +250,7 @@ class ArtworkUpdateSerializer(serializers.Serializer):
         max_length=100, required=False, allow_blank=True, allow_null=True
     )
     description = serializers.CharField(required=False, allow_blank=True)
+    notes = serializers.CharField(required=False, allow_blank=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(getattr(self.initial_data, "keys", lambda: [])()) - set(self.fields))
