@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.management import call_command
 from PIL import Image, ImageDraw
 
 from catalogue.importing import artworks_import
@@ -173,3 +174,17 @@ def test_the_import_counts_other_photos_of_a_work(tmp_path: Path):
         for p in NearDuplicatePair.objects.select_related("artwork_a", "artwork_b")
     }
     assert titles == {("front", "front turned")}
+
+
+def test_the_command_finds_pairs_over_the_catalogue_and_hashes_old_works():
+    image = picture(9)
+    original = ArtworkFactory(data=jpeg(image))
+    copy = ArtworkFactory(data=rotated_copy(image))
+    Artwork.objects.filter(pk=original.pk).update(
+        phash=None, phash_turns=[]
+    )  # catalogued before hashing existed
+    out = io.StringIO()
+    call_command("find_near_duplicates", stdout=out)
+    assert pairs() == {(original.pk, copy.pk)}
+    assert "Hashed 1 work(s)" in out.getvalue() and "1 new pair(s)" in out.getvalue()
+    assert Artwork.objects.get(pk=original.pk).phash is not None

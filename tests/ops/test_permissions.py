@@ -213,6 +213,10 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
             route_values["object_id"] = str(artwork.pk)  # the admin's view-on-site shortcut
         if route == "api/v1/^(?P<path>.*)$":
             route_values["path"] = "no-such-endpoint/"
+        if "bulk-edits/" in route:  # their own rows, not an artwork's id
+            route_values["pk"] = str(bulk.pk)
+        elif "near-duplicates/" in route:
+            route_values["pk"] = str(pair.pk)
         url = concrete_url(route, route_values)
         if route not in CATCH_ALLS and resolve(url).route != route.replace("/^", "/"):
             # Unreachable: an earlier pattern takes its URLs (DRF's ".json" suffix after a version that may hold
