@@ -1,5 +1,5 @@
-"""Portal pages for editing many works at once and for the photos of one work: bulk edits (with undo) and the
-near-duplicate triage. Each view parses input, calls one service or selector, and renders or redirects."""
+"""Portal pages for editing works (one, or many at once: bulk edits with undo) and for the photos of one work (the
+near-duplicate triage). Each view parses input, calls one service or selector, and renders or redirects."""
 
 from __future__ import annotations
 
@@ -12,16 +12,39 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from catalogue.forms import BulkEditForm
-from catalogue.models import BulkEdit, LabelCorrection, NearDuplicatePair
+from catalogue.forms import ArtworkEditForm, BulkEditForm
+from catalogue.models import Artwork, BulkEdit, LabelCorrection, NearDuplicatePair
 from catalogue.selectors.history import SelectionInvalid, artworks_selected, bulk_edits_recent
 from catalogue.selectors.near_duplicates import near_duplicate_queue
+from catalogue.services.artworks import METADATA_FIELDS, ArtworkRejected, artwork_update
 from catalogue.services.bulk_edits import BulkEditRefused, BulkValues, bulk_edit_apply, bulk_edit_undo
 from catalogue.services.near_duplicates import (
     DecisionRefused,
     near_duplicate_decide,
     near_duplicates_scan_enqueue,
 )
+
+
+@login_required
+@permission_required("catalogue.change_artwork", raise_exception=True)
+def artwork_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Edit one artwork's metadata (recorded in its history, source portal)."""
+    artwork = get_object_or_404(Artwork, pk=pk)
+    initial = {name: getattr(artwork, name) or "" for name in METADATA_FIELDS}
+    form = ArtworkEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        changed = {name: form.cleaned_data[name] for name in form.changed_data}
+        try:
+            artwork_update(
+                artwork=artwork, user=request.user, source=LabelCorrection.Source.PORTAL, **changed
+            )
+        except ArtworkRejected as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            messages.success(request, f"Saved: {', '.join(changed) or 'nothing changed'}.")
+            return redirect("catalogue:artwork-detail", pk=pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "catalogue/artwork_edit.html", {"artwork": artwork, "form": form}, status=status)
 
 
 @require_POST

@@ -74,3 +74,14 @@ class BulkEditForm(forms.Form):
         if data.get("scope") == "ids" and not data.get("ids"):
             raise forms.ValidationError("Tick the works to edit, or choose “every work the filter shows”.")
         return data
+
+
+class ArtworkEditForm(forms.Form):
+    """An artwork's metadata in the portal; every changed field goes to its history."""
+
+    title = forms.CharField(max_length=300)
+    artist = forms.CharField(max_length=300, required=False)
+    date = forms.CharField(max_length=100, required=False)
+    accession_number = forms.CharField(max_length=100, required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)

@@ -32,6 +32,7 @@ urlpatterns = [
     path("models/jobs/<int:job_id>/cancel/", model_views.training_cancel, name="training-cancel"),
     path("models/jobs/<int:job_id>/activate/", model_views.training_activate, name="training-activate"),
     # Bulk edits and the photos of one work (catalogue/collection_views.py)
+    path("artworks/<int:pk>/edit/", collection_views.artwork_edit, name="artwork-edit"),
     path("artworks/bulk-edit/", collection_views.bulk_edit_create, name="bulk-edit"),
     path("bulk-edits/", collection_views.bulk_edit_list, name="bulk-edits"),
     path("bulk-edits/<int:pk>/undo/", collection_views.bulk_edit_undo_view, name="bulk-edit-undo"),

@@ -108,3 +108,14 @@ def test_the_artwork_page_shows_the_history(curator_client, curator):
     artwork_update(artwork=artwork, user=curator, source="portal", artist="Page after")
     html = curator_client.get(f"/artworks/{artwork.pk}/").content.decode()
     assert "History" in html and "Page before" in html and "Page after" in html
+
+
+def test_portal_edit_is_recorded_and_refuses_bad_input(curator_client, curator):
+    artwork = ArtworkFactory(title="Portal title", artist="Before")
+    url = f"/artworks/{artwork.pk}/edit/"
+    assert curator_client.get(url).status_code == 200
+    form = {"title": "Portal title", "artist": "After", "date": "", "accession_number": "", "description": ""}
+    response = curator_client.post(url, {**form, "notes": "checked the frame"})
+    assert response.status_code == 302
+    assert {c.field for c in artwork_history(artwork_id=artwork.pk)} == {"artist", "notes"}
+    assert curator_client.post(url, {**form, "title": ""}).status_code == 400  # a form error, not a 500
