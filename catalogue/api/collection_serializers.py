@@ -112,3 +112,7 @@ class NearDuplicateDecisionSerializer(serializers.Serializer):
         choices=[NearDuplicatePair.Status.SAME, NearDuplicatePair.Status.DIFFERENT],
         help_text="same: photos of one work (linked); different: remembered, never proposed again.",
     )
+
+
+class ScanQueuedSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="“queued”: the search runs in the background.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -128,7 +129,7 @@ class BulkEditViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         summary="Undo a bulk edit",
         description="Puts back each artwork's old values, except fields changed since (left as they are and "
         "listed in `undo_result.skipped`). Recorded in the history (source `undo`). 409 when undone already.",
-        request=None,
+        request={"application/json": OpenApiTypes.OBJECT},  # no fields: an empty object, or no body
         responses={200: cs.BulkEditSerializer, **errors(401, 403, 404, 409, e409="Undone already.")},
     )
     @action(detail=True, methods=["post"])
@@ -197,8 +198,11 @@ class NearDuplicateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         summary="Search the whole catalogue",
         description="Starts the search for other photos of the same work over the whole catalogue in the "
         "background (the long-jobs worker). 503 when the workers cannot be reached. Curators only.",
-        request=None,
-        responses={202: None, **errors(401, 403, 503)},
+        request={"application/json": OpenApiTypes.OBJECT},  # no fields: an empty object, or no body
+        responses={
+            202: cs.ScanQueuedSerializer,
+            **errors(401, 403, 503, e503="The background workers cannot be reached."),
+        },
     )
     @action(detail=False, methods=["post"])
     def scan(self, request: Request, format: str | None = None) -> Response:
@@ -208,4 +212,4 @@ class NearDuplicateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
                 code="broker_unavailable",
             )
-        return Response(status=status.HTTP_202_ACCEPTED)
+        return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
