@@ -66,8 +66,8 @@ class BulkEditForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Any id is a choice: the service reads only the ones that exist.
-        self.fields["ids"].valid_value = lambda value: str(value).isdigit()  # type: ignore[attr-defined]
+        # Any id a bigint can hold is a choice: the service reads only the ones that exist.
+        self.fields["ids"].valid_value = lambda value: str(value).isdigit() and int(value) < 2**63  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

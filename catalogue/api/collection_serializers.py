@@ -71,7 +71,7 @@ class BulkEditInputSerializer(serializers.Serializer):
     """The works (``ids``, or ``filter``: the artworks list's own query parameters) and what to set on them."""
 
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),  # a bigint id
         required=False,
         max_length=BULK_EDIT_MAX,
         allow_empty=False,
