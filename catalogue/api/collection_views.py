@@ -42,7 +42,10 @@ class ArtworkHistoryView(APIView):
         summary="An artwork's history",
         description="Every change of its metadata and type, newest first: field, old and new value, who, when, "
         "where (`source`), and the bulk edit it belongs to. Kept after the artwork is deleted.",
-        responses={200: cs.ArtworkChangeSerializer(many=True), **errors(401, 403, 404)},
+        responses={
+            200: cs.ArtworkChangeSerializer(many=True),
+            **errors(401, 403, 404, e404="No such artwork, or an invalid page."),
+        },
     )
     def get(self, request: Request, pk: int) -> Response:
         if pk > MAX_ID or not (
@@ -95,7 +98,8 @@ class BulkEditCreateView(APIView):
 
 @extend_schema_view(
     list=extend_schema(
-        summary="Recent bulk edits", responses={200: cs.BulkEditSerializer(many=True), **errors(401, 403)}
+        summary="Recent bulk edits",
+        responses={200: cs.BulkEditSerializer(many=True), **errors(401, 403, 404, e404="Invalid page.")},
     ),
     retrieve=extend_schema(
         summary="A bulk edit", responses={200: cs.BulkEditSerializer, **errors(401, 403, 404)}
@@ -145,7 +149,10 @@ class BulkEditViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     list=extend_schema(
         summary="Possible other photos of the same work",
         description="Pairs still to decide, most alike first (the portal's triage page).",
-        responses={200: cs.NearDuplicatePairSerializer(many=True), **errors(401, 403)},
+        responses={
+            200: cs.NearDuplicatePairSerializer(many=True),
+            **errors(401, 403, 404, e404="Invalid page."),
+        },
     ),
 )
 class NearDuplicateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
