@@ -258,6 +258,7 @@ def data_duplicates(corpus: Corpus, turned: np.ndarray, similarity: np.ndarray) 
     o = corpus.originals
     mask = np.zeros_like(turned, dtype=bool)
     mask[:o, :o] = (turned[:o, :o] <= 4) & (similarity[:o, :o] >= 0.97)
+    np.fill_diagonal(mask, False)
     return mask
 
 

@@ -122,7 +122,7 @@ class Command(BaseCommand):
         console.print(
             f"alignment of {len(pairs)} neighbour pairs: {time.perf_counter() - started:.1f} s "
             f"({1000 * (time.perf_counter() - started) / max(1, len(pairs)):.1f} ms a pair); load average {_load()}; "
-            f"{int(dups.sum())} pairs of originals are the same image saved twice"
+            f"{int(np.triu(dups, 1).sum())} pairs of originals are the same image saved twice"
         )
         table = Table(
             title="Near-duplicate rules: recall of the altered copies, false pairs among distinct works"
@@ -161,7 +161,7 @@ class Command(BaseCommand):
                 for bits in (4, 6):
                     row(
                         f"pHash ≤ {bits} or top-{k} aligned ≥ {minimum}",
-                        (turned <= bits) | verified(k, minimum),
+                        (turned <= bits) | verified(pairs, aligned, turned, k=k, minimum=minimum),
                     )
         shipped = row(
             f"[bold]shipped[/]: pHash ≤ {HASH_MAX_DISTANCE} or top-{EMBEDDING_NEIGHBOURS} aligned ≥ {ALIGNMENT_MIN}",
