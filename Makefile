@@ -8,7 +8,7 @@ DATA ?= ../shared/data/art-images/train
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search bench-label-issues loadtest faults stop clean
+.PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search bench-label-issues bench-near-duplicates loadtest faults stop clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -72,6 +72,9 @@ bench-search: install ## Similar works at 10k/100k/1M artworks (artsite_bench_se
 
 bench-label-issues: install ## Flip 5 % and 10 % of DATA's labels (seeded) and measure the mislabel detector: recall, precision, top-K share; contact sheet and CSV in var/bench
 	$(PY) manage.py bench_label_issues --data "$(DATA)"
+
+bench-near-duplicates: install ## 300 seeded altered copies mixed into ../shared/data/art-images (train+val): recall of the copies and false pairs among distinct works, for a sweep of rules and the shipped one
+	nice -n 10 $(PY) manage.py bench_near_duplicates ../shared/data/art-images/train ../shared/data/art-images/val
 
 BASE_URL ?= http://127.0.0.1:8000
 loadtest: install ## Against a running `make run` (or BASE_URL, loopback only): 50 uploads at once while 16 clients browse

@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from catalogue.api import views
+from catalogue.api import collection_views, views
 from catalogue.api.exceptions import api_not_found
 
 router = DefaultRouter(trailing_slash=True)
@@ -13,9 +13,17 @@ router.register("artworks", views.ArtworkViewSet, basename="api-artwork")
 router.register("types", views.ArtworkTypeViewSet, basename="api-type")
 router.register("models", views.ModelVersionViewSet, basename="api-model")
 router.register("mislabels", views.MislabelViewSet, basename="api-mislabel")
+router.register("bulk-edits", collection_views.BulkEditViewSet, basename="api-bulk-edit")
+router.register("near-duplicates", collection_views.NearDuplicateViewSet, basename="api-near-duplicate")
 
 urlpatterns = [
     path("classify/", views.ClassifyView.as_view(), name="api-classify"),
+    path(
+        "artworks/<int:pk>/history/",
+        collection_views.ArtworkHistoryView.as_view(),
+        name="api-artwork-history",
+    ),
+    path("artworks/bulk-edit/", collection_views.BulkEditCreateView.as_view(), name="api-bulk-edit-create"),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file: the Content-Security-Policy allows no inline script.

@@ -60,3 +60,39 @@ class MislabelDecisionForm(forms.Form):
         if data["decision"] == MislabelDecision.TYPE and data.get("type") is None:
             self.add_error("type", forms.ValidationError("Choose a type.", code="required"))
         return data
+
+
+class BulkEditForm(forms.Form):
+    """The catalogue's bulk edit: what to set, and on which works (ticked ones, or all the filter shows)."""
+
+    scope = forms.ChoiceField(
+        choices=[("ids", "The works ticked"), ("filter", "Every work the filter shows")]
+    )
+    ids = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[])
+    filter = forms.CharField(required=False, max_length=2000)
+    artist = forms.CharField(max_length=300, required=False)
+    date = forms.CharField(max_length=100, required=False)
+    type = forms.ModelChoiceField(ArtworkType.objects.all(), to_field_name="slug", required=False)
+    note = forms.CharField(max_length=2000, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Any id a bigint can hold is a choice: the service reads only the ones that exist.
+        self.fields["ids"].valid_value = lambda value: str(value).isdigit() and int(value) < 2**63  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("scope") == "ids" and not data.get("ids"):
+            raise forms.ValidationError("Tick the works to edit, or choose “every work the filter shows”.")
+        return data
+
+
+class ArtworkEditForm(forms.Form):
+    """An artwork's metadata in the portal; every changed field goes to its history."""
+
+    title = forms.CharField(max_length=300)
+    artist = forms.CharField(max_length=300, required=False)
+    date = forms.CharField(max_length=100, required=False)
+    accession_number = forms.CharField(max_length=100, required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)

@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, FilteredRelation, Q
 from django.db.models.functions import Coalesce, Length
@@ -87,6 +88,7 @@ class Artwork(models.Model):
     accession_number = models.CharField(max_length=ACCESSION_MAX_LENGTH, unique=True, null=True, blank=True)
     # A TextField's max_length binds only forms: the constraint in Meta holds it in the database too.
     description = models.TextField(max_length=DESCRIPTION_MAX_LENGTH, blank=True)
+    notes = models.TextField(blank=True, help_text="The curators' notes (bulk edits append to them).")
 
     image = models.FileField(upload_to=artwork_image_path, max_length=300)
     thumbnail = models.FileField(upload_to=artwork_thumbnail_path, max_length=300, blank=True)
@@ -131,6 +133,13 @@ class Artwork(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Near-duplicates (catalogue/perceptual_hash.py): the image's pHash (signed 64 bits) and its quarter turns';
+    # the photos of one work share a group.
+    phash = models.BigIntegerField(null=True, blank=True, db_index=True)
+    phash_turns = ArrayField(models.BigIntegerField(), size=3, default=list, blank=True)
+    work_group = models.ForeignKey(
+        "WorkGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="artworks"
+    )
 
     objects = ArtworkQuerySet.as_manager()
 
@@ -198,6 +207,8 @@ class LabelCorrection(models.Model):
         API = "api", "API"
         IMPORT = "import", "Import"
         FILE = "file", "Corrections file"
+        BULK = "bulk", "Bulk edit"
+        UNDO = "undo", "Undo of a bulk edit"
 
     # The trail outlives the artwork: deleting it leaves its rows here, tied to the deletion record instead.
     artwork = models.ForeignKey(
@@ -396,3 +407,116 @@ class ArtworkDeletion(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.artwork_pk} “{self.title}” deleted"
+# --- History, bulk edits, near-duplicates -----------------------------------------------------------------------
+
+
+class BulkEdit(models.Model):
+    """One edit of many artworks at once (catalogue/services/bulk_edits.py): what was set, on which selection, by
+    whom; its per-artwork changes are :class:`ArtworkChange` rows pointing here. Undone as one action."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=20, help_text="Where it was made: portal, api or admin.")
+    values = models.JSONField(help_text="What was set: {artist, date, type (slug), note}.")
+    selection = models.JSONField(help_text="How the works were chosen: {filter: {...}} or {ids: [...]}.")
+    count = models.PositiveIntegerField(default=0, help_text="Artworks selected.")
+    changed = models.PositiveIntegerField(default=0, help_text="Artworks it changed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    undo_result = models.JSONField(
+        default=dict, blank=True, help_text="{restored: n, skipped: [{artwork, field, reason}]}"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"bulk edit {self.pk} ({self.count} artworks)"
+
+
+class ArtworkChange(models.Model):
+    """The history of an artwork: one row per changed field (metadata and type), who, when, where, old -> new.
+
+    Kept after the artwork is deleted (``artwork`` becomes null, ``artwork_ref`` keeps its id). Type changes are
+    also in :class:`LabelCorrection` (the labels' own audit trail, which training reads); here they make one
+    timeline with the rest."""
+
+    Source = LabelCorrection.Source  # one list of the places a change is made
+
+    artwork = models.ForeignKey(
+        Artwork, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    artwork_ref = models.BigIntegerField(db_index=True, help_text="The artwork's id, kept after a delete.")
+    field = models.CharField(max_length=40)
+    old_value = models.JSONField(null=True, blank=True)
+    new_value = models.JSONField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=20, choices=LabelCorrection.Source.choices)
+    bulk_edit = models.ForeignKey(
+        BulkEdit, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["artwork_ref", "field", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.artwork_ref}.{self.field}: {self.old_value!r} → {self.new_value!r} ({self.source})"
+
+
+class WorkGroup(models.Model):
+    """The photographs of one work (front and back, details, a rescan): artworks linked from the near-duplicate
+    triage. Similar-works lists show a group once."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"work {self.pk}"
+
+
+class NearDuplicatePair(models.Model):
+    """Two artworks whose images are very likely photographs of the same work, and the curators' decision. A pair
+    decided *different* is kept so that no search ever proposes it again. ``artwork_a`` has the smaller id."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "To decide"
+        SAME = "same", "Same work"
+        DIFFERENT = "different", "Different works"
+
+    class Found(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        IMPORT = "import", "Import"
+        SCAN = "scan", "Search over the catalogue"
+
+    artwork_a = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="+")
+    artwork_b = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="+")
+    hash_distance = models.PositiveSmallIntegerField(null=True, blank=True)
+    similarity = models.FloatField(null=True, blank=True, help_text="Cosine similarity of the embeddings.")
+    alignment = models.FloatField(help_text="Best normalised correlation of the aligned images (-1 to 1).")
+    found_by = models.CharField(max_length=20, choices=Found.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-alignment", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["artwork_a", "artwork_b"], name="one_near_duplicate_pair"),
+            models.CheckConstraint(
+                condition=Q(artwork_a__lt=F("artwork_b")), name="near_duplicate_pair_ordered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.artwork_a_id} ~ {self.artwork_b_id} ({self.status})"

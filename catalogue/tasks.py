@@ -13,8 +13,8 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import close_old_connections
 
-from catalogue.models import LabelCheck
-from catalogue.services import label_checks, training_jobs
+from catalogue.models import LabelCheck, NearDuplicatePair
+from catalogue.services import label_checks, near_duplicates, training_jobs
 from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
 from catalogue.services.model_rollout import model_reembed_batch
 from inference.loader import ModelUnavailable, get_classifier
@@ -125,3 +125,18 @@ def label_check_run(check_id: int) -> None:
 def label_check_if_due() -> None:
     """Periodic: start a label check when enough labels changed since the last one (or resend a lost one)."""
     label_checks.label_check_request_if_due()
+
+
+# --- Near-duplicates (catalogue/services/near_duplicates.py) --------------------------------------------------
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def near_duplicates_find(artwork_ids: list[int]) -> None:
+    """Other photos of newly classified artworks. Idempotent: a pair is recorded once."""
+    near_duplicates.near_duplicates_find(artwork_ids=artwork_ids, found_by=NearDuplicatePair.Found.UPLOAD)
+
+
+@shared_task(ignore_result=True)
+def near_duplicates_scan() -> None:
+    """The whole catalogue (routed to the long-jobs queue: a long job at scale). Idempotent."""
+    near_duplicates.near_duplicates_scan()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalogue import curation_views, media_views, model_views, views
+from catalogue import collection_views, curation_views, media_views, model_views, views
 
 app_name = "catalogue"
 urlpatterns = [
@@ -34,4 +34,16 @@ urlpatterns = [
     path("models/jobs/<int:job_id>/status/", model_views.training_job_status, name="training-status"),
     path("models/jobs/<int:job_id>/cancel/", model_views.training_cancel, name="training-cancel"),
     path("models/jobs/<int:job_id>/activate/", model_views.training_activate, name="training-activate"),
+    # Bulk edits and the photos of one work (catalogue/collection_views.py)
+    path("artworks/<int:pk>/edit/", collection_views.artwork_edit, name="artwork-edit"),
+    path("artworks/bulk-edit/", collection_views.bulk_edit_create, name="bulk-edit"),
+    path("bulk-edits/", collection_views.bulk_edit_list, name="bulk-edits"),
+    path("bulk-edits/<int:pk>/undo/", collection_views.bulk_edit_undo_view, name="bulk-edit-undo"),
+    path("near-duplicates/", collection_views.near_duplicate_triage, name="near-duplicates"),
+    path(
+        "near-duplicates/<int:pk>/decide/",
+        collection_views.near_duplicate_decide_view,
+        name="near-duplicate-decide",
+    ),
+    path("near-duplicates/scan/", collection_views.near_duplicate_scan, name="near-duplicate-scan"),
 ]

@@ -17,13 +17,14 @@ from catalogue.filters import ArtworkFilterSet
 from catalogue.forms import ArtworkUploadForm, LabelForm
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import (
-    artwork_label_history,
     artwork_prediction,
     artwork_types,
     artworks_with_prediction,
     catalogue_counts,
 )
 from catalogue.selectors.explanations import artwork_explanation_types
+from catalogue.selectors.history import artwork_timeline
+from catalogue.selectors.near_duplicates import artwork_open_pairs, artwork_photos
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services import classification as classification_services
 from catalogue.services.artworks import ArtworkRejected, DuplicateArtwork, artwork_create, read_upload
@@ -105,7 +106,9 @@ def artwork_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "effective_type": types_by_id.get(artwork.effective_type_id),
             "similar": artwork_similar(artwork=artwork) if prediction else [],
             "types_by_id": types_by_id,
-            "history": artwork_label_history(artwork=artwork),
+            "history": artwork_timeline(artwork_id=artwork.pk),
+            "photos": artwork_photos(artwork=artwork),
+            "open_pairs": list(artwork_open_pairs(artwork=artwork)),
             "explain_types": artwork_explanation_types(artwork=artwork),
             "label_form": LabelForm(
                 initial={"type": artwork.curator_type.slug if artwork.curator_type else None}

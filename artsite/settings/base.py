@@ -191,6 +191,7 @@ ARTSITE_TRAINING_QUEUE = env("ARTSITE_TRAINING_QUEUE", default="training")
 CELERY_TASK_ROUTES = {
     "catalogue.tasks.training_job_run": {"queue": ARTSITE_TRAINING_QUEUE},
     "catalogue.tasks.label_check_run": {"queue": ARTSITE_TRAINING_QUEUE},
+    "catalogue.tasks.near_duplicates_scan": {"queue": ARTSITE_TRAINING_QUEUE},
 }
 # How long a training job may run (seconds) before its worker stops it: the soft limit a minute earlier lets it
 # record why; a job whose worker is killed by the hard limit is marked failed by the next start or cancel.

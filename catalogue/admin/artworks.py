@@ -23,16 +23,15 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from catalogue.admin.bulk_edit_action import bulk_edit
 from catalogue.filters import CONFIDENCE_BANDS, NONE, PROVENANCE_CHOICES, ArtworkFilterSet
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
 from catalogue.selectors.similarity import artwork_similar
-from catalogue.services.artworks import artwork_update
+from catalogue.services.artworks import METADATA_FIELDS, artwork_update
 from catalogue.services.classification import artwork_retry
 from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
-
-METADATA_FIELDS = ("title", "artist", "date", "accession_number", "description")
 
 
 def _percent(value: float | None) -> str:
@@ -188,7 +187,7 @@ class ArtworkAdmin(admin.ModelAdmin):
     search_fields = ("title", "artist", "accession_number", "=sha256")
     list_per_page = 50
     inlines = (LabelCorrectionInline,)
-    actions = ("confirm_predicted_type", "reprocess")
+    actions = ("confirm_predicted_type", "reprocess", bulk_edit)
     readonly_fields = (
         "image_preview",
         "prediction_summary",
@@ -383,7 +382,7 @@ class ArtworkAdmin(admin.ModelAdmin):
         # Metadata through the service, then the type through label_correct, which writes the audit row.
         changed = {name: form.cleaned_data[name] for name in form.changed_data if name in METADATA_FIELDS}
         if changed:
-            artwork_update(artwork=obj, **changed)
+            artwork_update(artwork=obj, user=request.user, source=LabelCorrection.Source.ADMIN, **changed)
         new_type = form.cleaned_data.get("set_type")
         current = Artwork.objects.values_list("curator_type_id", flat=True).get(pk=obj.pk)
         if new_type is not None and new_type.pk != current:

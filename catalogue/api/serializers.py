@@ -174,6 +174,12 @@ class ArtworkSerializer(serializers.Serializer):
     original_url = serializers.SerializerMethodField(
         help_text="The uploaded file as it came, metadata included: curators only."
     )
+    notes = serializers.CharField(help_text="The curators' notes.")
+    work_group = serializers.IntegerField(
+        source="work_group_id",
+        allow_null=True,
+        help_text="The work this photo shows, when linked with others.",
+    )
     thumbnail_url = serializers.SerializerMethodField()
     width = serializers.IntegerField()
     height = serializers.IntegerField()
@@ -269,6 +275,7 @@ class ArtworkUpdateSerializer(serializers.Serializer):
         max_length=ACCESSION_MAX_LENGTH, required=False, allow_blank=True, allow_null=True
     )
     description = serializers.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True)
+    notes = serializers.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(getattr(self.initial_data, "keys", lambda: [])()) - set(self.fields))

@@ -125,7 +125,8 @@ IMAGE_ERRORS = {
     ),
     partial_update=extend_schema(
         summary="Change an artwork's metadata",
-        description="Title, artist, date, accession number, description. Curators only.",
+        description="Title, artist, date, accession number, description, notes. Each changed field is recorded in "
+        "the artwork's history (`history/`). Curators only.",
         request=serializers.ArtworkUpdateSerializer,
         responses={
             200: serializers.ArtworkSerializer,
@@ -217,7 +218,9 @@ class ArtworkViewSet(
         artwork = self.get_object()
         form = serializers.ArtworkUpdateSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
-        artwork_update(artwork=artwork, **form.validated_data)
+        artwork_update(
+            artwork=artwork, user=request.user, source=LabelCorrection.Source.API, **form.validated_data
+        )
         return Response(self._detail(artwork.pk))
 
     def perform_destroy(self, instance: Artwork) -> None:

@@ -58,6 +58,7 @@ class ImportResult:
     resumed: int = 0  # artworks of an earlier, interrupted run that were still pending, classified/queued now
     queued: int = 0  # sent to the Celery workers (enqueue=True)
     left_pending: int = 0  # stored but neither classified nor queued (no model, broker down)
+    near_duplicates: int = 0  # new candidate pairs: likely other photos of a catalogued work (triage page)
     versions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     elapsed: float = 0.0

@@ -23,6 +23,7 @@ from catalogue.importing.labels import TypeNames
 from catalogue.importing.manifest import Manifest, ManifestRow
 from catalogue.importing.results import BAD_MANIFEST_ROW, OUTSIDE_FOLDER, READ_ERROR
 from catalogue.models import TITLE_MAX_LENGTH, ArtworkType
+from catalogue.perceptual_hash import ImageHashes, image_hashes
 from catalogue.services.artworks import (
     ArtworkRejected,
     CheckedImage,
@@ -59,6 +60,7 @@ class ImportItem:
     checked: CheckedImage | None = None
     thumbnail: bytes = b""
     histogram: dict[str, list[float]] = field(default_factory=dict)
+    hashes: ImageHashes | None = None  # perceptual hashes (near-duplicates)
     inputs: dict[int, np.ndarray] = field(default_factory=dict)  # model input size -> uint8 pixels
     predictions: dict[int, tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict
@@ -221,6 +223,7 @@ def item_prepare(
             # decoding time on typical 300-400 px photographs).
             source = Image.fromarray(item.inputs[max(sizes)]) if sizes else image
             item.histogram = color_histogram(source)
+            item.hashes = image_hashes(image)
     except ArtworkRejected as exc:
         item.skip = (exc.reason, str(exc))
     except Exception as exc:  # one odd file must not stop the import of thousands

@@ -11,6 +11,7 @@ from catalogue.importing.classifiers import ServingModels
 from catalogue.importing.results import DUPLICATE_ACCESSION, ImportFailed
 from catalogue.importing.sources import ImportItem, title_from_filename
 from catalogue.importing.tally import Tally
+from catalogue.models import NearDuplicatePair
 from catalogue.services.classification import classification_enqueue
 from catalogue.services.imports import (
     ArtworkDraft,
@@ -20,6 +21,7 @@ from catalogue.services.imports import (
     artworks_create_batch,
     artworks_predictions_store,
 )
+from catalogue.services.near_duplicates import near_duplicates_find
 
 WRITERS = 4  # threads writing images and thumbnails through the storage backend (I/O: disk or S3)
 BROKER_DOWN = "The broker could not be reached: some artworks stay pending until the workers' sweep."
@@ -46,6 +48,8 @@ def artwork_draft(item: ImportItem) -> ArtworkDraft:
         description=row.description if row else "",
         curator_type=candidate.artwork_type,
         label_note=f"Type given at import ({candidate.label_origin}).",
+        phash=item.hashes.phash if item.hashes else None,
+        phash_turns=item.hashes.turns if item.hashes else (),
     )
 
 
@@ -93,6 +97,10 @@ class BatchWriter:
         stored = [items[index] for index in created.artworks]
         ids = [artwork.pk for artwork in created.artworks.values()]
         self.tally.imported(stored, ids)
+        # Other photos of works already catalogued (or of this run's): counted in the report, listed for triage.
+        self.tally.result.near_duplicates += near_duplicates_find(
+            artwork_ids=ids, found_by=NearDuplicatePair.Found.IMPORT
+        )
         if self.classify:
             self.tally.predicted(stored, self.models.active_types(stored))
             self.tally.result.classified += len(stored)

@@ -17,7 +17,7 @@ from django.db.models import (
     When,
 )
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction
+from catalogue.models import Artwork, ArtworkType, Prediction
 from inference.models import ModelVersion
 from inference.selectors import model_version_active
 
@@ -68,10 +68,6 @@ def artwork_prediction(*, artwork: Artwork, version: ModelVersion | None = None)
         .filter(artwork=artwork, model_version=version)
         .first()
     )
-
-
-def artwork_label_history(*, artwork: Artwork) -> QuerySet[LabelCorrection]:
-    return artwork.label_corrections.select_related("from_type", "to_type", "user")
 
 
 def catalogue_counts() -> dict[str, int]:

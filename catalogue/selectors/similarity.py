@@ -51,17 +51,35 @@ class SimilarWork:
 
 
 def artwork_similar(*, artwork: Artwork, k: int = 5, type_slug: str | None = None) -> list[SimilarWork]:
-    """The k works most similar to ``artwork`` by cosine distance of the active version's embeddings."""
+    """The k works most similar to ``artwork`` by cosine distance of the active version's embeddings. A work
+    photographed several times (a :class:`WorkGroup`) counts once, by its most similar photo; the artwork's own
+    other photos are left out (its page shows them apart)."""
     prediction = artwork_prediction(artwork=artwork)
     if prediction is None:
         return []
-    return embedding_nearest(
+    # Linked photos are few: asking for twice as many leaves k once they are folded (never over MAX_SIMILAR).
+    nearest = embedding_nearest(
         embedding=np.asarray(prediction.embedding, dtype=np.float32),
         version=prediction.model_version,
-        k=k,
+        k=min(MAX_SIMILAR, 2 * k),
         type_slug=type_slug,
         exclude_artwork_id=artwork.pk,
     )
+    return works_once(nearest, own_group=artwork.work_group_id)[:k]
+
+
+def works_once(works: Sequence[SimilarWork], *, own_group: int | None = None) -> list[SimilarWork]:
+    """Each work once (the first, most similar, photo of a group), without the photos of ``own_group``."""
+    seen: set[int] = set() if own_group is None else {own_group}
+    kept = []
+    for work in works:
+        group = work.artwork.work_group_id
+        if group is not None:
+            if group in seen:
+                continue
+            seen.add(group)
+        kept.append(work)
+    return kept
 
 
 def embedding_nearest(

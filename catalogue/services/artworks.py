@@ -31,10 +31,13 @@ from catalogue.models import (
     Artwork,
     ArtworkDeletion,
     ArtworkType,
+    BulkEdit,
     LabelCorrection,
 )
+from catalogue.perceptual_hash import image_hashes
 from catalogue.services.classification import classification_enqueue
 from catalogue.services.explanations import explanation_files
+from catalogue.services.history import artwork_changes_record
 from catalogue.services.labels import provenance_given
 from inference.preprocessing import DecodedImage, ImageRejected, decode_image
 
@@ -49,6 +52,7 @@ TEXT_LIMITS = {
     "date": DATE_MAX_LENGTH,
     "accession_number": ACCESSION_MAX_LENGTH,
     "description": DESCRIPTION_MAX_LENGTH,
+    "notes": DESCRIPTION_MAX_LENGTH,
 }
 
 
@@ -193,6 +197,9 @@ def artwork_create(
     _refuse_duplicates(sha256=checked.sha256, accession_number=accession_number)
 
     decoded = checked.decoded
+    hashes = image_hashes(
+        decoded.image
+    )  # near-duplicates are found against these (catalogue/perceptual_hash.py)
     artwork = Artwork(
         title=title,
         artist=(artist or "").strip(),
@@ -207,6 +214,8 @@ def artwork_create(
         uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
         curator_type=curator_type,
         label_provenance=provenance_given(curator_type=curator_type, source=label_source),
+        phash=hashes.phash,
+        phash_turns=list(hashes.turns),
     )
     stored: list[str] = []
     try:
@@ -276,10 +285,22 @@ def stored_files_delete(names: Iterable[str]) -> None:
             logger.warning("could not delete stored file %s", name, exc_info=True)
 
 
-def artwork_update(*, artwork: Artwork, **fields: Any) -> Artwork:
-    """Change an artwork's metadata (title, artist, date, accession number, description)."""
-    allowed = {"title", "artist", "date", "accession_number", "description"}
-    unknown = set(fields) - allowed
+#: The metadata a curator edits (every edit is recorded in the artwork's history).
+METADATA_FIELDS = ("title", "artist", "date", "accession_number", "description", "notes")
+
+
+def artwork_update(
+    *,
+    artwork: Artwork,
+    source: str,
+    user: Any = None,
+    bulk_edit: BulkEdit | None = None,
+    note: str = "",
+    **fields: Any,
+) -> Artwork:
+    """Change an artwork's metadata (title, artist, date, accession number, description, notes) and record each
+    changed field in its history (old -> new, who, ``source``, the bulk edit it belongs to), in one transaction."""
+    unknown = set(fields) - set(METADATA_FIELDS)
     if unknown:
         raise ArtworkRejected(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
     if "title" in fields and not (fields["title"] or "").strip():
@@ -294,9 +315,22 @@ def artwork_update(*, artwork: Artwork, **fields: Any) -> Artwork:
                 field="accession_number",
                 reason="duplicate_accession",
             )
-    for name, value in fields.items():
-        setattr(artwork, name, value if value is not None or name == "accession_number" else "")
-    artwork.save(update_fields=[*fields, "updated_at"])
+    fields = {
+        name: value if value is not None or name == "accession_number" else ""
+        for name, value in fields.items()
+    }
+    with transaction.atomic():
+        locked = Artwork.objects.select_for_update().get(pk=artwork.pk)
+        changes = {name: (getattr(locked, name), value) for name, value in fields.items()}
+        changes = {name: pair for name, pair in changes.items() if pair[0] != pair[1]}
+        for name, (_, value) in changes.items():
+            setattr(locked, name, value)
+            setattr(artwork, name, value)
+        if changes:
+            locked.save(update_fields=[*changes, "updated_at"])
+            artwork_changes_record(
+                artwork=locked, changes=changes, user=user, source=source, bulk_edit=bulk_edit, note=note
+            )
     return artwork
 
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 from catalogue.models import Artwork, ArtworkType, Prediction
 from catalogue.selectors.artworks import artwork_types
 from catalogue.selectors.similarity import SimilarWork, embedding_nearest
+from catalogue.services.near_duplicates import near_duplicates_enqueue
 from inference.loader import get_classifier
 from inference.models import ModelVersion
 from inference.preprocessing import ImageRejected, decode_image
@@ -93,6 +94,9 @@ def artwork_classify(*, artwork_id: int) -> Artwork | None:
         status=Artwork.Status.READY, error="", processed_at=timezone.now(), updated_at=timezone.now()
     )
     artwork.refresh_from_db()
+    near_duplicates_enqueue(
+        artwork_ids=[artwork.pk]
+    )  # other photos of the same work, now that it is embedded
     return artwork
 
 

@@ -51,6 +51,8 @@ class ArtworkDraft:
     description: str = ""
     curator_type: ArtworkType | None = None
     label_note: str = ""  # the audit trail's note for ``curator_type``: where that label came from
+    phash: int | None = None  # perceptual hashes (catalogue/perceptual_hash.py)
+    phash_turns: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,8 @@ def _artwork(draft: ArtworkDraft, *, ready: bool, now: Any, label_source: str) -
         label_provenance=provenance_given(curator_type=draft.curator_type, source=label_source),
         status=Artwork.Status.READY if ready else Artwork.Status.PENDING,
         processed_at=now if ready else None,
+        phash=draft.phash,
+        phash_turns=list(draft.phash_turns),
     )
     # Content-addressed names (the model's upload_to): the same file always gets the same name, so a run that
     # repeats an interrupted one writes over its leftovers instead of beside them.

@@ -9,8 +9,9 @@ from typing import Any
 
 from django.db import transaction
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.models import Artwork, ArtworkType, BulkEdit, LabelCorrection
 from catalogue.selectors.artworks import artwork_effective_type
+from catalogue.services.history import artwork_changes_record, type_value
 
 
 class NothingToConfirm(Exception):
@@ -26,7 +27,13 @@ def provenance_given(*, curator_type: ArtworkType | None, source: str) -> str:
 
 
 def label_correct(
-    *, artwork: Artwork, to_type: ArtworkType, user: Any = None, source: str, note: str = ""
+    *,
+    artwork: Artwork,
+    to_type: ArtworkType,
+    user: Any = None,
+    source: str,
+    note: str = "",
+    bulk_edit: BulkEdit | None = None,
 ) -> LabelCorrection:
     """Set the artwork's label and record it in the audit trail.
 
@@ -42,7 +49,13 @@ def label_correct(
         return Artwork.Provenance.SET
 
     return _label_write(
-        artwork=artwork, to_type=to_type, provenance=provenance, user=user, source=source, note=note
+        artwork=artwork,
+        to_type=to_type,
+        provenance=provenance,
+        user=user,
+        source=source,
+        note=note,
+        bulk_edit=bulk_edit,
     )
 
 
@@ -71,11 +84,16 @@ def _label_write(
     user: Any,
     source: str,
     note: str,
+    bulk_edit: BulkEdit | None = None,
 ) -> LabelCorrection:
-    """Under a row lock: the new label and its provenance (decided on the locked row), and its audit row."""
+    """Under a row lock: the new label and its provenance (decided on the locked row), its audit row, and the
+    artwork's history (the label before and after, with their provenance)."""
     with transaction.atomic():
-        locked = Artwork.objects.select_for_update().get(pk=artwork.pk)
+        locked = (
+            Artwork.objects.select_for_update(of=("self",)).select_related("curator_type").get(pk=artwork.pk)
+        )
         from_type = artwork_effective_type(artwork=locked)
+        before = _label_value(locked)
         locked.label_provenance = provenance(locked)
         locked.curator_type = to_type
         locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
@@ -87,9 +105,64 @@ def _label_write(
             source=source,
             note=note or "",
         )
+        # A confirmation (same type, same provenance) changes nothing and is recorded only in the audit trail.
+        artwork_changes_record(
+            artwork=locked,
+            changes={"type": (before, _label_value(locked))},
+            user=user,
+            source=source,
+            bulk_edit=bulk_edit,
+            note=note or "",
+        )
     artwork.curator_type = to_type
     artwork.label_provenance = locked.label_provenance
     return correction
+
+
+def _label_value(artwork: Artwork) -> dict[str, Any]:
+    slug = artwork.curator_type.slug if artwork.curator_type is not None else None
+    return type_value(slug=slug, provenance=artwork.label_provenance)
+
+
+def label_restore(
+    *,
+    artwork: Artwork,
+    to_type: ArtworkType | None,
+    provenance: str,
+    user: Any,
+    source: str,
+    bulk_edit: BulkEdit | None,
+    note: str,
+) -> None:
+    """Put a label back as it was (undoing a bulk edit): the type, or no label at all, with its old provenance.
+    Recorded in the history; a restored type is also an audit-trail row (the audit trail has no row for "no
+    label": a removed label is only in the history)."""
+    with transaction.atomic():
+        locked = (
+            Artwork.objects.select_for_update(of=("self",)).select_related("curator_type").get(pk=artwork.pk)
+        )
+        before = _label_value(locked)
+        from_type = artwork_effective_type(artwork=locked)
+        locked.curator_type = to_type
+        locked.label_provenance = provenance if to_type is not None else ""
+        locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
+        if to_type is not None:
+            LabelCorrection.objects.create(
+                artwork=locked,
+                from_type=from_type,
+                to_type=to_type,
+                user=user if getattr(user, "pk", None) else None,
+                source=source,
+                note=note,
+            )
+        artwork_changes_record(
+            artwork=locked,
+            changes={"type": (before, _label_value(locked))},
+            user=user,
+            source=source,
+            bulk_edit=bulk_edit,
+            note=note,
+        )
 
 
 @dataclass(frozen=True)

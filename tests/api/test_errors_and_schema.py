@@ -122,6 +122,14 @@ EXPECTED_OPERATIONS = {
     ("get", "/api/v1/models/{version}/"): "200",
     ("get", "/api/v1/mislabels/"): "200",
     ("post", "/api/v1/mislabels/{artwork_id}/decide/"): "200",
+    ("get", "/api/v1/artworks/{id}/history/"): "200",
+    ("post", "/api/v1/artworks/bulk-edit/"): "201",
+    ("get", "/api/v1/bulk-edits/"): "200",
+    ("get", "/api/v1/bulk-edits/{id}/"): "200",
+    ("post", "/api/v1/bulk-edits/{id}/undo/"): "200",
+    ("get", "/api/v1/near-duplicates/"): "200",
+    ("post", "/api/v1/near-duplicates/{id}/decide/"): "200",
+    ("post", "/api/v1/near-duplicates/scan/"): "202",
 }
 
 

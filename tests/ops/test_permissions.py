@@ -24,7 +24,17 @@ import numpy as np
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction, TrainingJob
+from catalogue.models import (
+    Artwork,
+    ArtworkChange,
+    ArtworkType,
+    BulkEdit,
+    LabelCorrection,
+    NearDuplicatePair,
+    Prediction,
+    TrainingJob,
+)
+from catalogue.services.bulk_edits import BulkValues, bulk_edit_apply
 from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 from tests.factories import ArtworkFactory, LabelCheckFactory, label_issue_for, prediction_for
@@ -152,6 +162,17 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
     )
     token = Token.objects.create(user=users["viewer"])
     job = TrainingJob.objects.create(status=TrainingJob.Status.QUEUED)  # the Models page's job routes
+    # A bulk edit (its history rows) and a near-duplicate pair, for the history, bulk-edit and triage routes.
+    bulk = bulk_edit_apply(
+        artworks=Artwork.objects.filter(pk__in=[a.pk for a in artworks]),
+        values=BulkValues(artist="Matrix master"),
+        selection={"ids": [a.pk for a in artworks]},
+        user=users["curator"],
+        source="portal",
+    )
+    pair = NearDuplicatePair.objects.create(
+        artwork_a=artworks[1], artwork_b=artworks[2], hash_distance=2, alignment=0.97, found_by="scan"
+    )
     objects = {
         "catalogue.artwork": artwork.pk,
         "catalogue.labelcorrection": LabelCorrection.objects.first().pk,
@@ -161,6 +182,9 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
         "auth.user": users["viewer"].pk,
         "auth.group": Group.objects.get(name="Curators").pk,
         "authtoken.tokenproxy": token.pk,
+        "catalogue.bulkedit": bulk.pk,
+        "catalogue.artworkchange": ArtworkChange.objects.first().pk,
+        "catalogue.nearduplicatepair": pair.pk,
     }
     values = {
         "pk": str(artwork.pk),
@@ -192,6 +216,10 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
             route_values["object_id"] = str(artwork.pk)  # the admin's view-on-site shortcut
         if route == "api/v1/^(?P<path>.*)$":
             route_values["path"] = "no-such-endpoint/"
+        if "bulk-edits/" in route:  # their own rows, not an artwork's id
+            route_values["pk"] = str(bulk.pk)
+        elif "near-duplicates/" in route:
+            route_values["pk"] = str(pair.pk)
         url = concrete_url(route, route_values)
         if route not in CATCH_ALLS and resolve(url).route != route.replace("/^", "/"):
             # Unreachable: an earlier pattern takes its URLs (DRF's ".json" suffix after a version that may hold
@@ -245,6 +273,10 @@ def snapshot() -> dict[str, Any]:
         "groups": list(Group.objects.order_by("pk").values_list("pk", "name")),
         "tokens": list(Token.objects.order_by("pk").values_list("pk")),
         "training_jobs": list(TrainingJob.objects.order_by("pk").values_list("pk", "status")),
+        "history": list(ArtworkChange.objects.order_by("pk").values_list("pk")),
+        "bulk_edits": list(BulkEdit.objects.order_by("pk").values_list("pk", "undone_at")),
+        "pairs": list(NearDuplicatePair.objects.order_by("pk").values_list("pk", "status")),
+        "work_groups": list(Artwork.objects.order_by("pk").values_list("pk", "work_group_id", "notes")),
     }
 
 
@@ -324,6 +356,13 @@ def test_viewer_cannot_upload_or_curate_in_the_portal(client, world):
     assert client.post("/quality/retry/").status_code == 403
     assert client.post(f"/artworks/{pk}/confirm/").status_code == 403
     assert client.post(f"/mislabels/{pk}/decide/", {"decision": "keep"}).status_code == 403
+    assert (
+        client.post("/artworks/bulk-edit/", {"scope": "ids", "ids": [pk], "artist": "X"}).status_code == 403
+    )
+    assert client.post(f"/bulk-edits/{BulkEdit.objects.get().pk}/undo/").status_code == 403
+    pair = NearDuplicatePair.objects.get()
+    assert client.post(f"/near-duplicates/{pair.pk}/decide/", {"decision": "same"}).status_code == 403
+    assert client.post("/near-duplicates/scan/").status_code == 403
 
 
 def admin_allows(route: Route, user: Any) -> bool:

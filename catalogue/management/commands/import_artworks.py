@@ -182,6 +182,10 @@ def _classified(result: ImportResult) -> list[tuple[str, str]]:
         rows.append(("Queued for the workers", str(result.queued)))
     if result.left_pending:
         rows.append(("[yellow]Left pending[/]", str(result.left_pending)))
+    if result.near_duplicates:
+        rows.append(
+            ("Possible other photos of one work (see /near-duplicates/)", str(result.near_duplicates))
+        )
     return rows
 
 
