@@ -16,7 +16,7 @@ from django.utils import timezone
 from rich.progress import Progress
 
 from bench.pictures import jpeg_bytes, synthetic_picture
-from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
 from catalogue.services.artworks import thumbnail_bytes
 
 BATCH = 1000
@@ -51,6 +51,7 @@ class _Embeddings:
                 confidence=float(p.max()),
                 probabilities={c: round(float(x), 6) for c, x in zip(self.classes, p, strict=True)},
                 embedding=v,
+                **prediction_uncertainty(p),
             )
             for artwork_id, p, v in zip(artwork_ids, probs, vectors, strict=True)
         ]
