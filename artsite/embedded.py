@@ -72,7 +72,7 @@ def postgres_settings(data_dir: Path, database: str = DATABASE_NAME) -> dict[str
         if _tune(socket_dir, info.port) and not was_running:
             # shared_buffers takes effect at a restart: done now, while no other process can have connected (they
             # wait on the start lock). A server found running keeps its buffers until `make stop`.
-            pgserver.pg_ctl(
+            pgserver.pg_ctl(  # type: ignore[attr-defined]  # pgserver makes one function per binary at import
                 ["-w", "-l", str(pgdata / "log"), "restart"], pgdata=pgdata, user=server.system_user
             )
         _ensure_database(socket_dir, info.port, database)

@@ -86,7 +86,7 @@ def catalogue_seed(*, version: Any, classifier: Any, target: int) -> int:
 
 def _artworks_add(new: int, embeddings: _Embeddings, advance: Any) -> None:
     """``new`` synthetic ready artworks with their predictions, a thousand per transaction."""
-    files = _shared_files()
+    files = shared_files()
     serial = Artwork.objects.count()
     now = timezone.now()
     for start in range(0, new, BATCH):
@@ -115,7 +115,7 @@ def _artworks_add(new: int, embeddings: _Embeddings, advance: Any) -> None:
         advance(len(rows))
 
 
-def _shared_files() -> list[tuple[str, str]]:
+def shared_files() -> list[tuple[str, str]]:
     """A few real files that every synthetic row points to (similar works' URLs and ?inline=1 need files)."""
     files = []
     for i in range(16):

@@ -130,18 +130,21 @@ class Tally(int):
         return {"about": f"about {number}", "at_least": f"{number}+"}.get(self.kind, number)
 
 
-def count_estimate(qs: QuerySet[Any], *, exact_below: int = ESTIMATE_ABOVE) -> Tally:
+def count_estimate(qs: QuerySet[Any], *, exact_below: int | None = None) -> Tally:
     """The rows of ``qs``: the planner's estimate (``EXPLAIN``, from the table statistics) when it is at least
-    ``exact_below``, else counted exactly (a small count is cheap and must be right)."""
+    ``exact_below`` (default :data:`ESTIMATE_ABOVE`), else counted exactly (a small count is cheap and must be
+    right)."""
     plan = json.loads(qs.order_by().explain(format="json"))
     estimate = int(plan[0]["Plan"]["Plan Rows"]) if plan else 0
-    if estimate < exact_below:
+    if estimate < (ESTIMATE_ABOVE if exact_below is None else exact_below):
         return Tally(qs.count())
     return Tally(estimate, "about")
 
 
-def count_capped(qs: QuerySet[Any], *, cap: int = COUNT_CAP) -> Tally:
-    """The rows of ``qs``, counted up to ``cap``: a broad filter over a million works stops early."""
+def count_capped(qs: QuerySet[Any], *, cap: int | None = None) -> Tally:
+    """The rows of ``qs``, counted up to ``cap`` (default :data:`COUNT_CAP`): a broad filter over a million works
+    stops early."""
+    cap = COUNT_CAP if cap is None else cap
     n = qs.order_by().values("pk")[: cap + 1].count()
     return Tally(cap, "at_least") if n > cap else Tally(n)
 
@@ -155,9 +158,8 @@ def artworks_tally(qs: QuerySet[Any], *, filtered: bool) -> Tally:
 def artworks_unfinished_counts() -> dict[str, int]:
     """Failed, pending and processing works, counted exactly through the partial index of unfinished works (few,
     however large the catalogue)."""
-    counts = {
-        status: 0 for status in (Artwork.Status.FAILED, Artwork.Status.PENDING, Artwork.Status.PROCESSING)
-    }
+    unfinished = (Artwork.Status.FAILED, Artwork.Status.PENDING, Artwork.Status.PROCESSING)
+    counts: dict[str, int] = {str(status): 0 for status in unfinished}
     rows = (
         Artwork.objects.exclude(status=Artwork.Status.READY)
         .values("status")
@@ -213,6 +215,11 @@ def keyset_page(qs: QuerySet[Any], *, cursor: str | None, size: int) -> KeysetPa
         next_cursor=_cursor_encode(rows[-1], keys, forward=True) if rows and not at_end else None,
         previous_cursor=_cursor_encode(rows[0], keys, forward=False) if rows and not at_start else None,
     )
+
+
+def keyset_cursor(qs: QuerySet[Any], row: Any) -> str:
+    """The cursor of the page that follows ``row`` in ``qs``'s order (a link straight to a deep page)."""
+    return _cursor_encode(row, _order_keys(qs), forward=True)
 
 
 def _order_keys(qs: QuerySet[Any]) -> list[tuple[str, bool]]:
