@@ -109,12 +109,13 @@ class Command(BaseCommand):
         runs, loaded = [], 0
         for size in sizes:
             started = time.perf_counter()
+            definitions = self._vector_indexes_drop()  # rebuilt after the load: far faster than row by row
             pages_catalogue.catalogue_extend(
                 anchors=anchors, classes=classes, version_id=version.pk, start=loaded, stop=size
             )
             pages_catalogue.label_check_seed()
             load_s, loaded = time.perf_counter() - started, size
-            index_s = self._indexes_rebuild()
+            index_s = self._indexes_rebuild(definitions)
             run = SizeRun(size=size, load_average=os.getloadavg(), load_s=load_s, index_s=index_s)
             self.out(
                 f"\n== {size:,} artworks: loaded in {load_s:.0f} s, vector indexes rebuilt and analysed in "
@@ -150,11 +151,8 @@ class Command(BaseCommand):
         )
         return anchors, classes
 
-    def _indexes_rebuild(self) -> float:
-        """The HNSW indexes (global and per type) rebuilt from scratch (faster than growing them row by row during
-        the load: they are dropped first), then VACUUM ANALYZE (visibility map for index-only scans, statistics for
-        the estimates)."""
-        started = time.perf_counter()
+    def _vector_indexes_drop(self) -> list[str]:
+        """Drop the HNSW indexes (global and per type) before a load; returns their definitions."""
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'catalogue_prediction' "
@@ -163,8 +161,15 @@ class Command(BaseCommand):
             definitions = cursor.fetchall()
             for index_name, _ in definitions:
                 cursor.execute(f'DROP INDEX "{index_name}"')
+        return [definition for _, definition in definitions]
+
+    def _indexes_rebuild(self, definitions: list[str]) -> float:
+        """The HNSW indexes built again from scratch, then VACUUM ANALYZE (the visibility map for index-only scans,
+        the statistics for the estimates)."""
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
             cursor.execute("SET max_parallel_maintenance_workers = 1")
-            for _, definition in definitions:
+            for definition in definitions:
                 cursor.execute(definition)
             cursor.execute("RESET max_parallel_maintenance_workers")
             for table in ("catalogue_artwork", "catalogue_prediction", "catalogue_labelissue"):
