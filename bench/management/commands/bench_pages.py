@@ -95,6 +95,12 @@ class Command(BaseCommand):
             "several times faster on a busy machine; make bench-search measures the shipped index).",
         )
         parser.add_argument(
+            "--measure-only",
+            action="store_true",
+            help="Measure the catalogue as it is (one size: the one given), without loading or building anything: "
+            "to measure again after an interrupted run.",
+        )
+        parser.add_argument(
             "--json", type=Path, default=None, help="Also write the results to this JSON file."
         )
 
@@ -112,6 +118,12 @@ class Command(BaseCommand):
         if version is None:
             raise CommandError("No model version: the benchmark needs the active model's embeddings.")
         self.out(f"Database {name}; model {version.version}; {os.cpu_count()} CPUs")
+        if options["measure_only"]:
+            run = SizeRun(size=sizes[-1], load_average=os.getloadavg(), load_s=0.0, index_s=0.0)
+            self.out(f"\n== {run.size:,} artworks as loaded (load average {run.load_average[0]:.1f})")
+            run.routes = self._measure(run.size, options["requests"])
+            self._write(options["json"], [run])
+            return
         anchors, classes = self._anchors(version.version)
         pages_catalogue.catalogue_reset()
         pages_catalogue.stage_create()
@@ -134,10 +146,13 @@ class Command(BaseCommand):
             run.routes = self._measure(size, options["requests"])
             runs.append(run)
         self._summary(runs)
-        if options["json"]:
-            options["json"].parent.mkdir(parents=True, exist_ok=True)
-            options["json"].write_text(json.dumps([asdict(r) for r in runs], indent=2))
-            self.out(f"Results written to {options['json']}")
+        self._write(options["json"], runs)
+
+    def _write(self, path: Path | None, runs: list[SizeRun]) -> None:
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps([asdict(r) for r in runs], indent=2))
+            self.out(f"Results written to {path}")
 
     def out(self, text: str = "") -> None:
         self.stdout.write(text)
