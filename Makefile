@@ -9,6 +9,7 @@ export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search bench-label-issues bench-near-duplicates loadtest faults stop clean
+.PHONY: bench-pages
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -69,6 +70,10 @@ bench-api: install ## POST /api/v1/classify/ on gunicorn, >= 10,000 artworks (ar
 SIZES ?= 10000,100000,1000000
 bench-search: install ## Similar works at 10k/100k/1M artworks (artsite_bench_search): HNSW build, p50/p95, recall@5; SIZES=10000,100000 for a quick run
 	ARTSITE_DATABASE_NAME=artsite_bench_search $(PY) manage.py bench_search --sizes $(SIZES) --json var/bench-search/results.json
+
+PAGE_SIZES ?= 10000,1000000
+bench-pages: install ## Every portal page and API route at 10k and 1M artworks (artsite_bench_pages): server-side p50/p95, page sizes, ratio 1M/10k; PAGE_SIZES=10000,100000 for a quick run
+	ARTSITE_DATABASE_NAME=artsite_bench_pages $(PY) manage.py bench_pages --sizes $(PAGE_SIZES) --json var/bench-pages/results.json
 
 bench-label-issues: install ## Flip 5 % and 10 % of DATA's labels (seeded) and measure the mislabel detector: recall, precision, top-K share; contact sheet and CSV in var/bench
 	$(PY) manage.py bench_label_issues --data "$(DATA)"

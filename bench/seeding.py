@@ -16,7 +16,7 @@ from django.utils import timezone
 from rich.progress import Progress
 
 from bench.pictures import jpeg_bytes, synthetic_picture
-from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
 from catalogue.services.artworks import thumbnail_bytes
 
 BATCH = 1000
@@ -51,6 +51,7 @@ class _Embeddings:
                 confidence=float(p.max()),
                 probabilities={c: round(float(x), 6) for c, x in zip(self.classes, p, strict=True)},
                 embedding=v,
+                **prediction_uncertainty(p),
             )
             for artwork_id, p, v in zip(artwork_ids, probs, vectors, strict=True)
         ]
@@ -85,7 +86,7 @@ def catalogue_seed(*, version: Any, classifier: Any, target: int) -> int:
 
 def _artworks_add(new: int, embeddings: _Embeddings, advance: Any) -> None:
     """``new`` synthetic ready artworks with their predictions, a thousand per transaction."""
-    files = _shared_files()
+    files = shared_files()
     serial = Artwork.objects.count()
     now = timezone.now()
     for start in range(0, new, BATCH):
@@ -114,7 +115,7 @@ def _artworks_add(new: int, embeddings: _Embeddings, advance: Any) -> None:
         advance(len(rows))
 
 
-def _shared_files() -> list[tuple[str, str]]:
+def shared_files() -> list[tuple[str, str]]:
     """A few real files that every synthetic row points to (similar works' URLs and ?inline=1 need files)."""
     files = []
     for i in range(16):

@@ -28,7 +28,7 @@ from catalogue.selectors.artworks import (
     artwork_prediction,
     artwork_types,
     artworks_unfinished,
-    catalogue_counts,
+    artworks_unfinished_counts,
 )
 from catalogue.selectors.curation import (
     REVIEW_ORDERS,
@@ -289,7 +289,7 @@ def quality(request: HttpRequest) -> HttpResponse:
             "selected": selected,
             "heatmap": _heatmap_rows(selected),
             "unfinished": list(artworks_unfinished()),
-            "counts": catalogue_counts(),
+            "counts": artworks_unfinished_counts(),
             "can_curate": request.user.has_perm("catalogue.change_artwork"),
         },
     )

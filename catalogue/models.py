@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -71,6 +73,18 @@ class ArtworkQuerySet(models.QuerySet["Artwork"]):
             pred_probabilities=F("pred__probabilities"),
             effective_type_id=effective_type(predicted_type="pred__predicted_type_id"),
         )
+
+
+def prediction_uncertainty(probabilities: Iterable[float]) -> dict[str, float]:
+    """How unsure one prediction is, defined once (stored on :class:`Prediction` as ``entropy`` and ``margin`` so the
+    review queue can order a million works by an index): the Shannon entropy of the probabilities in nats (high when
+    the model hesitates among many types) and the top probability minus the runner-up's (small when it is torn
+    between two). Probabilities of zero add nothing to the entropy (the limit of p ln p)."""
+    values = sorted((float(p) for p in probabilities), reverse=True)
+    entropy = -sum(p * math.log(p) for p in values if p > 0.0)
+    top = values[0] if values else 0.0
+    runner_up = values[1] if len(values) > 1 else 0.0
+    return {"entropy": max(0.0, entropy), "margin": top - runner_up}
 
 
 class Artwork(models.Model):
@@ -145,7 +159,20 @@ class Artwork(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["title"]), models.Index(fields=["artist"])]
+        indexes = [
+            models.Index(fields=["title"]),
+            models.Index(fields=["artist"]),
+            # The catalogue's default order, served by one index for keyset pages (issue 17).
+            models.Index(fields=["-created_at", "-id"], name="artwork_created_id"),
+            # The labelled works (reviewed counts, the quality page's agreement): few rows of a large catalogue.
+            models.Index(
+                fields=["curator_type", "status"],
+                name="artwork_labelled",
+                condition=Q(curator_type__isnull=False),
+            ),
+            # Works still to classify or retry: counted exactly while the ready majority is estimated.
+            models.Index(fields=["status", "id"], name="artwork_unfinished", condition=~Q(status="ready")),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=LessThanOrEqual(Length("description"), DESCRIPTION_MAX_LENGTH),
@@ -173,6 +200,10 @@ class Prediction(models.Model):
     probabilities = models.JSONField(help_text="{type slug: probability}")
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Stored so the review queue orders by an index instead of computing them per row (issue 17); both come from
+    # prediction_uncertainty(). Null only for a row written by code that did not compute them.
+    entropy = models.FloatField(null=True, blank=True, help_text="Entropy of the probabilities (nats).")
+    margin = models.FloatField(null=True, blank=True, help_text="Top probability minus the runner-up's.")
 
     class Meta:
         constraints = [
@@ -187,7 +218,25 @@ class Prediction(models.Model):
                 opclasses=["vector_cosine_ops"],
             ),
             models.Index(fields=["model_version", "predicted_type"]),
-            models.Index(fields=["model_version", "confidence"]),
+            # The review queue's three orders, each with its tie-breakers, so the first works of a million come
+            # straight off an index (catalogue.selectors.curation.review_queue).
+            models.Index(
+                fields=["model_version", "confidence", "artwork"], name="prediction_review_confidence"
+            ),
+            models.Index(
+                F("model_version"),
+                F("entropy").desc(nulls_last=True),
+                F("confidence"),
+                F("artwork"),
+                name="prediction_review_entropy",
+            ),
+            models.Index(
+                F("model_version"),
+                F("margin").asc(nulls_last=True),
+                F("confidence"),
+                F("artwork"),
+                name="prediction_review_margin",
+            ),
         ]
 
     def __str__(self) -> str:

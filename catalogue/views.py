@@ -6,7 +6,6 @@ import time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,10 +16,12 @@ from catalogue.filters import ArtworkFilterSet
 from catalogue.forms import ArtworkUploadForm, LabelForm
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import (
+    InvalidCursor,
     artwork_prediction,
     artwork_types,
+    artworks_tally,
     artworks_with_prediction,
-    catalogue_counts,
+    keyset_page,
 )
 from catalogue.selectors.explanations import artwork_explanation_types
 from catalogue.selectors.history import artwork_timeline
@@ -32,15 +33,27 @@ from catalogue.services.explanations import ExplanationUnavailable, artwork_expl
 from catalogue.services.labels import NothingToConfirm, label_confirm, label_correct
 from inference.registry import ModelUnavailable
 
+PAGE_SIZE = 24
+
 
 @login_required
 def artwork_list(request: HttpRequest) -> HttpResponse:
     filters = ArtworkFilterSet(request.GET or None, queryset=artworks_with_prediction())
     # An invalid filter (an unknown type typed into the URL) shows its error in the form and filters nothing.
-    artworks = filters.qs if filters.is_bound and filters.is_valid() else filters.queryset
-    page = Paginator(artworks, 24).get_page(request.GET.get("page"))
+    filtered = filters.is_bound and filters.is_valid()
+    artworks = filters.qs if filtered else filters.queryset
+    # Keyset pages (a cursor, not a page number): page 2,000 of a million works costs what page 1 does.
+    try:
+        page = keyset_page(artworks, cursor=request.GET.get("cursor"), size=PAGE_SIZE)
+    except InvalidCursor as exc:
+        messages.info(request, f"{exc} Showing the first page.")
+        page = keyset_page(artworks, cursor=None, size=PAGE_SIZE)
     query = request.GET.copy()
-    query.pop("page", None)
+    for name in ("cursor", "page"):
+        query.pop(name, None)
+    has_filter = filtered and any(
+        v not in (None, "", []) for k, v in filters.form.cleaned_data.items() if k != "ordering"
+    )
     return render(
         request,
         "catalogue/artwork_list.html",
@@ -49,7 +62,8 @@ def artwork_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "query": query.urlencode(),
             "types": {t.pk: t for t in artwork_types()},
-            "counts": catalogue_counts(),
+            "shown": artworks_tally(artworks, filtered=has_filter),
+            "total": artworks_tally(filters.queryset, filtered=False) if has_filter else None,
         },
     )
 

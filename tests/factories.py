@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from catalogue.models import Artwork, ArtworkType, LabelCheck, LabelIssue, Prediction
+from catalogue.models import Artwork, ArtworkType, LabelCheck, LabelIssue, Prediction, prediction_uncertainty
 from catalogue.services.artworks import artwork_create
 from tests.images import image_bytes
 
@@ -66,13 +66,15 @@ def prediction_for(
     artwork_type = ArtworkType.objects.get(slug=type_slug)
     slugs = list(ArtworkType.objects.values_list("slug", flat=True))
     rest = (1 - confidence) / (len(slugs) - 1)
+    probabilities = {s: (confidence if s == type_slug else rest) for s in slugs}
     return Prediction.objects.create(
         artwork=artwork,
         model_version=version,
         predicted_type=artwork_type,
         confidence=confidence,
-        probabilities={s: (confidence if s == type_slug else rest) for s in slugs},
+        probabilities=probabilities,
         embedding=np.asarray(embedding, dtype=np.float32),
+        **prediction_uncertainty(probabilities.values()),  # as prediction_store stores them
     )
 
 

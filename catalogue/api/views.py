@@ -20,6 +20,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from catalogue.api import serializers
@@ -28,7 +29,14 @@ from catalogue.api.permissions import ActionPermissions
 from catalogue.api.throttles import ScopedThrottle
 from catalogue.filters import ArtworkFilterSet
 from catalogue.models import Artwork, ArtworkType, LabelCorrection, LabelIssue
-from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
+from catalogue.selectors.artworks import (
+    InvalidCursor,
+    KeysetPage,
+    artwork_types,
+    artworks_tally,
+    artworks_with_prediction,
+    keyset_page,
+)
 from catalogue.selectors.label_issues import mislabel_issue, mislabel_queue
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services.artworks import (
@@ -76,6 +84,75 @@ def _types() -> dict[int, str]:
 class ApiPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
+
+
+class ArtworkPagination(ApiPagination):
+    """Keyset pages: ``next`` and ``previous`` carry a ``cursor`` (the position of the page's last or first work),
+    so the 5,000th page of a million works costs what the first does. ``page=N`` still works (an offset: slower the
+    deeper it goes). ``count`` is exact for a small catalogue or a narrow filter; ``count_kind`` says when it is
+    not: ``about`` (the planner's estimate of a large catalogue) or ``at_least`` (a broad filter, counted up to a
+    cap)."""
+
+    cursor_query_param = "cursor"
+    #: Query parameters that do not filter (a list with only these is the whole catalogue).
+    NOT_FILTERS = {"cursor", "page", "page_size", "ordering", "format"}
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
+        self.request = request
+        self.keyset: KeysetPage | None = None
+        if self.page_query_param in request.query_params:
+            return super().paginate_queryset(queryset, request, view)
+        try:
+            self.keyset = keyset_page(
+                queryset,
+                cursor=request.query_params.get(self.cursor_query_param),
+                size=self.get_page_size(request),
+            )
+        except InvalidCursor as exc:
+            raise NotFound(str(exc)) from None
+        filtered = any(value and key not in self.NOT_FILTERS for key, value in request.query_params.items())
+        self.tally = artworks_tally(queryset, filtered=filtered)
+        return self.keyset.items
+
+    def get_paginated_response(self, data: Any) -> Response:
+        if self.keyset is None:
+            response = super().get_paginated_response(data)
+            response.data = {"count": response.data["count"], "count_kind": "exact", **response.data}
+            return response
+        return Response(
+            {
+                "count": int(self.tally),
+                "count_kind": self.tally.kind,
+                "next": self._cursor_link(self.keyset.next_cursor),
+                "previous": self._cursor_link(self.keyset.previous_cursor),
+                "results": data,
+            }
+        )
+
+    def _cursor_link(self, cursor: str | None) -> str | None:
+        if cursor is None:
+            return None
+        url = remove_query_param(self.request.build_absolute_uri(), self.page_query_param)
+        return replace_query_param(url, self.cursor_query_param, cursor)
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        response = super().get_paginated_response_schema(schema)
+        response["properties"]["count_kind"] = {
+            "type": "string",
+            "enum": ["exact", "about", "at_least"],
+            "description": "How `count` was obtained: counted, estimated (large catalogue), or counted up to a cap.",
+        }
+        return response
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        cursor = {
+            "name": self.cursor_query_param,
+            "required": False,
+            "in": "query",
+            "description": "The page after (or before) another: the cursor in a `next` or `previous` link.",
+            "schema": {"type": "string"},
+        }
+        return [*super().get_schema_operation_parameters(view), cursor]
 
 
 # --- Artworks -----------------------------------------------------------------------------------------------------
@@ -146,7 +223,7 @@ class ArtworkViewSet(
     parser_classes = [JSONParser, MultiPartParser, FormParser]
     permission_classes = [ActionPermissions]
     throttle_classes = [ScopedThrottle]
-    pagination_class = ApiPagination
+    pagination_class = ArtworkPagination
     serializer_class = serializers.ArtworkSerializer
     filter_backends = [DjangoFilterBackend]
     filterset_class = ArtworkFilterSet

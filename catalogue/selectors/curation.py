@@ -5,15 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from django.db.models import (
-    Count,
-    FloatField,
-    Func,
-    QuerySet,
-)
+from django.db.models import Count, F, QuerySet
 
 from catalogue.models import Artwork, ArtworkType, Prediction
-from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
+from catalogue.selectors.artworks import Tally, artwork_types, artworks_with_prediction, count_estimate
 from inference.models import ModelVersion
 from inference.selectors import model_version_active
 
@@ -24,48 +19,27 @@ REVIEW_ORDERS = {
 }
 
 
-class ProbabilityEntropy(Func):
-    """Shannon entropy (nats) of a ``{slug: probability}`` jsonb object: high when the model hesitates."""
-
-    output_field = FloatField()
-    template = (
-        "(SELECT COALESCE(-SUM(_pe.v * LN(GREATEST(_pe.v, 1e-12))), 0) "
-        "FROM (SELECT (_e.value)::float8 AS v FROM jsonb_each_text(%(expressions)s) AS _e) AS _pe)"
-    )
-
-
-class ProbabilityMargin(Func):
-    """Top probability minus the runner-up's, from a ``{slug: probability}`` jsonb object: small when torn."""
-
-    output_field = FloatField()
-    template = (
-        "(SELECT COALESCE(_pm.p[1], 0) - COALESCE(_pm.p[2], 0) FROM (SELECT array_agg((_e.value)::float8 "
-        "ORDER BY (_e.value)::float8 DESC) AS p FROM jsonb_each_text(%(expressions)s) AS _e) AS _pm)"
-    )
-
-
 def review_queue(*, order: str = "confidence", exclude_ids: Iterable[int] = ()) -> QuerySet[Artwork]:
     """Ready artworks without a curator label, the ones the active model is least sure of first.
 
     ``order``: ``confidence`` (lowest top probability first), ``entropy`` (highest entropy of the probabilities
     first) or ``margin`` (smallest gap between the top two types first); anything else means ``confidence``.
-    Rows carry the :func:`artworks_with_prediction` annotations plus ``pred_entropy`` and ``pred_margin``.
+    Rows carry the :func:`artworks_with_prediction` annotations plus ``pred_entropy`` and ``pred_margin``: the
+    prediction's stored values (:func:`catalogue.models.prediction_uncertainty`), each order an index of its own,
+    so the first works of a million come at once.
     """
     qs = (
         artworks_with_prediction()
         .filter(status=Artwork.Status.READY, curator_type__isnull=True, pred_type_id__isnull=False)
-        .annotate(
-            pred_entropy=ProbabilityEntropy("pred__probabilities"),
-            pred_margin=ProbabilityMargin("pred__probabilities"),
-        )
+        .annotate(pred_entropy=F("pred__entropy"), pred_margin=F("pred__margin"))
     )
     excluded = [int(pk) for pk in exclude_ids]
     if excluded:
         qs = qs.exclude(pk__in=excluded)
     if order == "entropy":
-        return qs.order_by("-pred_entropy", "pred_confidence", "id")
+        return qs.order_by(F("pred_entropy").desc(nulls_last=True), "pred_confidence", "id")
     if order == "margin":
-        return qs.order_by("pred_margin", "pred_confidence", "id")
+        return qs.order_by(F("pred_margin").asc(nulls_last=True), "pred_confidence", "id")
     return qs.order_by("pred_confidence", "id")
 
 
@@ -206,7 +180,7 @@ def model_agreements() -> list[ModelAgreement]:
 @dataclass(frozen=True)
 class ReviewProgress:
     reviewed: int  # ready works with a curator label
-    remaining: int  # ready works still waiting for one (the queue)
+    remaining: Tally  # ready works still waiting for one (the queue): estimated in a large catalogue
     agreement: ModelAgreement  # the active model against the curators so far
 
     @property
@@ -215,9 +189,11 @@ class ReviewProgress:
 
 
 def review_progress() -> ReviewProgress:
-    ready = Artwork.objects.filter(status=Artwork.Status.READY)
+    # The labelled works are counted exactly (the partial index of labelled works); the queue, most of a large
+    # catalogue, is the planner's estimate once it is large.
+    labelled = Artwork.objects.filter(curator_type__isnull=False, status=Artwork.Status.READY)
     return ReviewProgress(
-        reviewed=ready.filter(curator_type__isnull=False).count(),
-        remaining=review_queue().count(),
+        reviewed=labelled.count(),
+        remaining=count_estimate(review_queue()),
         agreement=model_agreement(),
     )

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.db import connection
-from django.db.models import (
-    Q,
-    QuerySet,
-    Value,
-)
-from pgvector.django import CosineDistance
+from pgvector.django import VectorField
 
-from catalogue.models import Artwork, Prediction, effective_type
+from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, Prediction, effective_type
 from catalogue.selectors.artworks import artwork_prediction, artwork_type_by_slug
 from inference.models import ModelVersion
 
 # Candidates the HNSW index hands to the filters. pgvector 0.6 has no iterative index scan: a filter (same model
 # version, ready, a type) is applied *after* the index returns ef_search rows, so a selective filter can leave
-# fewer than k. We ask for more candidates and fall back to an exact scan when the result is still short.
+# fewer than k. We ask for more candidates and fall back to an exact scan when the result is still short (0.8's
+# iterative scan is switched on where the server has it: _session_prepare).
 # Measured (make bench-search, 1M works, m=16, ef_construction=64): recall@5 0.995 at 40 and at 100 unfiltered,
 # 0.993 vs 0.998 for a rare type, no latency difference within the noise; 100 keeps the margin for filters.
 HNSW_EF_SEARCH = 100
@@ -98,98 +96,146 @@ def embedding_nearest(
     back whenever k exist. ``ef_search``: the candidates the index hands to the filters (default
     ``HNSW_EF_SEARCH``; never fewer than 4 k). ``stats``: counts what the search did (exact-scan fallbacks).
 
-    With a type T, the two halves of "effective type is T" are asked separately and merged: works the model put in
-    T that no curator moved elsewhere (the per-type partial HNSW index ``prediction_hnsw_<slug>`` hands out only
-    those, so a rare type finds its k in the index instead of in an exact scan of the whole type), and works a
-    curator moved into T from another type (few: scanned exactly). pgvector 0.6 has no iterative index scan (0.8
-    has); this keeps filtered search fast, and complete when short, on both.
+    With a type T, the two halves of "effective type is T" are asked separately, in one statement (UNION ALL), and
+    merged: works the model put in T that no curator moved elsewhere (the per-type partial HNSW index
+    ``prediction_hnsw_<slug>`` hands out only those, so a rare type finds its k in the index instead of in an exact
+    scan of the whole type), and works a curator moved into T from another type (few: scanned exactly). Their
+    vectors sit among the type the model wrongly gave them, so for a query from that neighbourhood they are often
+    the nearest works of T, and a filtered index search would miss them.
+
+    One hand-written statement per search, its text built once per shape (:func:`_statement`): the ORM's query
+    compilation and model instances cost more than PostgreSQL's search at a million works (make bench-search
+    prints both).
     """
     k = max(1, min(int(k), MAX_SIMILAR))
-    vector = np.asarray(embedding, dtype=np.float32)
     ef = max(HNSW_EF_SEARCH if ef_search is None else int(ef_search), 4 * k)
-    qs = Prediction.objects.filter(model_version=version, artwork__status=Artwork.Status.READY)
-    if exclude_artwork_id is not None:
-        qs = qs.exclude(artwork_id=exclude_artwork_id)
-    if not type_slug:
-        rows = _nearest_rows(qs, vector, k, ef_search=ef, stats=stats)
-    else:
+    params: dict[str, Any] = {
+        "vector": VECTOR.get_prep_value(np.asarray(embedding, dtype=np.float32)),
+        "version": version.pk,
+        "ready": Artwork.Status.READY,
+        "exclude": -1 if exclude_artwork_id is None else int(exclude_artwork_id),
+        "k": k,
+        "type": -1,
+    }
+    if type_slug:
         artwork_type = artwork_type_by_slug(type_slug)
-        type_id = artwork_type.pk if artwork_type else -1
-        # Works the model put in T that no curator moved elsewhere: the partial index of T.
-        kept = qs.filter(
-            Q(artwork__curator_type__isnull=True) | Q(artwork__curator_type_id=type_id),
-            predicted_type_id=type_id,
+        params["type"] = artwork_type.pk if artwork_type else -1
+    typed = bool(type_slug)
+    _session_prepare(ef)
+    rows = _fetch(_statement(typed=typed, exact=False), params)
+    if sum(1 for row in rows if row.indexed) < k:
+        # The index's candidates left fewer than k after the filters: the indexed half again, exactly.
+        exact = _fetch(_statement(typed=typed, exact=True), params)
+        rows = [*exact, *(row for row in rows if not row.indexed)]
+        if stats is not None:
+            stats.fallbacks += 1
+    rows.sort(key=lambda row: row.work.distance)
+    return [row.work for row in rows[:k]]
+
+
+VECTOR = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+# The artwork's columns a similar work shows; the large ones (colour histogram, description) stay deferred.
+_ARTWORK_FIELDS = [
+    f for f in Artwork._meta.concrete_fields if f.attname not in ("color_histogram", "description")
+]
+_ARTWORK_NAMES = [f.attname for f in _ARTWORK_FIELDS]
+
+
+@dataclass(frozen=True)
+class _Row:
+    work: SimilarWork
+    indexed: bool  # from the index half (which an exact scan replaces when short)
+
+
+@functools.cache
+def _statement(*, typed: bool, exact: bool) -> str:
+    """The search's SQL: the indexed half (through the HNSW index, or exactly: ordering by ``distance + 0`` is an
+    expression no vector index can serve, so PostgreSQL computes the distance of every row the filters leave, found
+    through the ordinary indexes), and with a type the exact half of works a curator moved into it.
+
+    The type id is interpolated by the driver as a literal, so the planner matches the per-type partial index."""
+    columns = ", ".join(f'a."{f.column}"' for f in _ARTWORK_FIELDS)
+    distance = "p.embedding <=> %(vector)s::vector"
+    effective = _effective_type_sql()
+
+    def half(indexed: bool, condition: str, by_index: bool) -> str:
+        order = distance if by_index else f"({distance}) + 0"
+        return (
+            f"SELECT {indexed}, p.predicted_type_id, {effective}, {distance}, {columns} "
+            "FROM catalogue_prediction p JOIN catalogue_artwork a ON a.id = p.artwork_id "
+            "WHERE p.model_version_id = %(version)s AND a.status = %(ready)s AND p.artwork_id <> %(exclude)s "
+            f"{condition} ORDER BY {order} LIMIT %(k)s"
         )
-        rows = _nearest_rows(kept, vector, k, ef_search=ef, stats=stats)
-        # Works a curator moved into T from another type: scanned exactly (found through the curator_type index).
-        # Their vectors sit among the type the model wrongly gave them, so for a query from that neighbourhood
-        # they are often the nearest works of T, and a filtered index search would miss them. The cost grows with
-        # the number of such corrections into T (make bench-search measures it).
-        moved = qs.filter(artwork__curator_type_id=type_id).exclude(predicted_type_id=type_id)
-        extra = _run_vector_query(moved, vector, k, exact=True)
-        rows = sorted([*rows, *extra], key=lambda row: row.distance)[:k]
+
+    if not typed:
+        return half(True, "", not exact)
+    kept = (
+        "AND p.predicted_type_id = %(type)s AND (a.curator_type_id IS NULL OR a.curator_type_id = %(type)s)"
+    )
+    moved = "AND a.curator_type_id = %(type)s AND p.predicted_type_id <> %(type)s"
+    if exact:
+        return half(True, kept, False)
+    return f"({half(True, kept, True)}) UNION ALL ({half(False, moved, False)})"
+
+
+def _effective_type_sql() -> str:
+    """The SQL of :func:`catalogue.models.effective_type` (the one rule) over this search's tables ``p``, ``a``."""
+    qs = Prediction.objects.annotate(
+        effective=effective_type(curator_type="artwork__curator_type_id", predicted_type="predicted_type_id")
+    ).values("effective")
+    sql, _ = qs.query.sql_with_params()
+    expression = sql.removeprefix("SELECT ").split(' AS "effective"', 1)[0]
+    return expression.replace('"catalogue_artwork".', "a.").replace('"catalogue_prediction".', "p.")
+
+
+def _fetch(sql: str, params: dict[str, Any]) -> list[_Row]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        results = cursor.fetchall()
     return [
-        SimilarWork(
-            artwork=row.artwork,
-            distance=float(row.distance),
-            predicted_type_id=row.predicted_type_id,
-            effective_type_id=row.effective_type_id,
+        _Row(
+            work=SimilarWork(
+                artwork=Artwork.from_db(connection.alias, _ARTWORK_NAMES, values[4:]),
+                distance=float(values[3]),
+                predicted_type_id=values[1],
+                effective_type_id=values[2],
+            ),
+            indexed=bool(values[0]),
         )
-        for row in rows
+        for values in results
     ]
 
 
-def _nearest_rows(
-    qs: QuerySet[Prediction], vector: np.ndarray, k: int, *, ef_search: int, stats: SearchStats | None
-) -> list[Any]:
-    """Through the index, and exactly when the index's candidates leave fewer than k after the filters."""
-    rows = _run_vector_query(qs, vector, k, exact=False, ef_search=ef_search)
-    if len(rows) < k:
-        rows = _run_vector_query(qs, vector, k, exact=True)
-        if stats is not None:
-            stats.fallbacks += 1
-    return rows
-
-
-def _run_vector_query(
-    qs: QuerySet[Prediction], vector: np.ndarray, k: int, *, exact: bool, ef_search: int = HNSW_EF_SEARCH
-) -> list[Any]:
-    """The k rows of ``qs`` nearest to ``vector``: through the HNSW index (``ef_search`` candidates), or exactly.
-
-    Exact: ordering by ``distance + 0`` is an expression no vector index can serve, so PostgreSQL computes the
-    distance of every row the filters leave (found through the ordinary indexes) and sorts them. Unlike turning
-    index scans off, this keeps the btree indexes for the filters and the join.
-    """
-    distance: Any = CosineDistance("embedding", vector)
-    if exact:
-        distance = distance + Value(0.0)
-    else:
-        _ensure_ef_search(ef_search)
-    # Only what SimilarWork carries: the artwork row (its types are ids), not the prediction's own vector and
-    # probabilities (parsing five 128-float vectors costs more than the search), and no joins to the types table
-    # (each join adds planning time to every search).
-    ordered = (
-        qs.select_related("artwork")
-        .defer("embedding", "probabilities")
-        .annotate(
-            distance=distance,
-            effective_type_id=effective_type(
-                curator_type="artwork__curator_type_id", predicted_type="predicted_type_id"
-            ),
-        )
-    )
-    return list(ordered.order_by("distance")[:k])
-
-
-def _ensure_ef_search(value: int) -> None:
+def _session_prepare(ef_search: int) -> None:
     """``hnsw.ef_search`` for this connection, set once per connection rather than per query: a SET LOCAL needs a
     transaction around each search (three more round trips than the search itself). Inside an atomic block a
-    session SET would be undone by a rollback, so there it is SET LOCAL."""
+    session SET would be undone by a rollback, so there it is SET LOCAL.
+
+    With pgvector 0.8 or later (compose's image; the embedded server has 0.6), the index scan is iterative: when the
+    filters drop candidates it goes on searching (``relaxed_order``: results re-sorted here) instead of coming back
+    short, so the exact-scan fallback is rarely needed."""
     with connection.cursor() as cursor:
         if connection.in_atomic_block:
-            cursor.execute("SET LOCAL hnsw.ef_search = %s", [int(value)])
+            cursor.execute("SET LOCAL hnsw.ef_search = %s", [int(ef_search)])
+            if _iterative(cursor):
+                cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             return
-        key = (id(connection.connection), int(value))
+        key = (id(connection.connection), int(ef_search))
         if getattr(connection, "_artsite_ef_search", None) != key:
-            cursor.execute("SET hnsw.ef_search = %s", [int(value)])
+            cursor.execute("SET hnsw.ef_search = %s", [int(ef_search)])
+            if _iterative(cursor):
+                cursor.execute("SET hnsw.iterative_scan = relaxed_order")
             connection._artsite_ef_search = key  # type: ignore[attr-defined]
+
+
+def _iterative(cursor: Any) -> bool:
+    """Whether the server's pgvector has iterative index scans (0.8.0 and later); asked once per connection."""
+    key = id(connection.connection)
+    cached = getattr(connection, "_artsite_iterative", None)
+    if cached is None or cached[0] != key:
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        row = cursor.fetchone()
+        parts = tuple(int(x) for x in re.findall(r"\d+", row[0])[:2]) if row else (0, 0)
+        cached = (key, parts >= (0, 8))
+        connection._artsite_iterative = cached  # type: ignore[attr-defined]
+    return bool(cached[1])

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
 from catalogue.selectors.artworks import artwork_types
 from catalogue.selectors.similarity import SimilarWork, embedding_nearest
 from catalogue.services.near_duplicates import near_duplicates_enqueue
@@ -121,13 +121,14 @@ def prediction_store(
                 confidence=float(probs[best]),
                 probabilities={slug: round(float(p), 6) for slug, p in zip(classes, probs, strict=True)},
                 embedding=np.asarray(embedding, dtype=np.float32),
+                **prediction_uncertainty(probs),
             )
         )
     return Prediction.objects.bulk_create(
         rows,
         update_conflicts=True,
         unique_fields=["artwork", "model_version"],
-        update_fields=["predicted_type", "confidence", "probabilities", "embedding"],
+        update_fields=["predicted_type", "confidence", "probabilities", "embedding", "entropy", "margin"],
     )
 
 

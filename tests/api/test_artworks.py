@@ -26,8 +26,13 @@ def test_list_pages_with_count_and_links(catalogue, viewer_api):
     first = viewer_api.get("/api/v1/artworks/?page_size=5").json()
     assert first["count"] == 12 and len(first["results"]) == 5
     assert first["previous"] is None and first["next"].startswith("http://testserver/api/v1/artworks/?")
-    third = viewer_api.get(first["next"].replace("page=2", "page=3")).json()
+    # Keyset pages: `next` carries a cursor (issue 17); page numbers still work (below).
+    second = viewer_api.get(first["next"]).json()
+    third = viewer_api.get(second["next"]).json()
     assert len(third["results"]) == 2 and third["next"] is None and third["previous"]
+    assert [a["id"] for a in viewer_api.get(third["previous"]).json()["results"]] == [
+        a["id"] for a in second["results"]
+    ]
     # Newest first by default; every artwork exactly once across the pages.
     seen = [
         a["id"]

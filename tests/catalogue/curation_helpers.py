@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
 from tests.factories import ArtworkFactory
 
 SLUGS = ["drawings", "engraving", "iconography", "painting", "sculpture"]
@@ -27,6 +27,7 @@ def ready_artwork(
         confidence=probs[best],
         probabilities=probs,
         embedding=np.asarray(embedding, dtype=np.float32),
+        **prediction_uncertainty(probs.values()),  # as prediction_store stores them
     )
     return artwork
 
