@@ -264,3 +264,9 @@ def services(var_dir: Path, *, allow_embedded: bool = True) -> tuple[dict, str]:
             raise ImproperlyConfigured("Set CELERY_BROKER_URL (redis://...) for this environment.")
         broker = embedded.redis_url(var_dir / "redis")
     return {"default": database}, broker
+
+
+# Text search (catalogue/selectors/search.py, docs/search.md): PostgreSQL's text-search configuration. "simple"
+# (no stemming, no stop words) suits a catalogue whose titles mix languages; prefix matching covers plurals. The
+# migration catalogue/0010 builds the stored document with it: changing it needs the column rebuilt (docs/search.md).
+ARTSITE_SEARCH_CONFIG = env("ARTSITE_SEARCH_CONFIG", default="simple")
