@@ -49,3 +49,32 @@ class MislabelDecisionForm(forms.Form):
         if data["decision"] == MislabelDecision.TYPE and data.get("type") is None:
             self.add_error("type", forms.ValidationError("Choose a type.", code="required"))
         return data
+
+
+class ArtworkFileForm(forms.Form):
+    """One file of a multi-file upload (the upload page's JavaScript sends one request per file): its title, and the
+    metadata shared by the batch."""
+
+    image = forms.FileField()
+    title = forms.CharField(max_length=300)
+    artist = forms.CharField(max_length=300, required=False)
+    date = forms.CharField(max_length=100, required=False)
+    type = forms.ModelChoiceField(
+        ArtworkType.objects.all(), to_field_name="slug", required=False, empty_label="Let the model decide"
+    )
+
+
+class ImageSearchForm(forms.Form):
+    """The search-by-image page: an image (not stored), and which similar works to show."""
+
+    image = forms.FileField(
+        help_text="JPEG, PNG, WebP or TIFF, up to 20 MB. Not stored unless you add it to the catalogue.",
+        widget=forms.ClearableFileInput(attrs={"accept": ",".join(sorted(ALLOWED_EXTENSIONS))}),
+    )
+    type = forms.ModelChoiceField(
+        ArtworkType.objects.all(),
+        to_field_name="slug",
+        required=False,
+        empty_label="Similar works of any type",
+    )
+    k = forms.IntegerField(min_value=1, max_value=50, required=False, widget=forms.HiddenInput)

@@ -32,3 +32,8 @@ urlpatterns = [
     path("models/jobs/<int:job_id>/cancel/", model_views.training_cancel, name="training-cancel"),
     path("models/jobs/<int:job_id>/activate/", model_views.training_activate, name="training-activate"),
 ]
+# Many files at once (the upload page's script) and search by image (catalogue/views.py)
+urlpatterns += [
+    path("artworks/upload/file/", views.artwork_upload_file, name="artwork-upload-file"),
+    path("search/image/", views.image_search, name="image-search"),
+]
