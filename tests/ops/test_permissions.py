@@ -321,6 +321,8 @@ def test_viewer_cannot_upload_or_curate_in_the_portal(client, world):
     assert client.post("/quality/retry/").status_code == 403
     assert client.post(f"/artworks/{pk}/confirm/").status_code == 403
     assert client.post(f"/mislabels/{pk}/decide/", {"decision": "keep"}).status_code == 403
+    assert client.post("/artworks/upload/file/", {"title": "x"}).status_code == 403  # many files at once
+    assert client.get("/search/image/").status_code == 200  # search by image: reading, stores nothing
 
 
 def admin_allows(route: Route, user: Any) -> bool:
