@@ -49,6 +49,7 @@ def test_a_file_is_stored_with_the_shared_metadata_and_its_own_title(curator_cli
     assert artwork.label_provenance == Artwork.Provenance.SET
     correction = LabelCorrection.objects.get(artwork=artwork)
     assert correction.source == LabelCorrection.Source.PORTAL and correction.user == curator
+    assert correction.note == "Type given at upload."
 
 
 def test_without_a_type_the_model_decides(curator_client, broker):
