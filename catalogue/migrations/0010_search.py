@@ -95,20 +95,22 @@ CREATE FUNCTION artsite_artwork_keys(artist text, accession_number text) RETURNS
     $$;
 
 -- The query over ``search_keys`` for a search text: every word of 4 letters or more matches one of its keys
--- (AND), or the whole text, run together, matches like an accession number (OR). NULL when no word is long enough.
+-- (AND), or the whole text, run together, matches like an accession number (OR; left out when it is the only
+-- word). NULL when no word is long enough.
 CREATE FUNCTION artsite_typo_query(text) RETURNS tsquery
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT
     AS $$
     WITH words AS (
-        SELECT '(' || array_to_string(artsite_typo_keys(word), ' | ') || ')' AS keys
-        FROM regexp_split_to_table(lower(artsite_unaccent($1)), '[^a-z0-9]+') AS word
+        SELECT word FROM regexp_split_to_table(lower(artsite_unaccent($1)), '[^a-z0-9]+') AS word
         WHERE length(word) BETWEEN 4 AND 40
     ), whole AS (
-        SELECT artsite_typo_keys(regexp_replace(lower(artsite_unaccent($1)), '[^a-z0-9]+', '', 'g')) AS keys
+        SELECT regexp_replace(lower(artsite_unaccent($1)), '[^a-z0-9]+', '', 'g') AS word
     )
     SELECT nullif(concat_ws(' | ',
-        nullif('(' || (SELECT string_agg(keys, ' & ') FROM words) || ')', '()'),
-        (SELECT nullif('(' || array_to_string(keys, ' | ') || ')', '()') FROM whole)
+        '(' || (SELECT string_agg('(' || array_to_string(artsite_typo_keys(word), ' | ') || ')', ' & ') FROM words)
+            || ')',
+        (SELECT '(' || array_to_string(artsite_typo_keys(word), ' | ') || ')' FROM whole
+         WHERE length(word) BETWEEN 4 AND 40 AND word NOT IN (SELECT word FROM words))
     ), '')::tsquery
     $$;
 """
