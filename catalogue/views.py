@@ -228,7 +228,12 @@ def artwork_upload_file(request: HttpRequest) -> JsonResponse:
     if not form.is_valid():
         field, errors = next(iter(form.errors.items()))
         return JsonResponse(
-            {"outcome": "refused", "reason": "invalid", "field": field, "message": " ".join(errors)},
+            {
+                "outcome": "refused",
+                "reason": "invalid",
+                "field": field,
+                "message": " ".join(map(str, errors)),
+            },
             status=400,
         )
     data = form.cleaned_data
@@ -250,9 +255,9 @@ def artwork_upload_file(request: HttpRequest) -> JsonResponse:
         }
         return JsonResponse({"outcome": "duplicate", "message": str(exc), "existing": existing}, status=409)
     except ArtworkRejected as exc:
-        body = {"outcome": "refused", "reason": exc.reason, "field": exc.field, "message": str(exc)}
-        return JsonResponse(body, status=REJECTION_STATUS.get(exc.reason, 400))
-    body = {
+        refused = {"outcome": "refused", "reason": exc.reason, "field": exc.field, "message": str(exc)}
+        return JsonResponse(refused, status=REJECTION_STATUS.get(exc.reason, 400))
+    body: dict[str, object] = {
         "outcome": "stored",
         "id": artwork.pk,
         "title": artwork.title,

@@ -6,7 +6,8 @@ A work matches when
 * every word of the search is in its title, artist, accession number or description, as a word or the start of one
   (full-text search, accents ignored: "durer" finds "Dürer", "engrav" finds "Engravings");
 * or every word of four letters or more is within one typo of a word of its artist ("Rembrant" finds "Rembrandt"),
-  or the whole search is within one typo of its accession number ("SK-A-3263" finds "SK-A-3262");
+  or the whole search is within one typo of its accession number ("SK-A-3263" finds "SK-A-3262") — unless the
+  search is exactly some work's accession number;
 * or the search is exactly its accession number or its file's sha256.
 
 Results are ranked: a word in the title or the accession number counts more than in the artist, which counts more
@@ -24,6 +25,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import BooleanField, Expression, FloatField, QuerySet
+
+from catalogue.models import Artwork
 
 #: Longest search text (characters); longer is a form error.
 MAX_SEARCH_LENGTH = 200
@@ -95,8 +98,11 @@ def artworks_search(*, queryset: QuerySet[Any], text: str) -> QuerySet[Any]:
     config = settings.ARTSITE_SEARCH_CONFIG
     # An empty tsquery (no words, or only stop words) matches nothing; PostgreSQL says so in a NOTICE, harmlessly.
     tsquery = search_tsquery(text)
-    match = SearchMatch(params=[config, tsquery, text, text, text.lower()], output_field=BooleanField())
+    # An exact accession number is what the curator meant: its one-typo neighbours (in a numbering, the works
+    # before and after it) would only bury it. NULL turns the typo branch off (artsite_typo_query is STRICT).
+    typos = None if Artwork.objects.filter(accession_number=text).exists() else text
+    match = SearchMatch(params=[config, tsquery, typos, text, text.lower()], output_field=BooleanField())
     rank = SearchRank(
-        params=[config, tsquery, text, TYPO_RANK, text, ACCESSION_RANK], output_field=FloatField()
+        params=[config, tsquery, typos, TYPO_RANK, text, ACCESSION_RANK], output_field=FloatField()
     )
     return queryset.filter(match).annotate(search_rank=rank).order_by("-search_rank", "-id")

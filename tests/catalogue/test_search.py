@@ -93,6 +93,13 @@ def test_accession_numbers_exact_and_fuzzy(works):
     assert "Self-portrait" in search("SK-A-3263")  # one digit wrong
     assert "Self-portrait" in search("SKA3262")  # separators left out
     assert search("RP-P-OB-1066") == ["Melencolia I"]
+    # An exact number finds its work alone, not also its one-typo neighbours of the same numbering.
+    ArtworkFactory(title="Self-portrait, study", accession_number="SK-A-3263")
+    assert search("SK-A-3262") == ["Self-portrait"]
+    assert set(search("SK-A-3264")) == {
+        "Self-portrait",
+        "Self-portrait, study",
+    }  # no exact one: both neighbours
 
 
 def test_the_sha256_finds_its_work(works):
