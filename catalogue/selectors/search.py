@@ -14,8 +14,9 @@ Results are ranked: a word in the title or the accession number counts more than
 than in the description; a typo match ranks below an exact artist match; an exact accession number first.
 
 Both sides are stored generated columns with GIN indexes (migration ``catalogue/0010_search``): ``search_document``
-(the full-text document) and ``search_keys`` (typo keys). They are not model fields (Django would load them with every work), so
-the SQL here names them, qualified with the alias the query gives the artworks table. docs/search.md has the design and the timings.
+(the full-text document) and ``search_keys`` (typo keys). They are not model fields (Django would load them with
+every work), so the SQL here names them, qualified with the alias the query gives the artworks table.
+docs/search.md has the design, why only core PostgreSQL, and the timings.
 """
 
 from __future__ import annotations
