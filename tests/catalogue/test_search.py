@@ -220,3 +220,14 @@ def test_the_search_can_use_its_gin_indexes(works):
     assert "artwork_search_document" in plan
     assert "artwork_search_keys" in plan
     assert "Seq Scan on catalogue_artwork" not in plan
+
+
+def test_the_admin_orders_by_rank_unless_a_column_is_chosen(works, curator, client):
+    curator.is_staff = True
+    curator.save()
+    client.force_login(curator)
+    url = reverse("admin:catalogue_artwork_changelist")
+    ranked = client.get(url, {"q": "lighthouse"}).context["cl"].result_list
+    assert [a.title for a in ranked] == ["Lighthouse at dusk", "Harbour scene"]
+    by_title = client.get(url, {"q": "lighthouse", "o": "2"}).context["cl"].result_list  # column 2: the title
+    assert [a.title for a in by_title] == ["Harbour scene", "Lighthouse at dusk"]
