@@ -16,12 +16,13 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from catalogue.models import Artwork, ArtworkType, Prediction
 from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
+from catalogue.selectors.search import MAX_SEARCH_LENGTH, artworks_search
 from inference.models import ModelVersion
 
 NONE = "none"
@@ -147,8 +148,11 @@ class ArtworkFilterSet(django_filters.FilterSet):
     search = django_filters.CharFilter(
         method="filter_search",
         label="Search",
-        help_text="Words in the title, the artist or the accession number.",
-        widget=forms.TextInput(attrs={"placeholder": "Title, artist, accession no."}),
+        max_length=MAX_SEARCH_LENGTH,
+        help_text="Words (or their beginnings) in the title, artist, accession number or description, accents "
+        "ignored; typos in artists' names and accession numbers tolerated. Ranked, best first, unless `ordering` "
+        "is given.",
+        widget=forms.TextInput(attrs={"placeholder": "Title, artist, accession no., description"}),
     )
     type = ArtworkTypeFilter(
         field_name="effective_type_id",
@@ -207,12 +211,8 @@ class ArtworkFilterSet(django_filters.FilterSet):
             self.filters[name].extra["widget"] = forms.Select(choices=choices)
 
     def filter_search(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
-        term = value.strip()
-        if not term:
-            return qs
-        return qs.filter(
-            Q(title__icontains=term) | Q(artist__icontains=term) | Q(accession_number__icontains=term)
-        )
+        # Ordered by rank; an explicit ``ordering`` (applied after this filter) replaces it.
+        return artworks_search(queryset=qs, text=value)
 
     def filter_labelled(self, qs: QuerySet[Any], name: str, value: bool | None) -> QuerySet[Any]:
         return qs if value is None else qs.filter(curator_type__isnull=not value)

@@ -96,3 +96,30 @@ class ArtworkEditForm(forms.Form):
     accession_number = forms.CharField(max_length=100, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+class ArtworkFileForm(forms.Form):
+    """One file of a multi-file upload (the upload page's JavaScript sends one request per file): its title, and the
+    metadata shared by the batch."""
+
+    image = forms.FileField()
+    title = forms.CharField(max_length=300)
+    artist = forms.CharField(max_length=300, required=False)
+    date = forms.CharField(max_length=100, required=False)
+    type = forms.ModelChoiceField(
+        ArtworkType.objects.all(), to_field_name="slug", required=False, empty_label="Let the model decide"
+    )
+
+
+class ImageSearchForm(forms.Form):
+    """The search-by-image page: an image (not stored), and which similar works to show."""
+
+    image = forms.FileField(
+        help_text="JPEG, PNG, WebP or TIFF, up to 20 MB. Not stored unless you add it to the catalogue.",
+        widget=forms.ClearableFileInput(attrs={"accept": ",".join(sorted(ALLOWED_EXTENSIONS))}),
+    )
+    type = forms.ModelChoiceField(
+        ArtworkType.objects.all(),
+        to_field_name="slug",
+        required=False,
+        empty_label="Similar works of any type",
+    )
+    k = forms.IntegerField(min_value=1, max_value=50, required=False, widget=forms.HiddenInput)

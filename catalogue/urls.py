@@ -47,3 +47,8 @@ urlpatterns = [
     ),
     path("near-duplicates/scan/", collection_views.near_duplicate_scan, name="near-duplicate-scan"),
 ]
+# Many files at once (the upload page's script) and search by image (catalogue/views.py)
+urlpatterns += [
+    path("artworks/upload/file/", views.artwork_upload_file, name="artwork-upload-file"),
+    path("search/image/", views.image_search, name="image-search"),
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -12,8 +13,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from catalogue.api.exceptions import REJECTION_STATUS
 from catalogue.filters import ArtworkFilterSet
-from catalogue.forms import ArtworkUploadForm, LabelForm
+from catalogue.forms import ArtworkFileForm, ArtworkUploadForm, ImageSearchForm, LabelForm
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import (
     InvalidCursor,
@@ -26,9 +28,16 @@ from catalogue.selectors.artworks import (
 from catalogue.selectors.explanations import artwork_explanation_types
 from catalogue.selectors.history import artwork_timeline
 from catalogue.selectors.near_duplicates import artwork_open_pairs, artwork_photos
-from catalogue.selectors.similarity import artwork_similar
+from catalogue.selectors.similarity import MAX_SIMILAR, artwork_similar
 from catalogue.services import classification as classification_services
-from catalogue.services.artworks import ArtworkRejected, DuplicateArtwork, artwork_create, read_upload
+from catalogue.services.artworks import (
+    ArtworkRejected,
+    DuplicateArtwork,
+    artwork_create,
+    image_check,
+    read_upload,
+)
+from catalogue.services.classification import image_classify
 from catalogue.services.explanations import ExplanationUnavailable, artwork_explain
 from catalogue.services.labels import NothingToConfirm, label_confirm, label_correct
 from inference.registry import ModelUnavailable
@@ -94,9 +103,8 @@ def artwork_upload(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"“{artwork.title}” is stored; its type is being worked out.")
             return redirect("catalogue:artwork-detail", pk=artwork.pk)
     status = 400 if request.method == "POST" else 200
-    return render(
-        request, "catalogue/artwork_upload.html", {"form": form, "duplicate": duplicate}, status=status
-    )
+    context = {"form": form, "duplicate": duplicate, "batch_form": ArtworkFileForm(auto_id="batch_%s")}
+    return render(request, "catalogue/artwork_upload.html", context, status=status)
 
 
 @login_required
@@ -221,3 +229,104 @@ def artwork_explanation(request: HttpRequest, pk: int, slug: str) -> HttpRespons
     # The URL names no version: a model switch changes the map behind it, so browsers keep it only briefly.
     response["Cache-Control"] = "private, max-age=300"
     return response
+
+
+# --- Many files at once: one request per file, from the upload page's JavaScript (static/js/upload.js) ------------
+
+
+@require_POST
+@login_required
+@permission_required("catalogue.add_artwork", raise_exception=True)
+def artwork_upload_file(request: HttpRequest) -> JsonResponse:
+    """Store one file of a multi-file upload, with the same checks as the upload form, and answer its outcome as
+    JSON: ``stored`` (201, with the work's URL and status), ``duplicate`` (409, with the work already holding the
+    file) or ``refused`` (400, 413 or 415, with the reason)."""
+    form = ArtworkFileForm(request.POST, request.FILES)
+    if not form.is_valid():
+        field, errors = next(iter(form.errors.items()))
+        return JsonResponse(
+            {
+                "outcome": "refused",
+                "reason": "invalid",
+                "field": field,
+                "message": " ".join(map(str, errors)),
+            },
+            status=400,
+        )
+    data = form.cleaned_data
+    try:
+        artwork = artwork_create(
+            data=read_upload(data["image"]),
+            title=data["title"],
+            artist=data["artist"],
+            date=data["date"],
+            uploaded_by=request.user,
+            curator_type=data["type"],
+            label_source=LabelCorrection.Source.PORTAL,
+        )
+    except DuplicateArtwork as exc:
+        existing = {
+            "id": exc.existing.pk,
+            "title": exc.existing.title,
+            "url": reverse("catalogue:artwork-detail", args=[exc.existing.pk]),
+        }
+        return JsonResponse({"outcome": "duplicate", "message": str(exc), "existing": existing}, status=409)
+    except ArtworkRejected as exc:
+        refused = {"outcome": "refused", "reason": exc.reason, "field": exc.field, "message": str(exc)}
+        return JsonResponse(refused, status=REJECTION_STATUS.get(exc.reason, 400))
+    body: dict[str, object] = {
+        "outcome": "stored",
+        "id": artwork.pk,
+        "title": artwork.title,
+        "status": artwork.status,
+        "url": reverse("catalogue:artwork-detail", args=[artwork.pk]),
+        "status_url": reverse("catalogue:artwork-status", args=[artwork.pk]),
+    }
+    return JsonResponse(body, status=201)
+
+
+# --- Search by image: classify an image that is not stored, and find the works like it ---------------------------
+
+
+@login_required
+def image_search(request: HttpRequest) -> HttpResponse:
+    """The type of an image with every probability and the most similar works, stored nowhere. The page's script
+    (static/js/search_image.js) keeps the file in the browser, asks again for more works or another type (``k``,
+    ``type``) and gets only the results part (``X-Requested-With: fetch``); without it, the form posts the page."""
+    form = ImageSearchForm(request.POST or None, request.FILES or None)
+    result, problem, status, k = None, "", 200, settings.ARTSITE_SIMILAR_COUNT
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            k = form.cleaned_data["k"] or k
+            chosen = form.cleaned_data["type"]
+            try:
+                checked = image_check(data=read_upload(form.cleaned_data["image"]))
+                result = image_classify(
+                    image=checked.decoded.image, k=k, type_slug=chosen.slug if chosen else None
+                )
+                status = 200
+            except ArtworkRejected as exc:
+                form.add_error("image", str(exc))
+                status = REJECTION_STATUS.get(exc.reason, 400)
+            except ModelUnavailable as exc:
+                problem, status = f"No model can classify images now: {exc}", 503
+    types = artwork_types()
+    probabilities = []
+    if result is not None:
+        probabilities = sorted(
+            ((t, result.probabilities.get(t.slug, 0.0)) for t in types), key=lambda i: -i[1]
+        )
+    context = {
+        "form": form,
+        "result": result,
+        "problem": problem,
+        "types_by_id": {t.pk: t for t in types},
+        "probabilities": probabilities,
+        # A full page may hide more: offer twice as many, up to the most a search gives.
+        "more_k": min(2 * k, MAX_SIMILAR) if result and len(result.similar) == k < MAX_SIMILAR else 0,
+        "can_upload": request.user.has_perm("catalogue.add_artwork"),
+    }
+    partial = request.headers.get("X-Requested-With") == "fetch"
+    template = "catalogue/_image_search_results.html" if partial else "catalogue/image_search.html"
+    return render(request, template, context, status=status)

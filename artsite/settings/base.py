@@ -303,3 +303,7 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     }
 }
+# Text search (catalogue/selectors/search.py, docs/search.md): PostgreSQL's text-search configuration. "simple"
+# (no stemming, no stop words) suits a catalogue whose titles mix languages; prefix matching covers plurals. The
+# migration catalogue/0010 builds the stored document with it: changing it needs the column rebuilt (docs/search.md).
+ARTSITE_SEARCH_CONFIG = env("ARTSITE_SEARCH_CONFIG", default="simple")

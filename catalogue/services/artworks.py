@@ -232,7 +232,9 @@ def artwork_create(
                     to_type=curator_type,
                     user=artwork.uploaded_by,
                     source=label_source,
-                    note="Type given at import.",
+                    note="Type given at import."
+                    if label_source == LabelCorrection.Source.IMPORT
+                    else "Type given at upload.",
                 )
             if enqueue:
                 artwork_ids = [artwork.pk]

@@ -184,8 +184,9 @@ class ImageClassification:
     type_slugs: dict[int, str]  # {type id: slug} of every type, to name the similar works' types
 
 
-def image_classify(*, image: Any, k: int = 5) -> ImageClassification:
-    """Classify a decoded RGB ``PIL.Image`` with the active model version and find the k most similar ready works.
+def image_classify(*, image: Any, k: int = 5, type_slug: str | None = None) -> ImageClassification:
+    """Classify a decoded RGB ``PIL.Image`` with the active model version and find the k most similar ready works
+    (of the effective type ``type_slug`` when given).
 
     Stores nothing. Raises ``inference.registry.ModelUnavailable`` when no version is active or it cannot load.
     """
@@ -197,7 +198,7 @@ def image_classify(*, image: Any, k: int = 5) -> ImageClassification:
     started = time.perf_counter()
     probabilities, embeddings = classifier.predict_images([image])
     predicted = time.perf_counter()
-    similar = embedding_nearest(embedding=embeddings[0], version=version, k=k)
+    similar = embedding_nearest(embedding=embeddings[0], version=version, k=k, type_slug=type_slug)
     searched = time.perf_counter()
     probs = {slug: float(p) for slug, p in zip(classifier.classes, probabilities[0], strict=True)}
     best = max(probs, key=probs.__getitem__)

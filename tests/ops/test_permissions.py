@@ -363,6 +363,8 @@ def test_viewer_cannot_upload_or_curate_in_the_portal(client, world):
     pair = NearDuplicatePair.objects.get()
     assert client.post(f"/near-duplicates/{pair.pk}/decide/", {"decision": "same"}).status_code == 403
     assert client.post("/near-duplicates/scan/").status_code == 403
+    assert client.post("/artworks/upload/file/", {"title": "x"}).status_code == 403  # many files at once
+    assert client.get("/search/image/").status_code == 200  # search by image: reading, stores nothing
 
 
 def admin_allows(route: Route, user: Any) -> bool:

@@ -1,0 +1,109 @@
+"""Text search over the catalogue: what "search" means in the portal, the API and the admin (through the ``search``
+filter of :class:`catalogue.filters.ArtworkFilterSet`).
+
+A work matches when
+
+* every word of the search is in its title, artist, accession number or description, as a word or the start of one
+  (full-text search, accents ignored: "durer" finds "Dürer", "engrav" finds "Engravings");
+* or every word of four letters or more is within one typo of a word of its artist ("Rembrant" finds "Rembrandt"),
+  or the whole search is within one typo of its accession number ("SK-A-3263" finds "SK-A-3262") — unless the
+  search is exactly some work's accession number;
+* or the search is exactly its accession number or its file's sha256.
+
+Results are ranked: a word in the title or the accession number counts more than in the artist, which counts more
+than in the description; a typo match ranks below an exact artist match; an exact accession number first.
+
+Both sides are stored generated columns with GIN indexes (migration ``catalogue/0010_search``): ``search_document``
+(the full-text document) and ``search_keys`` (typo keys). They are not model fields (Django would load them with
+every work), so the SQL here names them, qualified with the alias the query gives the artworks table.
+docs/search.md has the design, why only core PostgreSQL, and the timings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from django.db.models import BooleanField, Expression, FloatField, QuerySet
+
+from catalogue.models import Artwork
+
+#: Longest search text (characters); longer is a form error.
+MAX_SEARCH_LENGTH = 200
+#: Words used from a search; the rest are ignored (each adds a term to the query).
+MAX_WORDS = 12
+#: Rank added by a typo match (between an artist's exact word and a description's word) and by an exact accession
+#: number (above everything else).
+TYPO_RANK = 0.3
+ACCESSION_RANK = 1.0
+
+_WORD = re.compile(r"\w+")
+
+
+class _SearchSQL(Expression):
+    """A piece of SQL over the artworks table's columns and the search's parameters. ``{alias}`` is the alias the
+    query gives the table, so the SQL stays right when the queryset becomes a subquery (``pk__in=...``)."""
+
+    template = ""
+
+    def __init__(self, *, params: list[Any], output_field: Any) -> None:
+        super().__init__(output_field=output_field)
+        self.params = params
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        alias = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
+        return self.template.format(alias=alias), tuple(self.params)
+
+
+class SearchMatch(_SearchSQL):
+    # Each branch is served by an index: the two GIN indexes, accession_number's and sha256's unique btrees.
+    # PostgreSQL combines them with a BitmapOr. The tsqueries are built from constants (client-side parameters),
+    # so the planner computes them once.
+    template = (
+        "({alias}.search_document @@ to_tsquery(%s::regconfig, artsite_unaccent(%s))"
+        " OR {alias}.search_keys @@ artsite_typo_query(%s)"
+        " OR {alias}.accession_number = %s OR {alias}.sha256 = %s)"
+    )
+
+
+class SearchRank(_SearchSQL):
+    # ts_rank's default weights: A 1.0, B 0.4, C 0.2, D 0.1.
+    template = (
+        "(ts_rank({alias}.search_document, to_tsquery(%s::regconfig, artsite_unaccent(%s)))"
+        " + CASE WHEN {alias}.search_keys @@ artsite_typo_query(%s) THEN %s ELSE 0 END"
+        " + CASE WHEN {alias}.accession_number = %s THEN %s ELSE 0 END)"
+    )
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a search, as the full-text query uses them (letters and digits; punctuation and operators
+    dropped, so ``%``, quotes or ``&`` mean nothing special)."""
+    return _WORD.findall(text.replace("_", " "))[:MAX_WORDS]
+
+
+def search_tsquery(text: str) -> str:
+    """The ``to_tsquery`` text for a search: every word, and words of two letters or more also as a prefix.
+
+    A one-letter prefix would match most of the catalogue, so a single letter must be a whole word.
+    """
+    return " & ".join(f"'{word}':*" if len(word) > 1 else f"'{word}'" for word in search_words(text))
+
+
+def artworks_search(*, queryset: QuerySet[Any], text: str) -> QuerySet[Any]:
+    """The works of ``queryset`` that match ``text``, annotated with ``search_rank`` and ordered by it (best first,
+    newest first among equals). A blank text filters nothing."""
+    text = text.replace("\x00", "").strip()[:MAX_SEARCH_LENGTH]
+    if not text:
+        return queryset
+    config = settings.ARTSITE_SEARCH_CONFIG
+    # An empty tsquery (no words, or only stop words) matches nothing; PostgreSQL says so in a NOTICE, harmlessly.
+    tsquery = search_tsquery(text)
+    # An exact accession number is what the curator meant: its one-typo neighbours (in a numbering, the works
+    # before and after it) would only bury it. NULL turns the typo branch off (artsite_typo_query is STRICT).
+    typos = None if Artwork.objects.filter(accession_number=text).exists() else text
+    match = SearchMatch(params=[config, tsquery, typos, text, text.lower()], output_field=BooleanField())
+    rank = SearchRank(
+        params=[config, tsquery, typos, TYPO_RANK, text, ACCESSION_RANK], output_field=FloatField()
+    )
+    return queryset.filter(match).annotate(search_rank=rank).order_by("-search_rank", "-id")
