@@ -15,7 +15,12 @@ from django.db import close_old_connections
 
 from catalogue.models import LabelCheck
 from catalogue.services import label_checks, training_jobs
-from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
+from catalogue.services.classification import (
+    artworks_classify_claimed,
+    artworks_requeue_pending,
+    classification_claimant,
+    classification_claims_release,
+)
 from catalogue.services.model_rollout import model_reembed_batch
 from inference.loader import ModelUnavailable, get_classifier
 from inference.models import ModelVersion
@@ -36,16 +41,21 @@ MAX_RETRIES = 3
     time_limit=180,
 )
 def classify_artwork(self: Task, artwork_id: int) -> None:
-    """Classify and embed one artwork. Idempotent: a redelivered or repeated task changes nothing more."""
+    """Classify an artwork and every other work waiting (up to a batch) in one model call. Idempotent: a
+    redelivered or repeated task finds its work ready (or held by another worker) and changes nothing more."""
+    claimant = classification_claimant()
     try:
-        artwork_classify(artwork_id=artwork_id)
+        artworks_classify_claimed(claimant=claimant, artwork_ids=[artwork_id])
     except SoftTimeLimitExceeded:
-        artwork_fail(artwork_id=artwork_id, error="Classification took too long and was stopped.")
+        classification_claims_release(
+            claimant=claimant, error="Classification took too long and was stopped."
+        )
     except Exception as exc:
         if self.request.retries >= MAX_RETRIES:
             logger.exception("classification of artwork %s failed for good", artwork_id)
-            artwork_fail(artwork_id=artwork_id, error=f"Classification failed: {exc}")
+            classification_claims_release(claimant=claimant, error=f"Classification failed: {exc}")
             return
+        classification_claims_release(claimant=claimant)  # back to pending: this retry or any worker takes it
         raise self.retry(exc=exc) from exc
 
 

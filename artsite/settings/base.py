@@ -179,11 +179,20 @@ CELERY_TASK_ROUTES = {
 ARTSITE_TRAINING_TIME_LIMIT = env.int("ARTSITE_TRAINING_TIME_LIMIT", default=6 * 3600)
 # Each worker process loads the active model when it starts rather than on its first task.
 ARTSITE_WARM_MODEL_ON_START = env.bool("ARTSITE_WARM_MODEL_ON_START", default=True)
+# Classification in batches, under a claim (catalogue/services/classification.py): a task takes every work waiting,
+# up to a batch, into one model call; a worker holds its works for a lease it renews every third of it, so the works
+# of a worker that died are handed on by the sweep within a lease plus a sweep period (seconds), never twice at once.
+ARTSITE_CLASSIFY_BATCH = env.int("ARTSITE_CLASSIFY_BATCH", default=32)
+# Threads reading and decoding a batch.
+ARTSITE_CLASSIFY_READERS = env.int("ARTSITE_CLASSIFY_READERS", default=4)
+ARTSITE_CLAIM_LEASE_SECONDS = env.int("ARTSITE_CLAIM_LEASE_SECONDS", default=6)
+ARTSITE_PENDING_GRACE_SECONDS = env.int("ARTSITE_PENDING_GRACE_SECONDS", default=5)
 CELERY_BEAT_SCHEDULE = {
-    # Nothing stays pending forever: artworks stored while the broker was down go through once it is back.
+    # Nothing stays pending: works stored while the broker was down, or held by a worker that died, go through
+    # within seconds (the sweep is one cheap query when nothing waits).
     "requeue-pending": {
         "task": "catalogue.tasks.requeue_pending",
-        "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=60),
+        "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=3),
     },
     # The mislabel detector runs again once enough labels were added or changed since its last run.
     "label-check-if-due": {
