@@ -17,7 +17,8 @@ cannot be reached, counting falls back to this process's memory: the limit then 
 **Uploaded files.** :func:`media_serve` serves only image files (by extension; every upload was decoded and stored
 under the extension of its real format by ``inference.preprocessing``) with an explicit image content type,
 ``X-Content-Type-Options: nosniff``, ``Content-Disposition`` and a ``Content-Security-Policy`` sandbox, so even a
-file that somehow held HTML or SVG would never run as a page.
+file that somehow held HTML or SVG would never run as a page. With an object store (``ARTSITE_STORAGE=s3``) the
+store serves the images through presigned URLs and ``/media/<name>`` redirects to one.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.core.files.storage import default_storage
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.views.static import serve
 
 from artsite.broker import broker_redis
@@ -249,6 +251,8 @@ def media_serve(request: HttpRequest, path: str, document_root: str | None = Non
     content_type = MEDIA_TYPES.get(PurePosixPath(path).suffix.lower())
     if content_type is None:
         raise Http404("Only images are served from here.")
+    if not settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
+        return _media_redirect(path)
     try:
         response = serve(request, path, document_root=document_root)
     except SuspiciousFileOperation:
@@ -257,4 +261,14 @@ def media_serve(request: HttpRequest, path: str, document_root: str | None = Non
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = MEDIA_CSP
     response["Content-Disposition"] = f'inline; filename="{name}"'
+    return response
+
+
+def _media_redirect(path: str) -> HttpResponseBase:
+    """An object store serves its own files: redirect to a presigned URL (valid ``AWS_QUERYSTRING_EXPIRE`` seconds)
+    rather than stream the image through this process. The store sets the image's content type from its name."""
+    if not default_storage.exists(path):
+        raise Http404("No such file.")
+    response = HttpResponseRedirect(default_storage.url(path))
+    response["Cache-Control"] = "private, max-age=60"  # shorter than the signature lives
     return response

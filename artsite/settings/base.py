@@ -108,12 +108,24 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = env("DJANGO_MEDIA_URL", default="/media/")
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
-if env("ARTSITE_STORAGE", default="filesystem") == "s3":
+# Images, thumbnails and explanation maps go through the storage API only (default_storage, the fields' storage),
+# so web processes and workers on different hosts share them through an object store: ARTSITE_STORAGE=s3 with any
+# S3 API (AWS, MinIO, ...). Credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, an instance role). Images are served by the store through presigned URLs (the web
+# process never streams them); AWS_S3_CUSTOM_DOMAIN puts a CDN in front instead (then unsigned).
+ARTSITE_STORAGE = env("ARTSITE_STORAGE", default="filesystem")
+if ARTSITE_STORAGE == "s3":
     _default_storage: dict[str, Any] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
             "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "region_name": env("AWS_S3_REGION_NAME", default=None),
+            # "path" for MinIO and other stores without one DNS name per bucket; AWS: leave unset.
+            "addressing_style": env("AWS_S3_ADDRESSING_STYLE", default=None),
+            "signature_version": "s3v4",
+            "custom_domain": env("AWS_S3_CUSTOM_DOMAIN", default=None),
+            "querystring_expire": env.int("AWS_QUERYSTRING_EXPIRE", default=3600),
             "default_acl": None,
             "file_overwrite": False,
         },

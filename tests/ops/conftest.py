@@ -57,3 +57,120 @@ def own_model(settings, model_root: Path, tmp_path: Path, db):  # type: ignore[n
     loader._cache.pop("ops-model", None)  # loaded by an earlier test from another folder
     yield folder
     loader._cache.pop("ops-model", None)
+
+
+# --- A real S3 API over HTTP ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """moto's S3 server in a process of its own on a free loopback port: the S3 API spoken over HTTP, as AWS or
+    MinIO speak it (boto3 cannot tell the difference). Yields its URL."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("s3") / "moto.log", "ab")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **S3_CREDENTIALS},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"moto's S3 server did not start (log: {log.name})") from None
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+#: What any S3 client needs besides the endpoint (moto accepts any key).
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "artsite-test",
+    "AWS_SECRET_ACCESS_KEY": "artsite-test-secret",
+    "AWS_S3_REGION_NAME": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class S3Bucket:
+    """A bucket of the test's own on the S3 server, and boto3 to look into it directly."""
+
+    def __init__(self, endpoint: str, name: str) -> None:
+        import boto3
+
+        self.endpoint, self.name = endpoint, name
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        self.client.create_bucket(Bucket=name)
+
+    def keys(self) -> set[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+    def read(self, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.name, Key=key)["Body"].read())
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that points a process of the project (web, worker, command) at this bucket."""
+        return {
+            **S3_CREDENTIALS,
+            "ARTSITE_STORAGE": "s3",
+            "AWS_STORAGE_BUCKET_NAME": self.name,
+            "AWS_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_S3_ADDRESSING_STYLE": "path",
+        }
+
+    def storage_settings(self) -> dict:
+        return {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": self.name,
+                "endpoint_url": self.endpoint,
+                "region_name": "us-east-1",
+                "addressing_style": "path",
+                "signature_version": "s3v4",
+                "access_key": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                "secret_key": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                "default_acl": None,
+                "file_overwrite": False,
+            },
+        }
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, settings):  # type: ignore[no-untyped-def]
+    """The default storage is a fresh bucket on the S3 server for this test (``ARTSITE_STORAGE=s3``)."""
+    import uuid
+
+    bucket = S3Bucket(s3_server, f"artsite-{uuid.uuid4().hex[:12]}")
+    settings.STORAGES = {**settings.STORAGES, "default": bucket.storage_settings()}
+    settings.ARTSITE_STORAGE = "s3"
+    return bucket
