@@ -62,47 +62,20 @@ def own_model(settings, model_root: Path, tmp_path: Path, db):  # type: ignore[n
 # --- A real S3 API over HTTP ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """moto's S3 server in a process of its own on a free loopback port: the S3 API spoken over HTTP, as AWS or
     MinIO speak it (boto3 cannot tell the difference). Yields its URL."""
     import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+
+    from bench.cluster import free_port, s3_server_start
 
     port = free_port()
-    log = open(tmp_path_factory.mktemp("s3") / "moto.log", "ab")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **S3_CREDENTIALS},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(f"moto's S3 server did not start (log: {log.name})") from None
-            time.sleep(0.2)
-    yield url
+    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    process = s3_server_start(port=port, log=log, env={**os.environ, **S3_CREDENTIALS})
+    yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
-    log.close()
 
 
 #: What any S3 client needs besides the endpoint (moto accepts any key).
