@@ -58,6 +58,11 @@ def worker_kill_mid_batch(
             processes.pop(groups[group]).wait(timeout=10)
             held = Artwork.objects.filter(claimed_by=claimant, status=Artwork.Status.PROCESSING).count()
             return KilledWorker(name=groups[group], claimant=claimant, held=held, at=at)
+        if (
+            not claims
+            and not Artwork.objects.filter(pk__in=ids).exclude(status=Artwork.Status.READY).exists()
+        ):
+            raise RuntimeError("every work was ready before a worker could be caught mid-batch")
         time.sleep(0.02)
     raise TimeoutError(f"no worker claimed any of the {len(ids)} works within {timeout:.0f}s")
 

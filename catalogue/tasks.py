@@ -11,7 +11,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from catalogue.models import LabelCheck
 from catalogue.services import label_checks, training_jobs
@@ -37,8 +37,8 @@ MAX_RETRIES = 3
     reject_on_worker_lost=True,
     max_retries=MAX_RETRIES,
     default_retry_delay=5,
-    soft_time_limit=120,
-    time_limit=180,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
 )
 def classify_artwork(self: Task, artwork_id: int) -> None:
     """Classify an artwork and every other work waiting (up to a batch) in one model call. Idempotent: a
@@ -55,8 +55,17 @@ def classify_artwork(self: Task, artwork_id: int) -> None:
             logger.exception("classification of artwork %s failed for good", artwork_id)
             classification_claims_release(claimant=claimant, error=f"Classification failed: {exc}")
             return
-        classification_claims_release(claimant=claimant)  # back to pending: this retry or any worker takes it
+        _claims_release_safely(claimant=claimant)  # back to pending: this retry or any worker takes it
         raise self.retry(exc=exc) from exc
+
+
+def _claims_release_safely(*, claimant: str) -> None:
+    """Release before a retry; with the database down (the usual reason to retry) the claims cannot be released,
+    and their lease runs out instead: the sweep or the retry takes them again a few seconds later."""
+    try:
+        classification_claims_release(claimant=claimant)
+    except DatabaseError:
+        logger.warning("claims of %s left to their lease: the database is unreachable", claimant)
 
 
 @shared_task(ignore_result=True)

@@ -147,3 +147,44 @@ def s3_bucket(s3_server: str, settings):  # type: ignore[no-untyped-def]
     settings.STORAGES = {**settings.STORAGES, "default": bucket.storage_settings()}
     settings.ARTSITE_STORAGE = "s3"
     return bucket
+
+
+@pytest.fixture
+def celery_beat_process(celery_worker_process, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Start the real periodic sweep (``celery beat``) with ``.start(**env)``, on the workers' environment."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    processes: list[subprocess.Popen] = []
+
+    class Beat:
+        @staticmethod
+        def start(**extra: str) -> subprocess.Popen:
+            log = open(tmp_path / "beat.log", "ab")  # noqa: SIM115 - closed with the process
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "artsite",
+                    "beat",
+                    "--loglevel=INFO",
+                    "--schedule",
+                    str(tmp_path / "celerybeat-schedule"),
+                ],
+                env={**celery_worker_process.env, **extra},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            processes.append(process)
+            return process
+
+    yield Beat()
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)

@@ -62,6 +62,12 @@ class Command(BaseCommand):
             "AWS_SECRET_ACCESS_KEY); default: start moto's S3 server on a free port.",
         )
         parser.add_argument("--keep", action="store_true", help="Keep the processes' folders and logs.")
+        parser.add_argument(
+            "--cold-workers",
+            action="store_true",
+            help="Workers load the model inside their first batch (a wide window to kill one mid-batch; the "
+            "test's small drill uses it).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.options = options
@@ -164,7 +170,7 @@ class Command(BaseCommand):
         uploaded = self._upload(token, self.options["uploads"])
         self.say(f"{len(uploaded)} works uploaded through web A (202); no worker yet: all pending")
         for name in ("worker-1", "worker-2"):
-            self.cluster.worker(name, warm=True)
+            self.cluster.worker(name, warm=not self.options["cold_workers"])
         self.say("two workers started")
         killed = worker_kill_mid_batch(self.cluster.processes, uploaded, timeout=240)
         self.say(f"SIGKILLed {killed.name} mid-batch, holding {killed.held} works ({killed.claimant})")
