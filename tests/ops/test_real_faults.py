@@ -188,10 +188,22 @@ def test_a_transient_failure_is_retried_and_the_work_ends_ready(active_model, br
 
 
 def test_the_time_limit_ends_the_batch_failed_with_the_reason(active_model, celery_worker_process):
-    # A soft limit of one second: a cold worker loads the model inside its first batch, which takes longer.
-    celery_worker_process.env["CELERY_TASK_SOFT_TIME_LIMIT"] = "1"
-    celery_worker_process.start(warm=False)
-    works = [stored(30 + n, f"Slow {n}") for n in range(3)]
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    # A soft limit of one second against a batch that takes longer: 20 large PNGs (no reduced decoding for PNG),
+    # read and decoded one at a time.
+    celery_worker_process.env.update({"CELERY_TASK_SOFT_TIME_LIMIT": "1", "ARTSITE_CLASSIFY_READERS": "1"})
+    celery_worker_process.start()
+    works = []
+    for n in range(20):
+        ramp = np.linspace(0, 255, 4000, dtype=np.float32)[None, :, None] * np.ones((3000, 1, 3), np.float32)
+        out = io.BytesIO()
+        Image.fromarray(((ramp + 7 * n) % 256).astype(np.uint8)).save(out, format="PNG")
+        with transaction.atomic():
+            works.append(artwork_create(data=out.getvalue(), title=f"Slow {n}", enqueue=False))
     classification_enqueue(artwork_ids=[works[0].pk])
     wait_for(
         lambda: all(status_of(w.pk) == "failed" for w in works),
