@@ -191,7 +191,7 @@ def artworks_classify_claimed(
 
 
 def _classified_store(
-    *, claimant: str, outputs: list[tuple[Any, Sequence[str], list[int], Any, Any]]
+    *, claimant: str, outputs: Sequence[tuple[Any, Sequence[str], list[int], Any, Any]]
 ) -> list[int]:
     """Store a batch's predictions and mark its works ready: only the works this claimant still holds."""
     now = timezone.now()
