@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.db.models import Max, Min
+from django.utils import timezone
 
 from catalogue.importing import artworks_import
 from catalogue.models import Artwork
+from catalogue.services.artworks import artwork_create
+from catalogue.services.classification import classification_enqueue
+from inference.loader import get_classifier
+from inference.selectors import model_version_active
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ class ImportRate:
 def import_rate_measure(*, images: list[bytes], prefix: str) -> ImportRate:
     """Import ``images`` (as files of a temporary folder) into this site with the bulk import, classifying in
     this process as ``import_artworks`` does; returns its end-to-end rate (read, check, store, classify)."""
+    version = model_version_active()
+    if version is not None:
+        get_classifier(version.version)  # loaded before the clock starts, as in a worker that is already up
     with tempfile.TemporaryDirectory(prefix="artsite-burst-") as folder:
         for n, data in enumerate(images):
             Path(folder, f"{prefix}-{n:03d}.jpg").write_bytes(data)
@@ -72,3 +80,22 @@ def worker_rate_read(*, artwork_ids: list[int], first_accepted: datetime) -> Wor
         first_processed=span["first"],
         last_processed=span["last"],
     )
+
+
+def worker_backlog_measure(*, images: list[bytes], prefix: str, timeout: float) -> WorkerRate:
+    """The workers' own rate on a backlog: store ``images`` as artworks (the upload's service, unqueued), then
+    queue them all at once and time until the last is ready. Uploads through a busy web server arrive slower
+    than a worker classifies them, so the burst alone measures the web servers; this measures the workers."""
+    ids = []
+    for n, data in enumerate(images):
+        with transaction.atomic():
+            ids.append(artwork_create(data=data, title=f"{prefix} #{n:03d}", enqueue=False).pk)
+    started = timezone.now()
+    classification_enqueue(artwork_ids=ids)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        close_old_connections()
+        if not Artwork.objects.filter(pk__in=ids).exclude(status=Artwork.Status.READY).exists():
+            break
+        time.sleep(0.2)
+    return worker_rate_read(artwork_ids=ids, first_accepted=started)

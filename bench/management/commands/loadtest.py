@@ -174,12 +174,12 @@ class Command(BaseCommand):
         """N uploads at once, no browsing: all ready when, at what rate, beside the import's rate."""
         from django.utils import timezone
 
-        from bench.burst import import_rate_measure, worker_rate_read
+        from bench.burst import import_rate_measure, worker_backlog_measure, worker_rate_read
 
         n = self.options["uploads"] if self.options["uploads"] != 50 else 200
-        images = self._images(2 * n)
+        images = self._images(3 * n)
         self.stdout.write(f"Bulk import of {n} images of the same kind into the same site (this process) ...")
-        rate = import_rate_measure(images=images[n:], prefix=f"loadtest-import-{run}")
+        rate = import_rate_measure(images=images[n : 2 * n], prefix=f"loadtest-import-{run}")
         self.stdout.write(
             f"  import: {rate.images} images in {rate.seconds:.1f}s = {rate.per_second:.1f} images/s end to end"
         )
@@ -199,13 +199,25 @@ class Command(BaseCommand):
         worker = worker_rate_read(
             artwork_ids=[u.artwork_id for u in accepted if u.artwork_id], first_accepted=first_accepted
         )
-        ratio = worker.per_second / rate.per_second if rate.per_second else 0.0
+        lag = worker.seconds_to_all_ready - last_answer
         self.stdout.write(
             f"Burst: {worker.ready}/{n} ready {worker.seconds_to_all_ready:.1f}s after the first upload was "
-            f"accepted: the workers {worker.per_second:.1f} artworks/s, the import {rate.per_second:.1f} "
-            f"images/s: {ratio:.2f}x (goal >= 0.5x); load average {os.getloadavg()[0]:.2f}"
+            f"accepted ({worker.per_second:.1f} artworks/s end to end); the last {lag:.1f}s after the last upload "
+            "was accepted (near 0: the uploads, not the workers, set the pace)"
+        )
+        self.stdout.write(f"The workers on a backlog: {n} works stored, then queued at once ...")
+        backlog = worker_backlog_measure(
+            images=images[2 * n :], prefix=f"Loadtest {run} backlog", timeout=300
+        )
+        ratio = backlog.per_second / rate.per_second if rate.per_second else 0.0
+        self.stdout.write(
+            f"Workers: {backlog.ready}/{n} ready in {backlog.seconds_to_all_ready:.1f}s = {backlog.per_second:.1f} "
+            f"artworks/s; the import {rate.per_second:.1f} images/s end to end: {ratio:.2f}x (goal >= 0.5x); "
+            f"load average {os.getloadavg()[0]:.2f}"
         )
         problems = _upload_problems(uploads, [u.title for u in accepted])
+        if backlog.ready != n:
+            problems.append(f"{n - backlog.ready} backlog works not ready")
         if problems or ratio < 0.5:
             for problem in problems[:30]:
                 self.stderr.write(f"  PROBLEM: {problem}")
