@@ -105,7 +105,7 @@ class Command(BaseCommand):
         self.stdout.write(f"[{time.monotonic() - self.started:6.1f}s] {text}")
         self.stdout.flush()
 
-    def check(self, ok: bool, text: str) -> None:
+    def expect(self, ok: bool, text: str) -> None:
         self.say(f"{'PASS' if ok else 'FAIL'}  {text}")
         if not ok:
             self.failures.append(text)
@@ -208,7 +208,7 @@ class Command(BaseCommand):
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             ids = [i for i in pool.map(one, range(n)) if i is not None]
-        self.check(len(ids) == n, f"{len(ids)}/{n} uploads accepted by web A")
+        self.expect(len(ids) == n, f"{len(ids)}/{n} uploads accepted by web A")
         return ids
 
     def _import(self, n: int) -> list[int]:
@@ -227,7 +227,7 @@ class Command(BaseCommand):
             timeout=600,
         )
         last = (result.stdout.strip().splitlines() or [""])[-1]
-        self.check(
+        self.expect(
             result.returncode == 0,
             f"import from a third process: {time.monotonic() - started:.1f}s, exit {result.returncode}: "
             f"{last[:160] or result.stderr[-300:]}",
@@ -239,25 +239,25 @@ class Command(BaseCommand):
     def _checks(self, uploaded: list[int], imported: list[int], token: str) -> None:
         every = uploaded + imported
         counts = works_classified_once(every)
-        self.check(
+        self.expect(
             counts.once == len(every) == counts.predictions,
             f"{counts.once}/{len(every)} works ready with exactly one prediction ({counts.predictions} in all); "
             f"{counts.claimed_twice} claimed again after the kill",
         )
-        self.check(
+        self.expect(
             len(imported) == self.options["imports"], f"{len(imported)}/{self.options['imports']} imported"
         )
         answers = [
             _json(self.urls["web-b"] + f"/api/v1/artworks/{i}/", {"Authorization": f"Token {token}"})
             for i in uploaded
         ]
-        self.check(
+        self.expect(
             all(a.get("status") == "ready" for a in answers),
             f"web B answers for all {len(uploaded)} uploads, every one ready",
         )
         works = list(Artwork.objects.filter(pk__in=every).values_list("image", "thumbnail", "sha256"))
         unreadable = self._unreadable(works)
-        self.check(
+        self.expect(
             not unreadable,
             f"{len(works)} images and thumbnails read through both web servers from the bucket "
             f"({len(unreadable)} unreadable{': ' + ', '.join(unreadable[:3]) if unreadable else ''})",
@@ -268,11 +268,11 @@ class Command(BaseCommand):
             for o in page.get("Contents", [])
         }
         files = {name for image, thumbnail, _ in works for name in (image, thumbnail)}
-        self.check(
+        self.expect(
             keys == files, f"the bucket holds exactly the works' {len(files)} files ({len(keys)} objects)"
         )
         local = self.cluster.local_files()
-        self.check(not local, f"no process wrote a file to its own disk ({len(local)} found)")
+        self.expect(not local, f"no process wrote a file to its own disk ({len(local)} found)")
 
     def _unreadable(self, works: list[tuple[str, str, str]]) -> list[str]:
         opener = urllib.request.build_opener(_NoRedirect)
