@@ -15,10 +15,12 @@ import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.db import close_old_connections
-from django.db.models import Count
+from django.db.models import Count, Max
+from django.utils import timezone
 
 from catalogue.models import Artwork, Prediction
 
@@ -29,6 +31,8 @@ class KilledWorker:
     claimant: str  # the claim it held (host:pid:random)
     held: int  # works it held, processing, when it died
     at: float  # time.monotonic() of the kill
+    held_ids: tuple[int, ...] = ()
+    when: datetime | None = None  # the kill on the database's clock (to compare with ``processed_at``)
 
 
 def worker_kill_mid_batch(
@@ -54,10 +58,16 @@ def worker_kill_mid_batch(
             if group not in groups:
                 continue
             os.killpg(group, signal.SIGKILL)
-            at = time.monotonic()
+            at, when = time.monotonic(), timezone.now()
             processes.pop(groups[group]).wait(timeout=10)
-            held = Artwork.objects.filter(claimed_by=claimant, status=Artwork.Status.PROCESSING).count()
-            return KilledWorker(name=groups[group], claimant=claimant, held=held, at=at)
+            held = tuple(
+                Artwork.objects.filter(claimed_by=claimant, status=Artwork.Status.PROCESSING).values_list(
+                    "pk", flat=True
+                )
+            )
+            return KilledWorker(
+                name=groups[group], claimant=claimant, held=len(held), at=at, held_ids=held, when=when
+            )
         if (
             not claims
             and not Artwork.objects.filter(pk__in=ids).exclude(status=Artwork.Status.READY).exists()
@@ -225,3 +235,10 @@ class Cluster:
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.folder(name) / "process.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def seconds_to_ready(killed: KilledWorker) -> float | None:
+    """Seconds from the kill until the last work the killed worker held was ready (``processed_at``)."""
+    close_old_connections()
+    last = Artwork.objects.filter(pk__in=killed.held_ids).aggregate(last=Max("processed_at"))["last"]
+    return (last - killed.when).total_seconds() if last and killed.when else None
