@@ -78,6 +78,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.options = options
+        # New images and titles on every run: the drill's database (var/cluster) persists between runs.
+        self.run_id = uuid.uuid4().hex[:6]
+        self.seed = 10_000 * (int(time.time()) % 100_000)
         self.root = Path(tempfile.mkdtemp(prefix="artsite-cluster-"))
         self.started = time.monotonic()
         self.failures: list[str] = []
@@ -174,12 +177,23 @@ class Command(BaseCommand):
             f"web A {self.urls['web-a']}, web B {self.urls['web-b']} and beat up, each in its own folder"
         )
 
-        uploaded = self._upload(token, self.options["uploads"])
+        uploaded = self._upload(token, self.options["uploads"], first=self.seed)
         self.say(f"{len(uploaded)} works uploaded through web A (202); no worker yet: all pending")
         for name in ("worker-1", "worker-2"):
             self.cluster.worker(name, warm=not self.options["cold_workers"])
         self.say("two workers started")
-        killed = worker_kill_mid_batch(self.cluster.processes, uploaded, timeout=240)
+        killed = None
+        for attempt in range(3):
+            try:
+                killed = worker_kill_mid_batch(self.cluster.processes, uploaded, timeout=240)
+                break
+            except RuntimeError:  # warm workers finished every batch between two looks: send another burst
+                self.say("every work was ready before a worker was caught mid-batch; uploading more")
+                uploaded += self._upload(
+                    token, self.options["uploads"], first=self.seed + 1000 * (attempt + 1)
+                )
+        if killed is None:
+            raise CommandError("no worker could be caught mid-batch")
         self.say(f"SIGKILLed {killed.name} mid-batch, holding {killed.held} works ({killed.claimant})")
 
         with ThreadPoolExecutor(max_workers=1) as pool:  # the import runs meanwhile, from a third process
@@ -198,7 +212,9 @@ class Command(BaseCommand):
             self.say(f"the killed worker's {killed.held} works ready {took} after the kill")
             importing.result()
         imported = list(
-            Artwork.objects.filter(title__startswith="cluster drill import").values_list("pk", flat=True)
+            Artwork.objects.filter(title__startswith=f"cluster drill import {self.run_id}").values_list(
+                "pk", flat=True
+            )
         )
         every = uploaded + imported
         self._wait(
@@ -209,11 +225,17 @@ class Command(BaseCommand):
         self.say(f"all {len(every)} works ready")
         self._checks(uploaded, imported, token)
 
-    def _upload(self, token: str, n: int) -> list[int]:
+    def _upload(self, token: str, n: int, first: int = 0) -> list[int]:
         def one(i: int) -> int | None:
             data, content_type = multipart_body(
-                {"title": f"Cluster drill upload {i}"},
-                {"image": (f"upload-{i}.jpg", jpeg_bytes(synthetic_picture(10_000 + i)), "image/jpeg")},
+                {"title": f"Cluster drill upload {first + i}"},
+                {
+                    "image": (
+                        f"upload-{i}.jpg",
+                        jpeg_bytes(synthetic_picture(10_000 + first + i)),
+                        "image/jpeg",
+                    )
+                },
             )
             request = urllib.request.Request(
                 self.urls["web-a"] + "/api/v1/artworks/",
@@ -238,8 +260,8 @@ class Command(BaseCommand):
         source = self.root / "importer-source" / "painting"
         source.mkdir(parents=True)
         for i in range(n):
-            (source / f"cluster-drill-import-{i:03d}.jpg").write_bytes(
-                jpeg_bytes(synthetic_picture(20_000 + i))
+            (source / f"cluster-drill-import-{self.run_id}-{i:03d}.jpg").write_bytes(
+                jpeg_bytes(synthetic_picture(self.seed + 500 + i))
             )
         started = time.monotonic()
         result = self.cluster.run(
