@@ -85,6 +85,13 @@ BASE_URL ?= http://127.0.0.1:8000
 loadtest: install ## Against a running `make run` (or BASE_URL, loopback only): 50 uploads at once while 16 clients browse
 	$(PY) manage.py loadtest --base-url $(BASE_URL)
 
+.PHONY: loadtest-burst cluster-drill
+loadtest-burst: install ## Against a running `make run` (loopback only): 200 uploads at once, no browsing: time until all ready, the workers' artworks/s beside the import's (measured in the same run, into the same site)
+	$(PY) manage.py loadtest --base-url $(BASE_URL) --burst
+
+cluster-drill: install ## Two web servers, two workers and beat with no shared disk (PostgreSQL, Redis and moto's S3 only; var/cluster): upload via one, read via the other, SIGKILL a worker mid-batch, import from a third process
+	ARTSITE_VAR_DIR=$(CURDIR)/var/cluster $(PY) manage.py cluster_drill
+
 faults: install ## Fault drills on their own servers (var/faults): worker SIGKILL, Redis down, PostgreSQL restart, broken model
 	ARTSITE_VAR_DIR=$(CURDIR)/var/faults $(PY) manage.py faults
 

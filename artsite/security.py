@@ -18,7 +18,9 @@ cannot be reached, counting falls back to this process's memory: the limit then 
 under the extension of its real format by ``inference.preprocessing``) with an explicit image content type,
 ``X-Content-Type-Options: nosniff``, ``Content-Disposition`` and a ``Content-Security-Policy`` sandbox, so even a
 file that somehow held HTML or SVG would never run as a page; originals (which keep their EXIF, GPS included) only
-to curators, everything else to whom ``ARTSITE_MEDIA_REQUIRES_LOGIN`` allows (``catalogue/media_views.py``).
+to curators, everything else to whom ``ARTSITE_MEDIA_REQUIRES_LOGIN`` allows (``catalogue/media_views.py``). With an
+object store (``ARTSITE_STORAGE=s3``) the store serves the images through presigned URLs and ``/media/<name>``
+redirects to one, after the same checks.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from django.contrib import messages
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.core.files.storage import default_storage
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.utils._os import safe_join
 
 from artsite.broker import broker_redis
@@ -249,6 +252,8 @@ def media_serve(request: HttpRequest, path: str, document_root: str | None = Non
         return redirect_to_login(request.get_full_path())
     if path.startswith(ORIGINALS_PREFIX) and not originals_allowed(request.user):
         raise PermissionDenied("Originals are for curators; pages show the display copy.")
+    if not settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
+        return _media_redirect(path)
     if document_root is None or not safe_join_exists(document_root, path):
         raise Http404("No such file.")
     return media_response(request=request, name=PurePosixPath(path).as_posix())
@@ -261,3 +266,13 @@ def safe_join_exists(root: str, path: str) -> bool:
     except SuspiciousFileOperation:
         return False
     return full.is_file()
+
+
+def _media_redirect(path: str) -> HttpResponseBase:
+    """An object store serves its own files: redirect to a presigned URL (valid ``AWS_QUERYSTRING_EXPIRE`` seconds)
+    rather than stream the image through this process. The store sets the image's content type from its name."""
+    if not default_storage.exists(path):
+        raise Http404("No such file.")
+    response = HttpResponseRedirect(default_storage.url(path))
+    response["Cache-Control"] = "private, max-age=60"  # shorter than the signature lives
+    return response

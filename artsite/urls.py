@@ -19,16 +19,16 @@ urlpatterns = [
     path("", include("catalogue.urls")),
 ]
 
-if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
-    # Media from the local filesystem storage. In production behind a proxy, the proxy serves /media/ instead.
-    # Only images, with headers that keep anything in them from running (artsite/security.py).
-    urlpatterns += [
-        path(
-            f"{settings.MEDIA_URL.strip('/')}/<path:path>",
-            security.media_serve,
-            {"document_root": settings.MEDIA_ROOT},
-        )
-    ]
+# Media: from the local filesystem storage, only images, with headers that keep anything in them from running; with
+# an object store (ARTSITE_STORAGE=s3) a redirect to a presigned URL, so /media/<name> works on every web process
+# (artsite/security.py). In production behind a proxy, the proxy serves a local /media/ instead.
+urlpatterns += [
+    path(
+        f"{settings.MEDIA_URL.strip('/')}/<path:path>",
+        security.media_serve,
+        {"document_root": settings.MEDIA_ROOT},
+    )
+]
 
 # JSON for /api/ paths, Django's pages elsewhere (catalogue/api/exceptions.py).
 handler404 = "catalogue.api.exceptions.handler404"

@@ -116,6 +116,11 @@ class Artwork(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # The classification claim (catalogue/services/classification.py): which worker holds the work while it is
+    # processing, and until when; the worker renews the lease every few seconds, and the sweep hands a work whose
+    # lease ran out (its worker died) to another worker, so no work waits minutes nor is classified twice at once.
+    claimed_by = models.CharField(max_length=200, blank=True)
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Provenance(models.TextChoices):
         """Where the artwork's label (``curator_type``) came from. Without a label the effective type is the model's."""

@@ -11,11 +11,16 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from catalogue.models import LabelCheck, NearDuplicatePair
 from catalogue.services import label_checks, near_duplicates, training_jobs
-from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
+from catalogue.services.classification import (
+    artworks_classify_claimed,
+    artworks_requeue_pending,
+    classification_claimant,
+    classification_claims_release,
+)
 from catalogue.services.model_rollout import model_reembed_batch
 from inference.loader import ModelUnavailable, get_classifier
 from inference.models import ModelVersion
@@ -32,21 +37,35 @@ MAX_RETRIES = 3
     reject_on_worker_lost=True,
     max_retries=MAX_RETRIES,
     default_retry_delay=5,
-    soft_time_limit=120,
-    time_limit=180,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
 )
 def classify_artwork(self: Task, artwork_id: int) -> None:
-    """Classify and embed one artwork. Idempotent: a redelivered or repeated task changes nothing more."""
+    """Classify an artwork and every other work waiting (up to a batch) in one model call. Idempotent: a
+    redelivered or repeated task finds its work ready (or held by another worker) and changes nothing more."""
+    claimant = classification_claimant()
     try:
-        artwork_classify(artwork_id=artwork_id)
+        artworks_classify_claimed(claimant=claimant, artwork_ids=[artwork_id])
     except SoftTimeLimitExceeded:
-        artwork_fail(artwork_id=artwork_id, error="Classification took too long and was stopped.")
+        classification_claims_release(
+            claimant=claimant, error="Classification took too long and was stopped."
+        )
     except Exception as exc:
         if self.request.retries >= MAX_RETRIES:
             logger.exception("classification of artwork %s failed for good", artwork_id)
-            artwork_fail(artwork_id=artwork_id, error=f"Classification failed: {exc}")
+            classification_claims_release(claimant=claimant, error=f"Classification failed: {exc}")
             return
+        _claims_release_safely(claimant=claimant)  # back to pending: this retry or any worker takes it
         raise self.retry(exc=exc) from exc
+
+
+def _claims_release_safely(*, claimant: str) -> None:
+    """Release before a retry; with the database down (the usual reason to retry) the claims cannot be released,
+    and their lease runs out instead: the sweep or the retry takes them again a few seconds later."""
+    try:
+        classification_claims_release(claimant=claimant)
+    except DatabaseError:
+        logger.warning("claims of %s left to their lease: the database is unreachable", claimant)
 
 
 @shared_task(ignore_result=True)

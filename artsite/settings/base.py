@@ -112,12 +112,24 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = env("DJANGO_MEDIA_URL", default="/media/")
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
-if env("ARTSITE_STORAGE", default="filesystem") == "s3":
+# Images, thumbnails and explanation maps go through the storage API only (default_storage, the fields' storage),
+# so web processes and workers on different hosts share them through an object store: ARTSITE_STORAGE=s3 with any
+# S3 API (AWS, MinIO, ...). Credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, an instance role). Images are served by the store through presigned URLs (the web
+# process never streams them); AWS_S3_CUSTOM_DOMAIN puts a CDN in front instead (then unsigned).
+ARTSITE_STORAGE = env("ARTSITE_STORAGE", default="filesystem")
+if ARTSITE_STORAGE == "s3":
     _default_storage: dict[str, Any] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
             "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "region_name": env("AWS_S3_REGION_NAME", default=None),
+            # "path" for MinIO and other stores without one DNS name per bucket; AWS: leave unset.
+            "addressing_style": env("AWS_S3_ADDRESSING_STYLE", default=None),
+            "signature_version": "s3v4",
+            "custom_domain": env("AWS_S3_CUSTOM_DOMAIN", default=None),
+            "querystring_expire": env.int("AWS_QUERYSTRING_EXPIRE", default=3600),
             "default_acl": None,
             "file_overwrite": False,
         },
@@ -198,11 +210,20 @@ CELERY_TASK_ROUTES = {
 ARTSITE_TRAINING_TIME_LIMIT = env.int("ARTSITE_TRAINING_TIME_LIMIT", default=6 * 3600)
 # Each worker process loads the active model when it starts rather than on its first task.
 ARTSITE_WARM_MODEL_ON_START = env.bool("ARTSITE_WARM_MODEL_ON_START", default=True)
+# Classification in batches, under a claim (catalogue/services/classification.py): a task takes every work waiting,
+# up to a batch, into one model call; a worker holds its works for a lease it renews every third of it, so the works
+# of a worker that died are handed on by the sweep within a lease plus a sweep period (seconds), never twice at once.
+ARTSITE_CLASSIFY_BATCH = env.int("ARTSITE_CLASSIFY_BATCH", default=32)
+# Threads reading and decoding a batch.
+ARTSITE_CLASSIFY_READERS = env.int("ARTSITE_CLASSIFY_READERS", default=4)
+ARTSITE_CLAIM_LEASE_SECONDS = env.int("ARTSITE_CLAIM_LEASE_SECONDS", default=6)
+ARTSITE_PENDING_GRACE_SECONDS = env.int("ARTSITE_PENDING_GRACE_SECONDS", default=5)
 CELERY_BEAT_SCHEDULE = {
-    # Nothing stays pending forever: artworks stored while the broker was down go through once it is back.
+    # Nothing stays pending: works stored while the broker was down, or held by a worker that died, go through
+    # within seconds (the sweep is one cheap query when nothing waits).
     "requeue-pending": {
         "task": "catalogue.tasks.requeue_pending",
-        "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=60),
+        "schedule": env.int("ARTSITE_SWEEP_SECONDS", default=3),
     },
     # The mislabel detector runs again once enough labels were added or changed since its last run.
     "label-check-if-due": {

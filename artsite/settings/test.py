@@ -4,7 +4,7 @@ import tempfile
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import INSTALLED_APPS, REST_FRAMEWORK, VAR_DIR, env, services
+from .base import ARTSITE_STORAGE, INSTALLED_APPS, REST_FRAMEWORK, STORAGES, VAR_DIR, env, services
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -16,7 +16,10 @@ MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default="") or tempfile.mkdtemp(prefi
 STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Worker and web processes that tests start against an S3 server get ARTSITE_STORAGE=s3 (tests/ops/conftest.py).
+    "default": STORAGES["default"]
+    if ARTSITE_STORAGE == "s3"
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 # Tests exercise throttling explicitly; the default rates must not trip ordinary tests.

@@ -248,10 +248,17 @@ class ArtworkViewSet(
             return (
                 Artwork.objects.none()
             )  # schema generation: the filters' model, without asking the database
-        return artworks_with_prediction()
+        return artworks_with_prediction(self._version())
+
+    def _version(self) -> Any:
+        """The active version, read once per request: the rows and the version named beside them must agree while
+        an activation switches versions (one version's results in every answer)."""
+        if not hasattr(self, "_active_version"):
+            self._active_version = model_version_active()
+        return self._active_version
 
     def get_serializer_context(self) -> dict[str, Any]:
-        version = model_version_active()
+        version = self._version()
         return {
             **super().get_serializer_context(),
             "types": _types(),
@@ -452,7 +459,7 @@ class MislabelViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         version = model_version_active()
         context = {"request": request, "types": _types(), "model_version": version and version.version}
         return Response(
-            serializers.ArtworkSerializer(artworks_with_prediction().get(pk=pk), context=context).data
+            serializers.ArtworkSerializer(artworks_with_prediction(version).get(pk=pk), context=context).data
         )
 
 

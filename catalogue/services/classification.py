@@ -7,8 +7,13 @@ If the broker is down an artwork simply stays pending and the sweep (``requeue_p
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,8 +21,8 @@ from typing import Any
 import numpy as np
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import DatabaseError, connections, transaction
+from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
@@ -50,54 +55,191 @@ def classification_enqueue(*, artwork_ids: Sequence[int]) -> bool:
     return True
 
 
-def artwork_classify(*, artwork_id: int) -> Artwork | None:
-    """Classify and embed one artwork with every serving model version; idempotent.
+def classification_claimant() -> str:
+    """A name for one claim: the host and process (for a curator reading the admin) and a random part, so two
+    tasks of one process never mistake each other's claims."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    Permanent problems (the stored image cannot be decoded, the model is missing or corrupt) end as ``failed``
-    with the reason; anything else propagates so the task retries.
-    """
 
-    versions = model_versions_serving()
-    artwork = Artwork.objects.filter(pk=artwork_id).first()
-    if artwork is None:
-        return None  # deleted while queued: nothing to do
-    done = set(artwork.predictions.values_list("model_version_id", flat=True))
-    if artwork.status == Artwork.Status.READY and all(v.pk in done for v in versions):
-        return artwork
-    if not versions:
-        return artwork_fail(artwork_id=artwork.pk, error="No model version is active; ask an administrator.")
-    Artwork.objects.filter(pk=artwork.pk).update(
-        status=Artwork.Status.PROCESSING, attempts=artwork.attempts + 1, updated_at=timezone.now()
-    )
-    try:
-        with artwork.image.open("rb") as handle:
-            data = handle.read()
-        image = decode_image(data).image
-    except (ImageRejected, OSError) as exc:
-        return artwork_fail(artwork_id=artwork.pk, error=f"The stored image cannot be read: {exc}")
-    for version in versions:
-        if version.pk in done:
-            continue
-        try:
-            classifier = get_classifier(version.version)
-        except ModelUnavailable as exc:
-            return artwork_fail(artwork_id=artwork.pk, error=str(exc))
-        probabilities, embeddings = classifier.predict_images([image])
-        prediction_store(
-            artwork_ids=[artwork.pk],
-            model_version=version,
-            classes=classifier.classes,
-            probabilities=probabilities,
-            embeddings=embeddings,
+def classification_claim(*, claimant: str, artwork_ids: Sequence[int] = (), limit: int = 1) -> list[int]:
+    """Claim up to ``limit`` works waiting for classification: ``artwork_ids`` first, then the oldest others
+    (``limit`` 1 with one id: that work only). Waiting means pending, or processing with a lease that ran out
+    (its worker died). Rows another transaction holds are skipped (``FOR UPDATE SKIP LOCKED``), so concurrent
+    workers never claim the same work; a claimed work is ``processing``, held for ``ARTSITE_CLAIM_LEASE_SECONDS``
+    and renewed by :class:`ClaimLease`. Returns the ids claimed, in claim order."""
+    now = timezone.now()
+    waiting = Q(status=Artwork.Status.PENDING) | Q(status=Artwork.Status.PROCESSING, claim_expires_at__lt=now)
+    first = list(artwork_ids)
+    rows = Artwork.objects.select_for_update(skip_locked=True, of=("self",)).filter(waiting)
+    if limit <= len(first):
+        rows = rows.filter(pk__in=first)
+    with transaction.atomic():
+        ids = list(
+            rows.order_by(Case(When(pk__in=first, then=0), default=1), "pk").values_list("pk", flat=True)[
+                :limit
+            ]
+            if first
+            else rows.order_by("pk").values_list("pk", flat=True)[:limit]
         )
-    Artwork.objects.filter(pk=artwork.pk).update(
-        status=Artwork.Status.READY, error="", processed_at=timezone.now(), updated_at=timezone.now()
+        if ids:
+            Artwork.objects.filter(pk__in=ids).update(
+                status=Artwork.Status.PROCESSING,
+                claimed_by=claimant,
+                claim_expires_at=now + timedelta(seconds=settings.ARTSITE_CLAIM_LEASE_SECONDS),
+                attempts=F("attempts") + 1,
+                updated_at=now,
+            )
+    return ids
+
+
+def classification_claims_release(*, claimant: str, error: str = "") -> int:
+    """End a claimant's claims that did not finish: back to pending for another try, or ``failed`` with
+    ``error``. Returns how many."""
+    status = Artwork.Status.FAILED if error else Artwork.Status.PENDING
+    return Artwork.objects.filter(claimed_by=claimant, status=Artwork.Status.PROCESSING).update(
+        status=status, error=error[:2000], claimed_by="", claim_expires_at=None, updated_at=timezone.now()
     )
-    artwork.refresh_from_db()
-    near_duplicates_enqueue(
-        artwork_ids=[artwork.pk]
-    )  # other photos of the same work, now that it is embedded
-    return artwork
+
+
+class ClaimLease:
+    """Keeps a claim alive while its works are classified: a thread renews the lease every third of it, so a
+    live worker never loses a long batch (a cold model load, a slow storage) while a dead one's lease runs out
+    within ``ARTSITE_CLAIM_LEASE_SECONDS`` and the sweep hands its works on."""
+
+    def __init__(self, *, claimant: str) -> None:
+        self.claimant = claimant
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{claimant}", daemon=True)
+
+    def __enter__(self) -> ClaimLease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _renew(self) -> None:
+        lease = settings.ARTSITE_CLAIM_LEASE_SECONDS
+        try:
+            while not self._stop.wait(lease / 3):
+                try:
+                    Artwork.objects.filter(claimed_by=self.claimant, status=Artwork.Status.PROCESSING).update(
+                        claim_expires_at=timezone.now() + timedelta(seconds=lease)
+                    )
+                except DatabaseError:  # the database is restarting: the next renewal may get through
+                    logger.warning("could not renew the claim %s", self.claimant, exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+
+def artwork_classify(*, artwork_id: int) -> Artwork | None:
+    """Classify and embed one artwork with every serving model version; idempotent (a work that is ready, or
+    held by another worker, is left as it is). Permanent problems end as ``failed`` with the reason; anything
+    else propagates, and the work goes back to pending."""
+    claimant = classification_claimant()
+    try:
+        artworks_classify_claimed(claimant=claimant, artwork_ids=[artwork_id], limit=1)
+    except BaseException:
+        classification_claims_release(claimant=claimant)
+        raise
+    return Artwork.objects.filter(pk=artwork_id).first()
+
+
+def artworks_classify_claimed(
+    *, claimant: str, artwork_ids: Sequence[int] = (), limit: int | None = None
+) -> list[int]:
+    """Claim the given works and, up to ``limit`` (default ``ARTSITE_CLASSIFY_BATCH``), every other work waiting,
+    then classify them all in one model call per serving version. Returns the ids that ended ready.
+
+    Each work is written only if this claimant still holds it, in one transaction: a worker that lost its lease
+    (stalled past it) writes nothing, so no work is ever classified twice at once, and a prediction is stored once
+    per work and version. On an exception the claims stay: the caller releases or fails them
+    (:func:`classification_claims_release`).
+    """
+    versions = model_versions_serving()
+    ids = classification_claim(
+        claimant=claimant, artwork_ids=artwork_ids, limit=limit or settings.ARTSITE_CLASSIFY_BATCH
+    )
+    if not ids:
+        return []
+    if not versions:
+        classification_claims_release(
+            claimant=claimant, error="No model version is active; ask an administrator."
+        )
+        return []
+    with ClaimLease(claimant=claimant):
+        try:
+            classifiers = [(version, get_classifier(version.version)) for version in versions]
+        except ModelUnavailable as exc:
+            classification_claims_release(claimant=claimant, error=str(exc))
+            return []
+        draft = max([settings.ARTSITE_THUMBNAIL_SIZE, *(c.input_size for _, c in classifiers)])
+        images = stored_images_decode(artworks=Artwork.objects.filter(pk__in=ids), draft=draft)
+        for artwork_id, image in images.items():
+            if isinstance(image, str):
+                artwork_fail(artwork_id=artwork_id, error=image)
+        decoded = {i: image for i, image in images.items() if not isinstance(image, str)}
+        done = set(
+            Prediction.objects.filter(artwork_id__in=decoded).values_list("artwork_id", "model_version_id")
+        )
+        outputs = []
+        for version, classifier in classifiers:
+            todo = [i for i in decoded if (i, version.pk) not in done]
+            probabilities, embeddings = classifier.predict_images([decoded[i] for i in todo])
+            outputs.append((version, classifier.classes, todo, probabilities, embeddings))
+    return _classified_store(claimant=claimant, outputs=outputs)
+
+
+def _classified_store(
+    *, claimant: str, outputs: Sequence[tuple[Any, Sequence[str], list[int], Any, Any]]
+) -> list[int]:
+    """Store a batch's predictions and mark its works ready: only the works this claimant still holds."""
+    now = timezone.now()
+    with transaction.atomic():
+        held = set(
+            Artwork.objects.select_for_update()
+            .filter(claimed_by=claimant, status=Artwork.Status.PROCESSING)
+            .values_list("pk", flat=True)
+        )
+        for version, classes, todo, probabilities, embeddings in outputs:
+            keep = [n for n, artwork_id in enumerate(todo) if artwork_id in held]
+            if keep:
+                prediction_store(
+                    artwork_ids=[todo[n] for n in keep],
+                    model_version=version,
+                    classes=classes,
+                    probabilities=probabilities[keep],
+                    embeddings=embeddings[keep],
+                )
+        Artwork.objects.filter(pk__in=held).update(
+            status=Artwork.Status.READY,
+            error="",
+            processed_at=now,
+            updated_at=now,
+            claimed_by="",
+            claim_expires_at=None,
+        )
+    near_duplicates_enqueue(artwork_ids=sorted(held))  # other photos of the same work, now that they are embedded
+    return sorted(held)
+
+
+def stored_images_decode(*, artworks: Iterable[Artwork], draft: int | None) -> dict[int, Any]:
+    """Read the artworks' stored images through the storage backend (a folder, S3) and decode them, several at
+    once (the reads wait on storage, the decoding releases the GIL): {artwork id: RGB image, or the reason it
+    cannot be read}. ``draft`` as for the import (:func:`inference.preprocessing.decode_image`), so an uploaded
+    work and an imported one get the same model input."""
+
+    def one(artwork: Artwork) -> tuple[int, Any]:
+        try:
+            with artwork.image.open("rb") as handle:
+                data = handle.read()
+            return artwork.pk, decode_image(data, draft=draft).image
+        except (ImageRejected, OSError, ValueError) as exc:
+            return artwork.pk, f"The stored image cannot be read: {exc}"
+
+    with ThreadPoolExecutor(max_workers=settings.ARTSITE_CLASSIFY_READERS) as pool:
+        return dict(pool.map(one, list(artworks)))
 
 
 def prediction_store(
@@ -135,7 +277,11 @@ def prediction_store(
 def artwork_fail(*, artwork_id: int, error: str) -> Artwork | None:
     """Mark an artwork failed with a reason a curator can read (it can be retried)."""
     Artwork.objects.filter(pk=artwork_id).update(
-        status=Artwork.Status.FAILED, error=error[:2000], updated_at=timezone.now()
+        status=Artwork.Status.FAILED,
+        error=error[:2000],
+        claimed_by="",
+        claim_expires_at=None,
+        updated_at=timezone.now(),
     )
     return Artwork.objects.filter(pk=artwork_id).first()
 
@@ -150,20 +296,34 @@ def artwork_retry(*, artwork: Artwork) -> Artwork:
     return artwork
 
 
-def artworks_requeue_pending(*, pending_after_seconds: int = 60) -> int:
-    """Send again every artwork left pending (the broker was down) or processing for longer than a task may run
-    (its worker died). Returns the number sent. Safe at any time: the task is idempotent."""
+def artworks_requeue_pending(*, pending_after_seconds: int | None = None) -> int:
+    """The sweep (a beat task every ``ARTSITE_SWEEP_SECONDS``): hand on the works whose claim ran out (their
+    worker died) and send every work pending for ``pending_after_seconds`` (default
+    ``ARTSITE_PENDING_GRACE_SECONDS``: its own message may still be on its way), e.g. stored while the broker
+    was down. One message per batch is enough, as a task claims a batch of waiting works. Returns the number of
+    works sent; safe at any time (a claim is taken once)."""
     now = timezone.now()
-    processing_after = settings.CELERY_TASK_TIME_LIMIT + 30
+    grace = settings.ARTSITE_PENDING_GRACE_SECONDS if pending_after_seconds is None else pending_after_seconds
+    with transaction.atomic():
+        # Rows a live worker is writing stay locked and are skipped.
+        expired = list(
+            Artwork.objects.select_for_update(skip_locked=True)
+            .filter(status=Artwork.Status.PROCESSING)
+            .filter(Q(claim_expires_at__lt=now) | Q(claim_expires_at__isnull=True))
+            .values_list("pk", flat=True)
+        )
+        Artwork.objects.filter(pk__in=expired).update(
+            status=Artwork.Status.PENDING, claimed_by="", claim_expires_at=None
+        )
     stuck = list(
-        Artwork.objects.filter(
-            Q(status=Artwork.Status.PENDING, updated_at__lt=now - timedelta(seconds=pending_after_seconds))
-            | Q(status=Artwork.Status.PROCESSING, updated_at__lt=now - timedelta(seconds=processing_after))
-        ).values_list("pk", flat=True)
+        Artwork.objects.filter(status=Artwork.Status.PENDING)
+        .filter(Q(updated_at__lte=now - timedelta(seconds=grace)) | Q(pk__in=expired))
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
-    if stuck and classification_enqueue(artwork_ids=stuck):
+    if stuck and classification_enqueue(artwork_ids=stuck[:: settings.ARTSITE_CLASSIFY_BATCH]):
         # Touch them so the next sweep does not send them again while they wait in the queue.
-        Artwork.objects.filter(pk__in=stuck).update(updated_at=now)
+        Artwork.objects.filter(pk__in=stuck, status=Artwork.Status.PENDING).update(updated_at=now)
         return len(stuck)
     return 0
 

@@ -11,14 +11,14 @@ import logging
 from dataclasses import dataclass
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 
 from catalogue.models import Artwork
-from catalogue.services.classification import artwork_fail, prediction_store
+from catalogue.services.classification import artwork_fail, prediction_store, stored_images_decode
 from inference import registry
 from inference.loader import get_classifier
 from inference.models import ModelVersion
-from inference.preprocessing import ImageRejected, decode_image
 from inference.services import model_version_set_active
 
 logger = logging.getLogger(__name__)
@@ -97,14 +97,17 @@ def model_reembed_batch(*, version: ModelVersion, batch_size: int = REEMBED_BATC
         .exclude(predictions__model_version=version)
         .order_by("pk")[:batch_size]
     )
+    # Read through the storage backend (a folder or S3), several at once, decoded as the import and the worker do.
+    decoded = stored_images_decode(
+        artworks=todo, draft=max(settings.ARTSITE_THUMBNAIL_SIZE, classifier.input_size)
+    )
     ids, images = [], []
-    for artwork in todo:
-        try:
-            with artwork.image.open("rb") as handle:
-                images.append(decode_image(handle.read()).image)
-            ids.append(artwork.pk)
-        except (ImageRejected, OSError) as exc:
-            artwork_fail(artwork_id=artwork.pk, error=f"The stored image cannot be read: {exc}")
+    for artwork_id, image in decoded.items():
+        if isinstance(image, str):
+            artwork_fail(artwork_id=artwork_id, error=image)
+        else:
+            ids.append(artwork_id)
+            images.append(image)
     if ids:
         probabilities, embeddings = classifier.predict_images(images)
         prediction_store(

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from catalogue.models import Artwork, LabelCorrection, Prediction
-from catalogue.services.classification import artwork_classify, artwork_retry, artworks_requeue_pending
+from catalogue.services.classification import (
+    ClaimLease,
+    artwork_classify,
+    artwork_retry,
+    artworks_classify_claimed,
+    artworks_requeue_pending,
+    classification_claim,
+    classification_claims_release,
+)
 from catalogue.services.labels import label_correct
 from tests.factories import ArtworkFactory
 
@@ -115,25 +123,153 @@ def test_retry_puts_failed_artwork_back_to_pending(broker, django_capture_on_com
     assert broker.llen("celery") == 1
 
 
-def test_requeue_pending_sends_old_pending_and_stuck_processing(broker, settings):
+def test_requeue_pending_sends_old_pending_and_works_whose_claim_ran_out(broker, settings):
     from datetime import timedelta
 
     from django.utils import timezone
 
+    now = timezone.now()
     fresh = ArtworkFactory()
     old = ArtworkFactory()
-    stuck = ArtworkFactory(status=Artwork.Status.PROCESSING)
-    running = ArtworkFactory(status=Artwork.Status.PROCESSING)
+    dead, alive = ArtworkFactory(), ArtworkFactory()
+    classification_claim(claimant="gone:1:x", artwork_ids=[dead.pk])
+    classification_claim(claimant="alive:2:y", artwork_ids=[alive.pk])
+    Artwork.objects.filter(pk=dead.pk).update(claim_expires_at=now - timedelta(seconds=1))
     ready = ArtworkFactory(status=Artwork.Status.READY)
-    long_ago = timezone.now() - timedelta(hours=1)
-    Artwork.objects.filter(pk__in=[old.pk, stuck.pk, ready.pk]).update(updated_at=long_ago)
-    Artwork.objects.filter(pk=running.pk).update(updated_at=timezone.now() - timedelta(seconds=30))
+    Artwork.objects.filter(pk__in=[old.pk, ready.pk]).update(updated_at=now - timedelta(hours=1))
 
     assert artworks_requeue_pending() == 2
-    assert broker.llen("celery") == 2
-    # They were touched: an immediate second sweep sends nothing again.
+    # One message per batch: the task that takes it claims every work waiting.
+    assert broker.llen("celery") == 1
+    dead.refresh_from_db()
+    assert (dead.status, dead.claimed_by, dead.claim_expires_at) == (Artwork.Status.PENDING, "", None)
+    alive.refresh_from_db()
+    assert (alive.status, alive.claimed_by) == (Artwork.Status.PROCESSING, "alive:2:y")
+    # They were touched: an immediate second sweep sends nothing again; the fresh upload has its grace period.
     assert artworks_requeue_pending() == 0
-    assert fresh.pk and running.pk
+    fresh.refresh_from_db()
+    assert fresh.status == Artwork.Status.PENDING
+
+
+def test_a_task_classifies_every_waiting_work_in_one_model_call(active_model, monkeypatch):
+    from inference.loader import get_classifier
+
+    works = [ArtworkFactory() for _ in range(5)]
+    failed = ArtworkFactory(status=Artwork.Status.FAILED)  # waits for a curator's retry, not for a worker
+    classifier = get_classifier(active_model.version)
+    calls: list[int] = []
+    real = classifier.predict_images
+
+    def spy(images):  # type: ignore[no-untyped-def]
+        calls.append(len(images))
+        return real(images)
+
+    monkeypatch.setattr(classifier, "predict_images", spy)
+    ready = artworks_classify_claimed(claimant="w1", artwork_ids=[works[3].pk])
+
+    assert ready == sorted(w.pk for w in works)
+    assert calls == [5]
+    assert Prediction.objects.filter(artwork__in=works).count() == 5
+    assert set(Artwork.objects.filter(pk__in=[w.pk for w in works]).values_list("status", "claimed_by")) == {
+        (Artwork.Status.READY, "")
+    }
+    failed.refresh_from_db()
+    assert failed.status == Artwork.Status.FAILED
+
+
+def test_a_batch_takes_its_own_work_first_and_no_more_than_the_batch_size(active_model, settings):
+    settings.ARTSITE_CLASSIFY_BATCH = 2
+    works = [ArtworkFactory() for _ in range(4)]
+    ready = artworks_classify_claimed(claimant="w1", artwork_ids=[works[3].pk])
+    assert ready == [works[0].pk, works[3].pk]  # its own, then the oldest waiting
+    assert Artwork.objects.filter(status=Artwork.Status.PENDING).count() == 2
+
+
+def test_a_work_held_by_another_worker_is_left_to_it(active_model):
+    work = ArtworkFactory()
+    assert classification_claim(claimant="first", artwork_ids=[work.pk]) == [work.pk]
+    assert artworks_classify_claimed(claimant="second", artwork_ids=[work.pk]) == []
+    work.refresh_from_db()
+    assert (work.status, work.claimed_by, work.attempts) == (Artwork.Status.PROCESSING, "first", 1)
+    assert not Prediction.objects.filter(artwork=work).exists()
+
+
+def test_a_worker_that_lost_its_claim_writes_nothing(active_model, monkeypatch):
+    """A worker stalled past its lease: the sweep handed its work to another worker, whose result alone counts."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inference.loader import get_classifier
+
+    work = ArtworkFactory()
+    classifier = get_classifier(active_model.version)
+    real = classifier.predict_images
+
+    def stall_then_predict(images):  # type: ignore[no-untyped-def]
+        Artwork.objects.filter(pk=work.pk).update(claim_expires_at=timezone.now() - timedelta(seconds=1))
+        artworks_requeue_pending()
+        assert classification_claim(claimant="second", artwork_ids=[work.pk]) == [work.pk]
+        return real(images)
+
+    monkeypatch.setattr(classifier, "predict_images", stall_then_predict)
+    assert artworks_classify_claimed(claimant="first", artwork_ids=[work.pk]) == []
+    work.refresh_from_db()
+    assert (work.status, work.claimed_by) == (Artwork.Status.PROCESSING, "second")
+    assert not Prediction.objects.filter(artwork=work).exists()
+
+
+def test_released_claims_go_back_to_pending_or_end_failed_with_the_reason(active_model):
+    first, second = ArtworkFactory(), ArtworkFactory()
+    classification_claim(claimant="a", artwork_ids=[first.pk])
+    classification_claim(claimant="b", artwork_ids=[second.pk])
+    assert classification_claims_release(claimant="a") == 1
+    assert classification_claims_release(claimant="b", error="took too long") == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.claimed_by) == (Artwork.Status.PENDING, "")
+    assert (second.status, second.error, second.claimed_by) == (Artwork.Status.FAILED, "took too long", "")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_claims_skip_rows_another_worker_is_claiming_and_the_lease_is_renewed(active_model, settings):
+    """Two database sessions: rows one locks are skipped by the other (SKIP LOCKED), never waited for or taken."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    settings.ARTSITE_CLAIM_LEASE_SECONDS = 1
+    works = [ArtworkFactory() for _ in range(3)]
+    locked, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with transaction.atomic():
+                list(Artwork.objects.select_for_update().filter(pk=works[0].pk))
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    assert locked.wait(10)
+    try:
+        assert classification_claim(claimant="me", artwork_ids=[works[0].pk], limit=3) == [
+            works[1].pk,
+            works[2].pk,
+        ]
+    finally:
+        release.set()
+        thread.join()
+
+    before = Artwork.objects.get(pk=works[1].pk).claim_expires_at
+    with ClaimLease(claimant="me"):
+        time.sleep(1.5)
+    after = Artwork.objects.get(pk=works[1].pk).claim_expires_at
+    assert after > before
+    assert Artwork.objects.get(pk=works[0].pk).status == Artwork.Status.PENDING
 
 
 def test_label_correct_records_audit_trail(active_model, curator):

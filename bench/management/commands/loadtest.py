@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+import os
 import random
 import socket
 import threading
@@ -25,6 +26,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--seed", type=int, default=None, help="Random seed (default: a new one each run)."
         )
+        parser.add_argument(
+            "--burst",
+            action="store_true",
+            help="Burst mode: --uploads (default here 200) at once with no browsing; prints the time until all "
+            "are ready and the workers' artworks/s beside the bulk import's rate measured in this run (the import "
+            "writes into the same site: this process must use the site's settings and database).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         base = options["base_url"].rstrip("/")
@@ -134,6 +143,9 @@ class Command(BaseCommand):
             f"Site {base}: healthz ok={health.get('ok')} model={health.get('model', {}).get('version')}"
         )
 
+        if options["burst"]:
+            self._burst(run, token)
+            return
         images = self._images(options["uploads"])
         uploads = [Upload(index=i, title=f"Loadtest {run} #{i:02d}") for i in range(options["uploads"])]
         stats = Stats()
@@ -157,6 +169,59 @@ class Command(BaseCommand):
         for thread in browsers:
             thread.join(timeout=30)
         self._report(run, uploads, stats, token)
+
+    def _burst(self, run: str, token: str) -> None:
+        """N uploads at once, no browsing: all ready when, at what rate, beside the import's rate."""
+        from django.utils import timezone
+
+        from bench.burst import import_rate_measure, worker_backlog_measure, worker_rate_read
+
+        n = self.options["uploads"] if self.options["uploads"] != 50 else 200
+        images = self._images(3 * n)
+        self.stdout.write(f"Bulk import of {n} images of the same kind into the same site (this process) ...")
+        rate = import_rate_measure(images=images[n : 2 * n], prefix=f"loadtest-import-{run}")
+        self.stdout.write(
+            f"  import: {rate.images} images in {rate.seconds:.1f}s = {rate.per_second:.1f} images/s end to end"
+        )
+        uploads = [Upload(index=i, title=f"Loadtest {run} #{i:03d}") for i in range(n)]
+        self.stdout.write(f"Sending {n} uploads at once (no browsing) ...")
+        barrier = threading.Barrier(len(uploads))
+        with ThreadPoolExecutor(max_workers=len(uploads)) as pool:
+            list(pool.map(lambda u: self._upload(u, images[u.index], token, barrier), uploads))
+        accepted = [u for u in uploads if u.status == 202 and u.artwork_id]
+        first = min(u.accepted for u in accepted) if accepted else time.monotonic()
+        first_accepted = timezone.now() - timedelta(seconds=time.monotonic() - first)
+        last_answer = max((u.accepted for u in accepted), default=first) - first
+        self.stdout.write(
+            f"  {len(accepted)}/{n} accepted (202), the last {last_answer:.1f}s after the first; waiting ..."
+        )
+        self._wait_ready(accepted, token)
+        worker = worker_rate_read(
+            artwork_ids=[u.artwork_id for u in accepted if u.artwork_id], first_accepted=first_accepted
+        )
+        lag = worker.seconds_to_all_ready - last_answer
+        self.stdout.write(
+            f"Burst: {worker.ready}/{n} ready {worker.seconds_to_all_ready:.1f}s after the first upload was "
+            f"accepted ({worker.per_second:.1f} artworks/s end to end); the last {lag:.1f}s after the last upload "
+            "was accepted (near 0: the uploads, not the workers, set the pace)"
+        )
+        self.stdout.write(f"The workers on a backlog: {n} works stored, then queued at once ...")
+        backlog = worker_backlog_measure(
+            images=images[2 * n :], prefix=f"Loadtest {run} backlog", timeout=300
+        )
+        ratio = backlog.per_second / rate.per_second if rate.per_second else 0.0
+        self.stdout.write(
+            f"Workers: {backlog.ready}/{n} ready in {backlog.seconds_to_all_ready:.1f}s = {backlog.per_second:.1f} "
+            f"artworks/s; the import {rate.per_second:.1f} images/s end to end: {ratio:.2f}x (goal >= 0.5x); "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
+        problems = _upload_problems(uploads, [u.title for u in accepted])
+        if backlog.ready != n:
+            problems.append(f"{n - backlog.ready} backlog works not ready")
+        if problems or ratio < 0.5:
+            for problem in problems[:30]:
+                self.stderr.write(f"  PROBLEM: {problem}")
+            raise CommandError(f"{len(problems)} problem(s); workers at {ratio:.2f}x the import's rate")
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""Send pending artworks (stored while the broker was down) and stuck ones (their worker died) to the workers.
+"""Send pending artworks (stored while the broker was down) and those whose worker died (their claim's lease ran out)
+to the workers.
 
-The same sweep runs every minute in the worker's beat (``catalogue.tasks.requeue_pending``, ``CELERY_BEAT_SCHEDULE``);
+The same sweep runs every few seconds in the beat (``catalogue.tasks.requeue_pending``, ``CELERY_BEAT_SCHEDULE``);
 this command runs it now, e.g. right after Redis is back.
 """
 
@@ -17,7 +18,7 @@ from catalogue.services.classification import artworks_requeue_pending
 class Command(BaseCommand):
     help = (
         "Queue again every artwork left pending (the broker was down when it was stored) or stuck in processing "
-        "(its worker died); the periodic sweep does the same every minute."
+        "(its worker died: its claim's lease ran out); the periodic sweep does the same every ARTSITE_SWEEP_SECONDS."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,7 +28,7 @@ class Command(BaseCommand):
             default=0,
             metavar="SECONDS",
             help="Only artworks pending for at least this long (default 0: every pending artwork; the periodic "
-            "sweep uses 60). Processing artworks count as stuck after the task time limit plus 30 s either way.",
+            "sweep uses ARTSITE_PENDING_GRACE_SECONDS). Processing artworks are sent once their claim's lease ran out.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
