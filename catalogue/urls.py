@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalogue import curation_views, model_views, views
+from catalogue import curation_views, export_views, model_views, views
 
 app_name = "catalogue"
 urlpatterns = [
@@ -31,4 +31,6 @@ urlpatterns = [
     path("models/jobs/<int:job_id>/status/", model_views.training_job_status, name="training-status"),
     path("models/jobs/<int:job_id>/cancel/", model_views.training_cancel, name="training-cancel"),
     path("models/jobs/<int:job_id>/activate/", model_views.training_activate, name="training-activate"),
+    # Export of the filtered catalogue (catalogue/export_views.py)
+    path("artworks/export/", export_views.artwork_export, name="artwork-export"),
 ]
