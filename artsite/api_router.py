@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from catalogue.api import views
+from catalogue.api import exports, views
 from catalogue.api.exceptions import api_not_found
 
 router = DefaultRouter(trailing_slash=True)
@@ -16,6 +16,13 @@ router.register("mislabels", views.MislabelViewSet, basename="api-mislabel")
 
 urlpatterns = [
     path("classify/", views.ClassifyView.as_view(), name="api-classify"),
+    # Streamed exports (catalogue/api/exports.py); before the router, whose artworks/<pk>/ takes only digits anyway.
+    path("artworks/export/", exports.ArtworkExportView.as_view(), name="api-artwork-export"),
+    path(
+        "label-corrections/export/",
+        exports.LabelCorrectionExportView.as_view(),
+        name="api-label-correction-export",
+    ),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
