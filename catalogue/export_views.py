@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from catalogue.export_formats import EXTENSIONS, FORMATS, MEDIA_TYPES, export_lines
 from catalogue.selectors.exports import ARTWORK_COLUMNS, ExportFiltersInvalid, artworks_export
@@ -15,6 +16,7 @@ from catalogue.selectors.exports import ARTWORK_COLUMNS, ExportFiltersInvalid, a
 
 @login_required
 @permission_required("catalogue.view_artwork", raise_exception=True)
+@require_safe
 def artwork_export(request: HttpRequest) -> HttpResponseBase:
     """``?format=csv|jsonl`` plus the catalogue page's filters (the Export button passes them on)."""
     query = request.GET.copy()
