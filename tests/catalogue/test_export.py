@@ -243,3 +243,11 @@ def test_round_trip_an_export_restores_metadata_and_labels_on_an_empty_site(work
     vase = restored[works["predicted"].sha256]
     assert vase.title == "Vase of flowers" and vase.curator_type is None and vase.label_provenance == ""
     assert restored[works["pending"].sha256].curator_type is None
+
+
+def test_an_export_that_fails_half_way_leaves_no_file(works, tmp_path, settings):
+    out, folder = tmp_path / "artworks.csv", tmp_path / "images"
+    (settings.MEDIA_ROOT / works["predicted"].image.name).unlink()  # one image lost from storage
+    with pytest.raises(CommandError, match="Cannot copy the image"):
+        call_command("export_artworks", str(out), "--images", str(folder), "--no-progress")
+    assert not out.exists() and not (tmp_path / "artworks.csv.part").exists()

@@ -113,11 +113,21 @@ class Command(BaseCommand):
             rows = counter.count(export.rows(on_image=on_image))
             slugs = [t.slug for t in export.types]
             lines = export_lines(rows, format=export_format, columns=ARTWORK_COLUMNS, type_slugs=slugs)
+        # A file is written aside and renamed when complete: an export that fails half-way leaves no half file.
+        aside = Path(output + ".part") if output != "-" else None
         with ExitStack() as stack:
-            handle: TextIO = sys.stdout if output == "-" else stack.enter_context(_open(Path(output)))
+            handle: TextIO = sys.stdout if aside is None else stack.enter_context(_open(aside))
             stack.enter_context(progress)
             counter.task = progress.add_task("export", total=total)
-            handle.writelines(lines)
+            try:
+                handle.writelines(lines)
+            except BaseException:
+                if aside is not None:
+                    handle.close()
+                    aside.unlink(missing_ok=True)
+                raise
+        if aside is not None:
+            aside.replace(output)
         what = "label changes" if options["label_corrections"] else "works"
         where = "standard output" if output == "-" else output
         self.stderr.write(self.style.SUCCESS(f"Wrote {counter.rows} {what} to {where} ({export_format})."))
@@ -147,4 +157,7 @@ def _open(path: Path) -> TextIO:
 
 
 def _copy_image(image_name: str, path: str, *, folder: Path) -> None:
-    export_image_write(image_name=image_name, folder=folder, path=path)
+    try:
+        export_image_write(image_name=image_name, folder=folder, path=path)
+    except OSError as exc:
+        raise CommandError(f"Cannot copy the image {image_name} to {folder / path}: {exc}") from None
