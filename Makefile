@@ -11,11 +11,12 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 .PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search bench-label-issues bench-near-duplicates loadtest faults stop clean
 .PHONY: bench-pages
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies
@@ -31,7 +32,7 @@ demo: install ## Import DATA=FOLDER, then run the portal as `make run` does
 	$(PY) manage.py import_artworks "$(DATA)"
 	$(MAKE) run
 
-test: install chromium ## The whole test suite (real PostgreSQL+pgvector and Redis, embedded; headless Chromium), then stop those servers
+test: install chromium mirador ## The whole test suite (real PostgreSQL+pgvector and Redis, embedded; headless Chromium), then stop those servers
 	$(PY) -m pytest; status=$$?; $(MAKE) --no-print-directory stop-test; exit $$status
 
 # The browser test drives Debian's chromium package through Playwright (never `playwright install`, which
@@ -105,3 +106,19 @@ stop-test: ## Stop the tests' embedded PostgreSQL and Redis (`make test` does; `
 
 clean: stop ## Remove the virtualenv and all local data (database, media, trained models)
 	rm -rf $(VENV) var staticfiles
+
+# Mirador (the IIIF viewer the browser test opens a manifest in): its self-contained UMD bundle from the npm
+# registry, pinned; `npm pack` fetches only the package (none of its React peer dependencies, which the bundle
+# includes). Without npm the Mirador test is skipped and says why.
+MIRADOR_VERSION ?= 4.0.0
+MIRADOR_DIR := var/mirador
+.PHONY: mirador
+mirador: $(MIRADOR_DIR)/$(MIRADOR_VERSION)/mirador.min.js ## Fetch Mirador's bundle for the browser test (var/mirador)
+$(MIRADOR_DIR)/$(MIRADOR_VERSION)/mirador.min.js:
+	@if command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(MIRADOR_DIR)/$(MIRADOR_VERSION) && cd $(MIRADOR_DIR)/$(MIRADOR_VERSION) && \
+		npm pack --silent mirador@$(MIRADOR_VERSION) >/dev/null && \
+		tar xzf mirador-$(MIRADOR_VERSION).tgz --strip-components=2 package/dist/mirador.min.js && \
+		tar xzf mirador-$(MIRADOR_VERSION).tgz --strip-components=1 package/LICENSE && \
+		rm mirador-$(MIRADOR_VERSION).tgz; \
+	else echo "warning: npm is missing: the Mirador browser test will be skipped"; fi

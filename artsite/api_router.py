@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from catalogue.api import collection_views, views
+from catalogue.api import collection_views, exports, views
 from catalogue.api.exceptions import api_not_found
 
 router = DefaultRouter(trailing_slash=True)
@@ -24,6 +24,13 @@ urlpatterns = [
         name="api-artwork-history",
     ),
     path("artworks/bulk-edit/", collection_views.BulkEditCreateView.as_view(), name="api-bulk-edit-create"),
+    # Streamed exports (catalogue/api/exports.py); before the router, whose artworks/<pk>/ takes only digits anyway.
+    path("artworks/export/", exports.ArtworkExportView.as_view(), name="api-artwork-export"),
+    path(
+        "label-corrections/export/",
+        exports.LabelCorrectionExportView.as_view(),
+        name="api-label-correction-export",
+    ),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file: the Content-Security-Policy allows no inline script.

@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from artsite import health, metrics, security
+from catalogue.api.compat import SeedPredictView
 
 urlpatterns = [
     # Operations: no login (load balancers, compose healthchecks, Prometheus); see artsite/health.py, metrics.py.
@@ -16,6 +17,9 @@ urlpatterns = [
     path("accounts/login/", security.login_rate_limited(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("artsite.api_router")),
+    # IIIF manifests and collections (catalogue/iiif/), and the seed project's route (catalogue/api/compat.py).
+    path("iiif/", include("catalogue.iiif.urls")),
+    path("predict/", SeedPredictView.as_view(), name="seed-predict"),
     path("", include("catalogue.urls")),
 ]
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalogue import collection_views, curation_views, media_views, model_views, views
+from catalogue import collection_views, curation_views, export_views, media_views, model_views, views
 
 app_name = "catalogue"
 urlpatterns = [
@@ -51,4 +51,6 @@ urlpatterns = [
 urlpatterns += [
     path("artworks/upload/file/", views.artwork_upload_file, name="artwork-upload-file"),
     path("search/image/", views.image_search, name="image-search"),
+    # Export of the filtered catalogue (catalogue/export_views.py)
+    path("artworks/export/", export_views.artwork_export, name="artwork-export"),
 ]

@@ -176,6 +176,13 @@ ARTSITE_MODEL_DIRS = [
 # The version activated when none is active yet (a fresh database).
 ARTSITE_DEFAULT_MODEL = env("ARTSITE_DEFAULT_MODEL", default="")
 ARTSITE_SIMILAR_COUNT = 5
+
+# IIIF manifests and collections (/iiif/, catalogue/iiif/): public (any viewer on any site may load them and their
+# images), or only for accounts that may view artworks (a portal session or an API token).
+ARTSITE_IIIF_PUBLIC = env.bool("ARTSITE_IIIF_PUBLIC", default=False)
+# Manifests per page of a IIIF collection (each page is a nested Collection).
+ARTSITE_IIIF_PAGE_SIZE = env.int("ARTSITE_IIIF_PAGE_SIZE", default=100)
+
 # TensorFlow threads per process (0: one per CPU) and XLA compilation (slower on this kind of CPU, so off).
 ARTSITE_TF_THREADS = env.int("ARTSITE_TF_THREADS", default=0)
 ARTSITE_TF_JIT = env.bool("ARTSITE_TF_JIT", default=False)

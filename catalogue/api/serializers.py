@@ -501,3 +501,31 @@ class ClassifyResultSerializer(serializers.Serializer):
     similar = SimilarWorkSerializer(
         many=True, help_text="The most similar works in the catalogue, most similar first."
     )
+
+
+# --- Exports and the seed project's /predict/ (catalogue/api/exports.py, catalogue/api/compat.py) ----------------
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(
+        choices=["csv", "jsonl"],
+        default="csv",
+        help_text="csv (a header line, one column per value; `probability_<type>` per type) or jsonl (JSON lines: "
+        "one object per line).",
+    )
+
+
+class SeedPredictionSerializer(serializers.Serializer):
+    label = serializers.CharField(help_text="The predicted type (slug).")
+    probability = serializers.FloatField(help_text="Its probability, rounded to two decimals.")
+
+
+class SeedNeighbourSerializer(serializers.Serializer):
+    base64 = serializers.CharField(help_text="The neighbour's image file, base64-encoded.")
+    label = serializers.CharField(help_text="The neighbour's type (slug; its effective type).")
+    position = serializers.IntegerField(help_text="1 to 5, nearest first.")
+
+
+class SeedPredictResponseSerializer(serializers.Serializer):
+    prediction = SeedPredictionSerializer()
+    nearest_neighbors = SeedNeighbourSerializer(many=True)

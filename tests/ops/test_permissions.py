@@ -56,7 +56,11 @@ PUBLIC = {
     "artworks/<int:pk>/display.jpg",
     "api/v1/schema/",
     "api/v1/docs/",
+    "iiif/context.json",  # Artsite's JSON-LD context: it only defines words
 }
+# Routes outside /api/ that answer as the API does (401 in the API's error shape, never a log-in page): the seed
+# project's /predict/ and the IIIF documents and images (public only with ARTSITE_IIIF_PUBLIC, tested below).
+API_LIKE_PREFIXES = ("predict/", "iiif/")
 # Known bugs: routes the matrix must skip until fixed (none now).
 KNOWN_BROKEN: set[str] = set()
 # Catch-alls: any path below them that no other pattern matches.
@@ -198,6 +202,7 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
         "content_type_id": str(ContentType.objects.get_for_model(Artwork).pk),
         "url": "no-such-admin-page/",
         "path": artwork.image.name,
+        "number": "1",  # a page of a IIIF collection
     }
     routes, shadowed = [], []
     for route, pattern in walk(get_resolver().url_patterns):
@@ -232,7 +237,7 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
             else "admin"
             if route.startswith("admin/")
             else "api"
-            if route.startswith("api/")
+            if route.startswith("api/") or route.startswith(API_LIKE_PREFIXES)
             else "portal"
         )
         routes.append(
@@ -435,3 +440,15 @@ def test_format_suffix_routes_of_the_artwork_actions(client, world, action):
     method = client.get if action == "similar" else client.post
     response = method(f"/api/v1/artworks/{world['artwork'].pk}/{action}.json")
     assert response.status_code < 500
+
+
+def test_iiif_is_read_by_anyone_only_when_the_setting_says_public(client, world, settings):
+    iiif = [r for r in world["routes"] if r.route.startswith("iiif/") and r.kind != "public"]
+    assert len(iiif) == 6
+    settings.ARTSITE_IIIF_PUBLIC = True
+    before = snapshot()
+    for route in iiif:
+        assert client.get(route.url).status_code == 200, route.url
+        for method in WRITE_METHODS:  # public reads, never writes
+            assert call(client, method, route.url).status_code == 405, (method, route.url)
+    assert snapshot() == before

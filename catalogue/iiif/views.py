@@ -1,0 +1,174 @@
+"""The IIIF routes (``/iiif/``): manifests, their annotation pages, their images, collections, Artsite's context.
+
+Every answer carries ``Access-Control-Allow-Origin: *`` (errors too, so a viewer on another site can read why) and
+preflight requests are answered without credentials, so viewers on other sites can load the documents and the
+images. With ``ARTSITE_IIIF_PUBLIC`` on, anyone may read them; off (the default), only accounts that may view
+artworks, through a portal session or an API token (``Authorization: Bearer <key>``); others get the API's 401.
+Artsite's JSON-LD context is always public: it only defines words.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from catalogue.iiif import builder
+from catalogue.iiif.selectors import iiif_artwork, iiif_collection_page
+from catalogue.selectors.exports import ExportFiltersInvalid
+
+MAX_ID = 2**63 - 1
+MAX_PAGE = 10**9  # beyond any catalogue; a larger page number would overflow the database's OFFSET
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Accept",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+class IiifAccess(BasePermission):
+    """``ARTSITE_IIIF_PUBLIC``: anyone; otherwise an account that may view artworks. Preflights always pass (a
+    browser sends them without credentials)."""
+
+    message = "IIIF resources need an account that may view artworks (a portal session or an API token)."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.method == "OPTIONS" or settings.ARTSITE_IIIF_PUBLIC:
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("catalogue.view_artwork"))
+
+
+class IiifView(APIView):
+    permission_classes = [IiifAccess]
+    renderer_classes = [JSONRenderer]
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[BaseRenderer, str]:
+        # Viewers ask for application/ld+json (which DRF's negotiation would refuse with a 406); errors are JSON.
+        return JSONRenderer(), JSONRenderer.media_type
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in CORS_HEADERS.items():
+            response[name] = value
+        return response
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        return HttpResponse(status=204)
+
+    def urls(self, request: Request) -> builder.IiifUrls:
+        return builder.IiifUrls(absolute=request.build_absolute_uri)
+
+
+def _json_ld(document: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(json.dumps(document, ensure_ascii=False), content_type=builder.MEDIA_TYPE)
+
+
+def _artwork(pk: int) -> Any:
+    item = iiif_artwork(pk=pk) if pk <= MAX_ID else None
+    if item is None:
+        raise NotFound(f"There is no artwork {pk}.")
+    return item
+
+
+class ManifestView(IiifView):
+    @extend_schema(exclude=True)
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        return _json_ld(builder.manifest(_artwork(pk), self.urls(request)))
+
+
+class AnnotationPageView(IiifView):
+    @extend_schema(exclude=True)
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        return _json_ld(builder.annotation_page_document(_artwork(pk), self.urls(request)))
+
+
+class _FileView(IiifView):
+    field = "image"
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, pk: int) -> FileResponse:
+        stored = getattr(_artwork(pk).artwork, self.field)
+        if not stored:
+            raise NotFound(f"Artwork {pk} has no {self.field}.")
+        try:
+            handle = default_storage.open(stored.name, "rb")
+        except OSError:
+            raise NotFound(f"The {self.field} of artwork {pk} cannot be read.") from None
+        suffix = PurePosixPath(stored.name).suffix.lower()
+        response = FileResponse(
+            handle, content_type=builder.IMAGE_FORMATS.get(suffix, "application/octet-stream")
+        )
+        # As every uploaded file is served (artsite/security.py): never sniffed, never run as a page.
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cross-Origin-Resource-Policy"] = "cross-origin"
+        return response
+
+
+class ImageView(_FileView):
+    field = "image"
+
+
+class ThumbnailView(_FileView):
+    field = "thumbnail"
+
+
+def _filters(request: Request) -> dict[str, str]:
+    return {key: value for key, value in request.query_params.items() if key != "format"}
+
+
+class CollectionView(IiifView):
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> HttpResponse:
+        filters = _filters(request)
+        page_size = settings.ARTSITE_IIIF_PAGE_SIZE
+        try:
+            page = iiif_collection_page(filters=filters, page=0, page_size=0)
+        except ExportFiltersInvalid as exc:
+            raise ValidationError(exc.errors) from None
+        query = builder.query_string(filters)
+        return _json_ld(
+            builder.collection(page=page, page_size=page_size, query=query, urls=self.urls(request))
+        )
+
+
+class CollectionPageView(IiifView):
+    @extend_schema(exclude=True)
+    def get(self, request: Request, number: int) -> HttpResponse:
+        if not 1 <= number <= MAX_PAGE:
+            raise NotFound(f"There is no page {number} of this collection.")
+        filters = _filters(request)
+        page_size = settings.ARTSITE_IIIF_PAGE_SIZE
+        try:
+            page = iiif_collection_page(filters=filters, page=number - 1, page_size=page_size)
+        except ExportFiltersInvalid as exc:
+            raise ValidationError(exc.errors) from None
+        if (number - 1) * page_size >= max(page.total, 1):
+            raise NotFound(f"There is no page {number} of this collection.")
+        query = builder.query_string(filters)
+        document = builder.collection_page(
+            page=page, number=number, page_size=page_size, query=query, urls=self.urls(request)
+        )
+        return _json_ld(document)
+
+
+class ContextView(IiifView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> HttpResponse:
+        return HttpResponse(
+            json.dumps(builder.context_document(self.urls(request))), content_type="application/ld+json"
+        )
