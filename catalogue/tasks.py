@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from catalogue.models import LabelCheck
-from catalogue.services import label_checks, training_jobs
+from catalogue.services import label_checks, maps, training_jobs
 from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
 from catalogue.services.model_rollout import model_reembed_batch
 from inference.loader import ModelUnavailable, get_classifier
@@ -125,3 +125,28 @@ def label_check_run(check_id: int) -> None:
 def label_check_if_due() -> None:
     """Periodic: start a label check when enough labels changed since the last one (or resend a lost one)."""
     label_checks.label_check_request_if_due()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # waits for a re-embedding as long as it takes, a minute at a time
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def map_layout_compute(self: Task, version_id: int) -> None:
+    """Compute a version's collection map (default queue). Idempotent; waits while the version re-embeds."""
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        return
+    try:
+        maps.map_layout_compute(version=version)
+    except maps.EmbeddingsIncomplete as exc:
+        raise self.retry(exc=exc, countdown=60) from exc
+
+
+@shared_task(ignore_result=True)
+def map_layout_if_missing() -> None:
+    """Periodic: ask for the active version's map layout when it has none (a version was just activated)."""
+    maps.map_layout_request_if_missing()

@@ -23,6 +23,7 @@ from django.utils import timezone
 from catalogue.models import Artwork, ArtworkType, Prediction
 from catalogue.selectors.artworks import artwork_types
 from catalogue.selectors.similarity import SimilarWork, embedding_nearest
+from catalogue.services.maps import map_points_place
 from inference.loader import get_classifier
 from inference.models import ModelVersion
 from inference.preprocessing import ImageRejected, decode_image
@@ -119,12 +120,16 @@ def prediction_store(
                 embedding=np.asarray(embedding, dtype=np.float32),
             )
         )
-    return Prediction.objects.bulk_create(
+    stored = Prediction.objects.bulk_create(
         rows,
         update_conflicts=True,
         unique_fields=["artwork", "model_version"],
         update_fields=["predicted_type", "confidence", "probabilities", "embedding"],
     )
+    map_points_place(
+        model_version=model_version, artwork_ids=artwork_ids
+    )  # the map takes new works in at once
+    return stored
 
 
 def artwork_fail(*, artwork_id: int, error: str) -> Artwork | None:
