@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-from catalogue.models import Artwork, ArtworkType, LabelCorrection, Prediction, TrainingJob
+from catalogue.models import Artwork, ArtworkType, LabelCorrection, MapLayout, Prediction, TrainingJob
 from catalogue.services.labels import label_correct
+from catalogue.services.maps import map_layout_compute
 from inference.models import ModelVersion
 from tests.factories import ArtworkFactory, LabelCheckFactory, label_issue_for, prediction_for
 
@@ -147,6 +148,7 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
         suggested_probability=0.8,
         quality=0.1,
     )
+    map_layout_compute(version=active_model)  # the map's routes serve real points
     token = Token.objects.create(user=users["viewer"])
     job = TrainingJob.objects.create(status=TrainingJob.Status.QUEUED)  # the Models page's job routes
     objects = {
@@ -242,6 +244,7 @@ def snapshot() -> dict[str, Any]:
         "groups": list(Group.objects.order_by("pk").values_list("pk", "name")),
         "tokens": list(Token.objects.order_by("pk").values_list("pk")),
         "training_jobs": list(TrainingJob.objects.order_by("pk").values_list("pk", "status")),
+        "map_layouts": list(MapLayout.objects.order_by("pk").values_list("pk", "status")),
     }
 
 
@@ -321,6 +324,8 @@ def test_viewer_cannot_upload_or_curate_in_the_portal(client, world):
     assert client.post("/quality/retry/").status_code == 403
     assert client.post(f"/artworks/{pk}/confirm/").status_code == 403
     assert client.post(f"/mislabels/{pk}/decide/", {"decision": "keep"}).status_code == 403
+    active = ModelVersion.objects.active().get().version
+    assert client.post("/map/layout/", {"version": active}).status_code == 403
 
 
 def admin_allows(route: Route, user: Any) -> bool:
