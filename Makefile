@@ -8,7 +8,7 @@ DATA ?= ../shared/data/art-images/train
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search bench-label-issues loadtest faults stop clean
+.PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search bench-label-issues bench-map loadtest faults stop clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -69,6 +69,10 @@ bench-api: install ## POST /api/v1/classify/ on gunicorn, >= 10,000 artworks (ar
 SIZES ?= 10000,100000,1000000
 bench-search: install ## Similar works at 10k/100k/1M artworks (artsite_bench_search): HNSW build, p50/p95, recall@5; SIZES=10000,100000 for a quick run
 	ARTSITE_DATABASE_NAME=artsite_bench_search $(PY) manage.py bench_search --sizes $(SIZES) --json var/bench-search/results.json
+
+MAP_SIZES ?= 100000,1000000
+bench-map: install ## The collection map at 100k/1M works (artsite_bench_map): layout time, the binary's size and server time; MAP_SIZES=100000 for a quick run
+	ARTSITE_DATABASE_NAME=artsite_bench_map $(PY) manage.py bench_map --sizes $(MAP_SIZES)
 
 bench-label-issues: install ## Flip 5 % and 10 % of DATA's labels (seeded) and measure the mislabel detector: recall, precision, top-K share; contact sheet and CSV in var/bench
 	$(PY) manage.py bench_label_issues --data "$(DATA)"

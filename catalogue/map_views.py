@@ -7,6 +7,8 @@ layout to be computed.
 
 from __future__ import annotations
 
+import gzip
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
@@ -18,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from catalogue.models import MapLayout
 from catalogue.selectors import maps as map_selectors
 from catalogue.selectors.artworks import artwork_types
-from catalogue.services.maps import map_layout_request
+from catalogue.services.maps import map_layout_request, map_points_current
 from inference.models import ModelVersion
 from inference.selectors import model_version_active
 
@@ -83,21 +85,20 @@ def map_points(request: HttpRequest, version: str) -> HttpResponse:
     """Every placed work of a version as the compact binary of :mod:`catalogue.selectors.maps` (gzipped when the
     browser accepts it), revalidated with its ETag."""
     model_version = get_object_or_404(ModelVersion, version=version)
-    layout = map_selectors.map_layout_of(version=model_version)
-    types = artwork_types()
-    if request.headers.get("If-None-Match") == map_selectors.map_points_etag(layout=layout, types=types):
+    points = map_points_current(version=model_version)
+    if request.headers.get("If-None-Match") == points.etag:
         response: HttpResponse = HttpResponseNotModified()
+    elif "gzip" in request.headers.get("Accept-Encoding", ""):
+        response = HttpResponse(points.gzipped, content_type="application/octet-stream")
+        response["Content-Encoding"] = "gzip"
     else:
-        points = map_selectors.map_points(layout=layout, version=model_version, types=types)
-        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        response = HttpResponse(
-            points.gzipped if gzipped else points.body, content_type="application/octet-stream"
-        )
-        if gzipped:
-            response["Content-Encoding"] = "gzip"
-        response["ETag"] = points.etag
-        response["X-Map-Points"] = str(points.count)
-        response["Server-Timing"] = f"build;dur={points.build_seconds * 1000:.1f}"
+        response = HttpResponse(gzip.decompress(points.gzipped), content_type="application/octet-stream")
+    response["ETag"] = points.etag
+    response["X-Map-Points"] = str(points.count)
+    response["X-Map-Current"] = (
+        "1" if points.current else "0"
+    )  # 0: a build from a moment ago, a newer one coming
+    response["Server-Timing"] = f"build;dur={points.build_seconds * 1000:.1f}"
     response["Cache-Control"] = (
         "private, no-cache"  # keep it, but ask each time (a 304 while nothing changed)
     )

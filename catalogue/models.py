@@ -380,6 +380,17 @@ class MapLayout(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     computed_at = models.DateTimeField(null=True, blank=True)
+    # The points as the page downloads them (catalogue/selectors/maps.py), built in the background at a million
+    # works: a page is served the last build at once while a newer one is made.
+    points_gzip = models.BinaryField(default=b"", blank=True, editable=False, help_text="The gzipped binary.")
+    points_key = models.CharField(
+        max_length=64, blank=True, help_text="What the stored binary was built from."
+    )
+    points_requested_key = models.CharField(
+        max_length=64, blank=True, help_text="The newest build asked for."
+    )
+    points_count = models.PositiveIntegerField(default=0)
+    points_seconds = models.FloatField(default=0.0, help_text="How long the last build took.")
 
     def __str__(self) -> str:
         return f"map layout of {self.model_version_id} ({self.status})"

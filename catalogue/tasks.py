@@ -13,7 +13,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import close_old_connections
 
-from catalogue.models import LabelCheck
+from catalogue.models import LabelCheck, MapLayout
 from catalogue.services import label_checks, maps, training_jobs
 from catalogue.services.classification import artwork_classify, artwork_fail, artworks_requeue_pending
 from catalogue.services.model_rollout import model_reembed_batch
@@ -150,3 +150,11 @@ def map_layout_compute(self: Task, version_id: int) -> None:
 def map_layout_if_missing() -> None:
     """Periodic: ask for the active version's map layout when it has none (a version was just activated)."""
     maps.map_layout_request_if_missing()
+
+
+@shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
+def map_points_build(layout_id: int) -> None:
+    """Build a layout's points for the map page again (a large catalogue changed since the last build)."""
+    layout = MapLayout.objects.filter(pk=layout_id).first()
+    if layout is not None:
+        maps.map_points_build(layout=layout)

@@ -1,8 +1,9 @@
 """The collection map: a model version's layout and every placed work, as the page draws them.
 
-The points go to the browser as one compact binary (:func:`map_points`), built from the database with a binary
-``COPY`` read by NumPy and kept in the cache under its ETag, so a million works cost the server one query every few
-minutes and the browser about 10 bytes each (about half of that gzipped).
+The points go to the browser as one compact binary (:func:`map_points_body`), built from the database with a binary
+``COPY`` read by NumPy and stored gzipped on the layout (:func:`catalogue.services.maps.map_points_current`), so a
+million works cost the browser about 10 bytes each (about half of that gzipped) and the server a build in the
+background every few minutes at most.
 
 The binary, little-endian::
 
@@ -16,14 +17,12 @@ x and y are the layout's coordinates scaled into 0..65535 by ``origin`` and ``sp
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,58 +54,39 @@ MAP_POINTS_MAX_AGE = 300
 MAP_WORKS_LIMIT = 500
 
 
-@dataclass(frozen=True)
-class MapPoints:
-    body: bytes
-    gzipped: bytes
-    etag: str
-    count: int
-    build_seconds: float
-
-
 def map_layout_of(*, version: ModelVersion | None) -> MapLayout | None:
     if version is None:
         return None
     return MapLayout.objects.filter(model_version=version).first()
 
 
-def map_points_etag(*, layout: MapLayout | None, types: Sequence[ArtworkType]) -> str:
-    """Changes when the layout is computed again, a work is placed, a label changes or a type is added — each an
-    index lookup — and at least every ``MAP_POINTS_MAX_AGE`` seconds for what none of those catch."""
+def map_points_key(*, layout: MapLayout, types: Sequence[ArtworkType]) -> str:
+    """What a build of the layout's points depends on, as a short key (the binary's ETag). It changes when the layout
+    is computed again, a work is placed, a label changes or a type is added — each an index lookup — and at least
+    every ``MAP_POINTS_MAX_AGE`` seconds for what none of those catch (a work deleted or failed)."""
     parts = [
-        layout.pk if layout else 0,
-        layout.computed_at.isoformat() if layout and layout.computed_at else "",
-        layout.status if layout else "",
+        layout.pk,
+        layout.computed_at.isoformat() if layout.computed_at else "",
         MapPoint.objects.aggregate(m=Max("id"))["m"],
         LabelCorrection.objects.aggregate(m=Max("id"))["m"],
         [t.pk for t in types],
         int(time.time() // MAP_POINTS_MAX_AGE),
     ]
-    return '"' + hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24] + '"'
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
 
 
-def map_points(*, layout: MapLayout | None, version: ModelVersion, types: Sequence[ArtworkType]) -> MapPoints:
-    """Every ready work placed on ``layout`` as the binary above (cached under its ETag)."""
-    etag = map_points_etag(layout=layout, types=types)
-    key = f"map-points:{version.pk}:{etag}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    started = time.perf_counter()
-    body, count = _map_points_body(layout=layout, version=version, types=types)
-    result = MapPoints(
-        body=body,
-        gzipped=gzip.compress(body, compresslevel=6),
-        etag=etag,
-        count=count,
-        build_seconds=time.perf_counter() - started,
-    )
-    cache.set(key, result, MAP_POINTS_MAX_AGE)
-    return result
+def map_points_stored(*, layout: MapLayout) -> bytes:
+    """The layout's last build, gzipped (kept in this process's cache under its key: a million works are 5 MB)."""
+    key = f"map-points:{layout.pk}:{layout.points_key}"
+    body = cache.get(key)
+    if body is None:
+        body = bytes(MapLayout.objects.filter(pk=layout.pk).values_list("points_gzip", flat=True).get())
+        cache.set(key, body, MAP_POINTS_MAX_AGE)
+    return body
 
 
 def _points_query(*, layout: MapLayout) -> QuerySet[Any]:
-    """(artwork id, x, y, effective type id, provenance code) of every ready work on the layout, by artwork id."""
+    """(artwork id, x, y, effective type id, provenance code) of every ready work on the layout."""
     provenance = Case(
         When(artwork__curator_type__isnull=True, then=Value(0)),
         *(
@@ -122,7 +102,7 @@ def _points_query(*, layout: MapLayout) -> QuerySet[Any]:
             artwork__status=Artwork.Status.READY,
             map_point__layout=layout,
         )
-        .order_by("artwork_id")
+        .order_by()  # sorted in NumPy: cheaper than a sort of a million rows in PostgreSQL's work_mem
         .values_list(
             "artwork_id",
             "map_point__x",
@@ -158,9 +138,10 @@ def _copy_rows(queryset: QuerySet[Any], kinds: str) -> np.ndarray:
     return np.frombuffer(data, dtype=record, count=rows, offset=start)
 
 
-def _map_points_body(
+def map_points_body(
     *, layout: MapLayout | None, version: ModelVersion, types: Sequence[ArtworkType]
 ) -> tuple[bytes, int]:
+    """Every ready work placed on ``layout`` as the binary above, and how many (an empty map without a layout)."""
     header: dict[str, Any] = {
         "version": version.version,
         "status": layout.status if layout else "missing",
@@ -172,6 +153,7 @@ def _map_points_body(
     rows = _copy_rows(_points_query(layout=layout), "iffii") if layout is not None else None
     if rows is None or len(rows) == 0:
         return _pack(header, [], 0), 0
+    rows = rows[np.argsort(rows["v0"], kind="stable")]
     ids = rows["v0"].astype(np.int64)
     x, y = rows["v1"].astype(np.float64), rows["v2"].astype(np.float64)
     low = np.array([x.min(), y.min()])

@@ -10,6 +10,7 @@ is one ``INSERT … SELECT`` that never brings an embedding into Python.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import time
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalogue.models import EMBEDDING_DIMENSIONS, MapLayout, MapPoint, Prediction
+from catalogue.selectors.artworks import artwork_types
+from catalogue.selectors.maps import map_points_body, map_points_key, map_points_stored
 from inference.models import ModelVersion
 from inference.selectors import model_version_active
 
@@ -29,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 #: Sent by name: services must not import the tasks module that calls them.
 MAP_LAYOUT_TASK = "catalogue.tasks.map_layout_compute"
+MAP_POINTS_TASK = "catalogue.tasks.map_points_build"
+#: A build of the points that took less than this is made again inside the request that finds it stale (small
+#: catalogues: always current); a slower one (a million works) is made in the background meanwhile.
+INLINE_BUILD_SECONDS = 0.5
 #: Embeddings the axes are fitted on: the two main axes of 128-d embeddings settle long before this (docs/map.md).
 FIT_SAMPLE = 50_000
 
@@ -129,7 +136,76 @@ def map_layout_compute(*, version: ModelVersion, sample_size: int = FIT_SAMPLE) 
     # Works classified while the layout was computed were placed with the old axes, or not at all: place them again.
     recent = Prediction.objects.filter(model_version=version, created_at__gte=started_at)
     _points_place(layout=layout, artwork_ids=list(recent.values_list("artwork_id", flat=True)))
+    return map_points_build(layout=layout)  # so the first look at the map finds it ready
+
+
+@dataclass(frozen=True)
+class MapPointsServed:
+    gzipped: bytes
+    etag: str
+    count: int
+    build_seconds: float
+    current: bool  # False: a build from a moment ago, while a newer one is made
+
+
+def map_points_build(*, layout: MapLayout) -> MapLayout:
+    """Build the layout's points as the page downloads them and store them on the layout. Idempotent."""
+    types = artwork_types()
+    key = map_points_key(layout=layout, types=types)
+    started = time.perf_counter()
+    body, count = map_points_body(layout=layout, version=layout.model_version, types=types)
+    layout.points_gzip = gzip.compress(body, compresslevel=6)
+    layout.points_key, layout.points_count = key, count
+    layout.points_seconds = time.perf_counter() - started
+    MapLayout.objects.filter(pk=layout.pk).update(
+        points_gzip=layout.points_gzip,
+        points_key=key,
+        points_count=count,
+        points_seconds=layout.points_seconds,
+    )
     return layout
+
+
+def map_points_current(*, version: ModelVersion) -> MapPointsServed:
+    """The version's points for the page: the stored build when it is current; otherwise built now when that is
+    quick (or nothing was built yet), else the stored build at once while a newer one is made in the background
+    (asked for once per change: the first request to see the change claims it)."""
+    layout = MapLayout.objects.filter(model_version=version).defer("points_gzip").first()
+    if layout is None or not layout.components:
+        body, count = map_points_body(layout=None, version=version, types=artwork_types())
+        return MapPointsServed(
+            gzipped=gzip.compress(body), etag='"none"', count=count, build_seconds=0.0, current=True
+        )
+    key = map_points_key(layout=layout, types=artwork_types())
+    current = layout.points_key == key
+    if not current and (not layout.points_key or layout.points_seconds < INLINE_BUILD_SECONDS):
+        layout = map_points_build(layout=layout)
+        return MapPointsServed(
+            gzipped=bytes(layout.points_gzip),
+            etag=f'"{layout.points_key}"',
+            count=layout.points_count,
+            build_seconds=layout.points_seconds,
+            current=True,
+        )
+    if not current and MapLayout.objects.filter(pk=layout.pk).exclude(points_requested_key=key).update(
+        points_requested_key=key
+    ):
+        layout_id = layout.pk
+        transaction.on_commit(lambda: _send(MAP_POINTS_TASK, layout_id))
+    return MapPointsServed(
+        gzipped=map_points_stored(layout=layout),
+        etag=f'"{layout.points_key}"',
+        count=layout.points_count,
+        build_seconds=layout.points_seconds,
+        current=current,
+    )
+
+
+def _send(task: str, object_id: int) -> None:
+    try:
+        current_app.send_task(task, args=[object_id], retry=False)
+    except Exception:  # kombu raises OperationalError, redis ConnectionError, socket errors...
+        logger.warning("broker unreachable: %s(%s) not queued", task, object_id, exc_info=True)
 
 
 def map_points_place(*, model_version: ModelVersion, artwork_ids: Sequence[int]) -> int:

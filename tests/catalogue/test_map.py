@@ -330,6 +330,34 @@ def test_the_binary_is_gzipped_and_revalidated_with_its_etag(viewer_client, acti
     assert latest.status_code == 200 and newcomer.pk in decode(latest.content)["ids"]
 
 
+def test_a_slow_build_is_served_from_a_moment_ago_and_made_again_in_the_background(
+    viewer_client, active_model, curator, broker, django_capture_on_commit_callbacks
+):
+    reopen_broker_pool()
+    works = two_clusters(active_model, n=3)
+    map_layout_compute(version=active_model)
+    url = reverse("catalogue:map-points", args=[active_model.version])
+    before = viewer_client.get(url)
+    MapLayout.objects.update(points_seconds=30.0)  # as a million works take
+    label_correct(artwork=works[("painting", 0)], to_type=type_of("drawings"), user=curator, source="portal")
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            stale = viewer_client.get(url)
+        assert stale["X-Map-Current"] == "0" and stale["ETag"] == before["ETag"]
+        assert stale.content == before.content
+    sent = [json.loads(m)["headers"]["task"] for m in broker.lrange("celery", 0, -1)]
+    assert sent == ["catalogue.tasks.map_points_build"]  # asked once for this change
+    # The worker builds it; the next request gets the new map.
+    from catalogue.tasks import map_points_build
+
+    map_points_build(MapLayout.objects.get().pk)
+    fresh = viewer_client.get(url, HTTP_IF_NONE_MATCH=before["ETag"])
+    assert fresh.status_code == 200 and fresh["X-Map-Current"] == "1" and fresh["ETag"] != before["ETag"]
+    decoded = decode(fresh.content)
+    index = decoded["ids"].index(works[("painting", 0)].pk)
+    assert decoded["header"]["types"][decoded["types"][index]] == type_of("drawings").pk
+
+
 def test_the_binary_of_a_version_without_layout_is_empty(viewer_client, active_model):
     ready_artwork(active_model, confident("painting"))
     response = viewer_client.get(reverse("catalogue:map-points", args=[active_model.version]))
