@@ -23,6 +23,7 @@ from catalogue.services.maps import (
     map_layout_request_if_missing,
     pca_fit,
 )
+from catalogue.tasks import map_points_build as map_points_build_task
 from inference.models import ModelVersion
 from tests.catalogue.curation_helpers import (
     SLUGS,
@@ -348,9 +349,7 @@ def test_a_slow_build_is_served_from_a_moment_ago_and_made_again_in_the_backgrou
     sent = [json.loads(m)["headers"]["task"] for m in broker.lrange("celery", 0, -1)]
     assert sent == ["catalogue.tasks.map_points_build"]  # asked once for this change
     # The worker builds it; the next request gets the new map.
-    from catalogue.tasks import map_points_build
-
-    map_points_build(MapLayout.objects.get().pk)
+    map_points_build_task(MapLayout.objects.get().pk)
     fresh = viewer_client.get(url, HTTP_IF_NONE_MATCH=before["ETag"])
     assert fresh.status_code == 200 and fresh["X-Map-Current"] == "1" and fresh["ETag"] != before["ETag"]
     decoded = decode(fresh.content)
