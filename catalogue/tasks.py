@@ -155,6 +155,6 @@ def map_layout_if_missing() -> None:
 @shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
 def map_points_build(layout_id: int) -> None:
     """Build a layout's points for the map page again (a large catalogue changed since the last build)."""
-    layout = MapLayout.objects.filter(pk=layout_id).first()
+    layout = MapLayout.objects.filter(pk=layout_id).defer("points_gzip").first()
     if layout is not None:
         maps.map_points_build(layout=layout)

@@ -57,7 +57,7 @@ MAP_WORKS_LIMIT = 500
 def map_layout_of(*, version: ModelVersion | None) -> MapLayout | None:
     if version is None:
         return None
-    return MapLayout.objects.filter(model_version=version).first()
+    return MapLayout.objects.filter(model_version=version).defer("points_gzip").first()
 
 
 def map_points_key(*, layout: MapLayout, types: Sequence[ArtworkType]) -> str:

@@ -81,7 +81,7 @@ def map_layout_request(*, version: ModelVersion, force: bool = False) -> MapLayo
 
     Without ``force`` a layout that is ready, queued or running is left as it is; a failed one is tried again.
     """
-    layout, created = MapLayout.objects.get_or_create(model_version=version)
+    layout, created = MapLayout.objects.defer("points_gzip").get_or_create(model_version=version)
     if created or force or layout.status == MapLayout.Status.FAILED:
         MapLayout.objects.filter(pk=layout.pk).update(status=MapLayout.Status.QUEUED, error="")
         layout.status, layout.error = MapLayout.Status.QUEUED, ""
@@ -115,7 +115,7 @@ def map_layout_compute(*, version: ModelVersion, sample_size: int = FIT_SAMPLE) 
     second run computes the same layout again. Raises :class:`EmbeddingsIncomplete` while the version re-embeds."""
     if version.status == ModelVersion.Status.EMBEDDING:
         raise EmbeddingsIncomplete(version.version)
-    layout, _ = MapLayout.objects.get_or_create(model_version=version)
+    layout, _ = MapLayout.objects.defer("points_gzip").get_or_create(model_version=version)
     MapLayout.objects.filter(pk=layout.pk).update(status=MapLayout.Status.RUNNING, error="")
     started_at, started = timezone.now(), time.perf_counter()
     try:
@@ -214,7 +214,12 @@ def map_points_place(*, model_version: ModelVersion, artwork_ids: Sequence[int])
 
     Without a layout nothing is placed; for the active version one is then asked for, and will place every work.
     """
-    layout = MapLayout.objects.filter(model_version=model_version).exclude(components=[]).first()
+    layout = (
+        MapLayout.objects.filter(model_version=model_version)
+        .exclude(components=[])
+        .only("pk", "model_version_id", "mean", "components")
+        .first()
+    )
     if layout is None:
         if model_version.status == ModelVersion.Status.ACTIVE:
             map_layout_request(version=model_version)
