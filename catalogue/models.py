@@ -406,12 +406,16 @@ class MapPoint(models.Model):
     # No index of its own on layout: the box index leads with it.
     layout = models.ForeignKey(MapLayout, on_delete=models.CASCADE, related_name="points", db_index=False)
     prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="map_point")
+    # The prediction's artwork, copied (it never changes) so that a box selection reads ids from the index alone
+    # instead of looking up each prediction: at a million works that halves the cost of a box.
+    artwork_pk = models.BigIntegerField()
     x = models.FloatField()
     y = models.FloatField()
 
     class Meta:
-        # A box selected on the map (the catalogue's map_box filter) is a range scan on x within the layout.
-        indexes = [models.Index(fields=["layout", "x", "y"], name="map_point_box")]
+        # A box selected on the map (the catalogue's map_box filter) is a range scan on x within the layout, with
+        # the artwork ids in the index.
+        indexes = [models.Index(fields=["layout", "x", "y"], include=["artwork_pk"], name="map_point_box")]
 
     def __str__(self) -> str:
         return f"{self.prediction_id} at ({self.x:.3f}, {self.y:.3f})"

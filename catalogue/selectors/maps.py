@@ -201,7 +201,8 @@ def map_works(*, ids: Sequence[int]) -> list[dict[str, Any]]:
 
 def map_box_artwork_ids(*, box: tuple[float, float, float, float]) -> QuerySet[Any]:
     """Ids of the works placed inside ``box`` (x0, y0, x1, y1, in layout units) on the active version's layout: a
-    range scan of the (layout, x, y) index, so a box over a million works costs what its contents do."""
+    range scan of the (layout, x, y) index that holds the ids, so a box costs what it holds, whatever the catalogue's
+    size."""
     x0, y0, x1, y1 = box
     return MapPoint.objects.filter(
         layout__model_version__status=ModelVersion.Status.ACTIVE,
@@ -209,4 +210,4 @@ def map_box_artwork_ids(*, box: tuple[float, float, float, float]) -> QuerySet[A
         x__lte=x1,
         y__gte=y0,
         y__lte=y1,
-    ).values("prediction__artwork_id")
+    ).values("artwork_pk")
