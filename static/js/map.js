@@ -34,6 +34,8 @@
   const images = new Map(); // artwork id -> HTMLImageElement
   const pending = new Set();
   let frame = 0;
+  let image = null; // the ImageData, kept between frames of the same size
+  let pixels = null;
   let fitted = false;
 
   function hexToAbgr(hex) {
@@ -89,7 +91,8 @@
     return cy * GRID + cx;
   }
 
-  // Calls fn(i) for every point whose unit coordinates fall in [x0, x1] × [y0, y1] (cells overlapping it).
+  // Calls fn(i) for every point whose unit coordinates fall in [x0, x1] × [y0, y1] (cells overlapping it), until
+  // fn returns false.
   function eachIn(x0, y0, x1, y1, fn) {
     const c0 = Math.max(0, Math.floor(x0 * GRID)), c1 = Math.min(GRID - 1, Math.floor(x1 * GRID));
     const r0 = Math.max(0, Math.floor(y0 * GRID)), r1 = Math.min(GRID - 1, Math.floor(y1 * GRID));
@@ -99,15 +102,25 @@
         for (let j = pts.cellStart[k]; j < pts.cellStart[k + 1]; j++) {
           const i = pts.order[j];
           const x = pts.xs[i], y = pts.ys[i];
-          if (x >= x0 && x <= x1 && y >= y0 && y <= y1) fn(i);
+          if (x >= x0 && x <= x1 && y >= y0 && y <= y1 && fn(i) === false) return;
         }
       }
     }
   }
 
-  function palette() {
-    if (colourBy === "provenance") return config.provenances.map((p) => hexToAbgr(p.colour));
-    return config.types.map((t) => hexToAbgr(t.colour));
+  // Each point's colour (ABGR, as the ImageData's Uint32 view wants it), computed once per colouring so that a
+  // redraw reads one array.
+  let pointColours = null;
+  function colourPoints() {
+    const palette = colourBy === "provenance"
+      ? config.provenances.map((p) => hexToAbgr(p.colour))
+      : config.types.map((t) => hexToAbgr(t.colour));
+    const grey = hexToAbgr(config.noType);
+    pointColours = new Uint32Array(pts.n);
+    for (let i = 0; i < pts.n; i++) {
+      const k = colourIndex(i);
+      pointColours[i] = k < 0 || k >= palette.length ? grey : palette[k];
+    }
   }
 
   function colourIndex(i) {
@@ -146,21 +159,26 @@
     frame = 0;
     if (!pts) return;
     const w = canvas.width, h = canvas.height;
-    const image = ctx.createImageData(w, h);
-    const pixels = new Uint32Array(image.data.buffer);
+    if (!image || image.width !== w || image.height !== h) {
+      image = ctx.createImageData(w, h);
+      pixels = new Uint32Array(image.data.buffer);
+    }
     pixels.fill(0xffffffff);
-    const colours = palette();
-    const grey = hexToAbgr(config.noType);
     // Dots grow as one zooms in: one device pixel for the whole collection, up to 5 when works are far apart.
     const size = Math.max(1, Math.min(5, Math.round((view.scale / 1500) * dpr)));
     const half = size >> 1;
     const { n, xs, ys } = pts;
+    const colours = pointColours;
+    const { tx, ty, scale } = view;
     for (let i = 0; i < n; i++) {
-      const sx = Math.round(view.tx + xs[i] * view.scale) - half;
-      const sy = Math.round(view.ty + ys[i] * view.scale) - half;
+      const sx = Math.round(tx + xs[i] * scale) - half;
+      const sy = Math.round(ty + ys[i] * scale) - half;
       if (sx < -size || sy < -size || sx >= w || sy >= h) continue;
-      const k = colourIndex(i);
-      const colour = k < 0 || k >= colours.length ? grey : colours[k];
+      const colour = colours[i];
+      if (size === 1) {
+        pixels[sy * w + sx] = colour;
+        continue;
+      }
       for (let dy = 0; dy < size; dy++) {
         const yy = sy + dy;
         if (yy < 0 || yy >= h) continue;
@@ -189,8 +207,12 @@
     const inView = [];
     let tooMany = false;
     eachIn(x0, y0, x1, y1, (i) => {
-      if (inView.length >= THUMBS_BELOW) tooMany = true;
-      else inView.push(i);
+      if (inView.length >= THUMBS_BELOW) {
+        tooMany = true;
+        return false;
+      }
+      inView.push(i);
+      return true;
     });
     if (tooMany || !inView.length) return;
     const missing = inView.map((i) => pts.ids[i]).filter((id) => !works.has(id) && !pending.has(id));
@@ -299,7 +321,9 @@
     const ux0 = (Math.min(a[0], b[0]) - view.tx) / view.scale, ux1 = (Math.max(a[0], b[0]) - view.tx) / view.scale;
     const uy0 = (Math.min(a[1], b[1]) - view.ty) / view.scale, uy1 = (Math.max(a[1], b[1]) - view.ty) / view.scale;
     let count = 0;
-    eachIn(ux0, uy0, ux1, uy1, () => count++);
+    eachIn(ux0, uy0, ux1, uy1, () => {
+      count++;
+    });
     const { origin, span } = pts.header;
     // Back to the layout's own units, which the catalogue's map_box filter reads; a hair wider than the box so
     // that quantisation never leaves out a work drawn on its edge.
@@ -377,6 +401,7 @@
   document.getElementById("map-reset").addEventListener("click", () => { fit(); schedule(); });
   root.querySelectorAll("input[name=colour]").forEach((input) => input.addEventListener("change", () => {
     colourBy = input.value;
+    colourPoints();
     legend();
     schedule();
   }));
@@ -399,6 +424,7 @@
       pts = parse(buffer);
       statusLine.textContent = pts.n.toLocaleString() + " works";
       root.dataset.points = String(pts.n);
+      colourPoints();
       legend();
       resize();
       draw();
