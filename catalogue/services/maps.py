@@ -93,12 +93,7 @@ def map_layout_request(*, version: ModelVersion, force: bool = False) -> MapLayo
 def map_layout_enqueue(*, version_id: int) -> None:
     """Send the layout task (logged, not raised, when the broker is down: the beat's ``map_layout_if_missing`` or the
     map page's button asks again)."""
-    try:
-        current_app.send_task(MAP_LAYOUT_TASK, args=[version_id], retry=False)
-    except Exception:  # kombu raises OperationalError, redis ConnectionError, socket errors...
-        logger.warning(
-            "broker unreachable: the map layout of version %s is not queued", version_id, exc_info=True
-        )
+    _send(MAP_LAYOUT_TASK, version_id)
 
 
 def map_layout_request_if_missing() -> MapLayout | None:
@@ -119,14 +114,15 @@ def map_layout_compute(*, version: ModelVersion, sample_size: int = FIT_SAMPLE) 
     MapLayout.objects.filter(pk=layout.pk).update(status=MapLayout.Status.RUNNING, error="")
     started_at, started = timezone.now(), time.perf_counter()
     try:
-        fit = pca_fit(_embedding_sample(version=version, size=sample_size))
+        sample = _embedding_sample(version=version, size=sample_size)
+        fit = pca_fit(sample)
         layout.mean, layout.components = fit.mean.tolist(), fit.components.tolist()
         with transaction.atomic():
             MapPoint.objects.filter(layout=layout).delete()
             placed = _points_place(layout=layout, artwork_ids=None)
             layout.status, layout.error = MapLayout.Status.READY, ""
             layout.explained_variance = list(fit.explained_variance)
-            layout.sample_size = min(sample_size, placed) if placed else 0
+            layout.sample_size = len(sample)
             layout.placed, layout.computed_at = placed, timezone.now()
             layout.seconds = time.perf_counter() - started
             layout.save()
