@@ -263,17 +263,19 @@ def _points_place(*, layout: MapLayout, artwork_ids: list[int] | None) -> int:
 
 def _embedding_sample(*, version: ModelVersion, size: int) -> np.ndarray:
     """Up to ``size`` of the version's embeddings: all of them in a small catalogue; in a large one a sample of the
-    table's pages (TABLESAMPLE SYSTEM reads only those pages, REPEATABLE makes it the same sample each time)."""
+    table's rows (TABLESAMPLE BERNOULLI, REPEATABLE: the same sample each time). Rows, not pages (SYSTEM): a page
+    sample of a small table can miss every row of the version, and the full scan costs seconds at a million works,
+    in the background."""
     table = Prediction._meta.db_table
     mine = Prediction.objects.filter(model_version=version).count()
     if mine <= size:
         sql = f"SELECT vector_send(embedding) FROM {table} WHERE model_version_id = %s"  # noqa: S608
         params: list[Any] = [version.pk]
     else:
-        # Each page holds rows of every version: sample enough pages to find about 1.3 × size of this version's.
+        # The table holds rows of every version: sample enough to find about 1.3 × size of this version's.
         percent = min(100.0, 100.0 * 1.3 * size / mine)
         sql = (
-            f"SELECT vector_send(embedding) FROM {table} TABLESAMPLE SYSTEM (%s) REPEATABLE (17) "  # noqa: S608
+            f"SELECT vector_send(embedding) FROM {table} TABLESAMPLE BERNOULLI (%s) REPEATABLE (17) "  # noqa: S608
             "WHERE model_version_id = %s LIMIT %s"
         )
         params = [percent, version.pk, size]
