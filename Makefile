@@ -10,6 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search bench-label-issues bench-near-duplicates loadtest faults stop clean
 .PHONY: bench-pages
+.PHONY: bench-map
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -75,6 +76,9 @@ bench-search: install ## Similar works at 10k/100k/1M artworks (artsite_bench_se
 PAGE_SIZES ?= 10000,1000000
 bench-pages: install ## Every portal page and API route at 10k and 1M artworks (artsite_bench_pages): server-side p50/p95, page sizes, ratio 1M/10k; PAGE_SIZES=10000,100000 for a quick run
 	ARTSITE_DATABASE_NAME=artsite_bench_pages $(PY) manage.py bench_pages --sizes $(PAGE_SIZES) --json var/bench-pages/results.json
+MAP_SIZES ?= 100000,1000000
+bench-map: install ## The collection map at 100k/1M works (artsite_bench_map): layout time, the binary's size and server time; MAP_SIZES=100000 for a quick run
+	ARTSITE_DATABASE_NAME=artsite_bench_map $(PY) manage.py bench_map --sizes $(MAP_SIZES)
 
 bench-label-issues: install ## Flip 5 % and 10 % of DATA's labels (seeded) and measure the mislabel detector: recall, precision, top-K share; contact sheet and CSV in var/bench
 	$(PY) manage.py bench_label_issues --data "$(DATA)"

@@ -1,4 +1,5 @@
-"""Curation pages: the review queue, the possible-mislabels queue, the quality page and the collection map.
+"""Curation pages: the review queue, the possible-mislabels queue and the quality page (the collection map:
+``catalogue/map_views.py``).
 
 Thin views (STYLE rule 1): they parse the request, call one selector or service, and shape the output. Everyone
 logged in may look; only users with ``catalogue.change_artwork`` (Curators) may label or retry, and the templates
@@ -14,16 +15,13 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.html import escape, format_html
 from django.utils.http import urlencode
-from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
 from catalogue.forms import LabelForm, MislabelDecisionForm
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors import curation as curation_selectors
 from catalogue.selectors import label_issues as label_issue_selectors
-from catalogue.selectors import maps as map_selectors
 from catalogue.selectors.artworks import (
     artwork_prediction,
     artwork_types,
@@ -38,23 +36,15 @@ from catalogue.selectors.curation import (
     review_progress,
 )
 from catalogue.selectors.explanations import artwork_explanation_types
-from catalogue.selectors.maps import MapPoint
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services import mislabels as mislabel_services
 from catalogue.services.classification import artwork_retry
 from catalogue.services.label_checks import LabelCheckBusy, label_check_request
 from catalogue.services.labels import label_correct
-from inference.models import ModelVersion
 
 SKIPPED_SESSION_KEY = "review_skipped"
 MISLABELS_SKIPPED_SESSION_KEY = "mislabels_skipped"
 MAX_SKIPPED = 500
-MAP_LIMIT = 5000
-MAP_SIZE = 1000  # SVG user units; the picture scales to the page
-MAP_PADDING = 24
-# One colour per type, by type position (colour-blind-safe Okabe–Ito hues); grey for works with no type.
-TYPE_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]
-NO_TYPE_COLOUR = "#999999"
 
 
 def _review_order(request: HttpRequest) -> str:
@@ -317,65 +307,3 @@ def quality_retry(request: HttpRequest) -> HttpResponse:
     else:
         messages.info(request, "Nothing to retry.")
     return redirect("catalogue:quality")
-
-
-# --- Collection map -----------------------------------------------------------------------------------------------
-
-
-def type_colours(types: list[ArtworkType]) -> dict[int, str]:
-    return {t.pk: TYPE_COLOURS[i % len(TYPE_COLOURS)] for i, t in enumerate(types)}
-
-
-def map_svg(points: list[MapPoint], colours: dict[int, str], names: dict[int, str]) -> SafeString:
-    """The map as inline SVG: one linked circle per work, its title (and type) as the hover tooltip.
-
-    Built with plain string formatting for speed (5,000 points): every value is a number or one of our own
-    constants except the title and type name, which are escaped.
-    """
-    inner = MAP_SIZE - 2 * MAP_PADDING
-    radius = 6 if len(points) <= 300 else 4 if len(points) <= 2000 else 3
-    # Reversing once and splicing the id in is ~50× cheaper than reverse() per point.
-    prefix, suffix = reverse("catalogue:artwork-detail", args=[0]).rsplit("0", 1)
-    type_names = {pk: escape(name) for pk, name in names.items()}
-    dots = []
-    for p in points:
-        type_id = p.type_id or -1
-        outline = ' stroke="#222" stroke-width="1"' if p.curated else ""
-        dots.append(
-            f'<a href="{prefix}{int(p.artwork_id)}{suffix}"><circle cx="{MAP_PADDING + p.x * inner:.1f}" '
-            f'cy="{MAP_PADDING + p.y * inner:.1f}" r="{radius}" fill="{colours.get(type_id, NO_TYPE_COLOUR)}"'
-            f"{outline}><title>{escape(p.title)} — {type_names.get(type_id, 'no type')}"
-            f"{' (curator)' if p.curated else ''}</title></circle></a>"
-        )
-    return format_html(
-        '<svg class="collection-map" id="collection-map" viewBox="0 0 {} {}" role="img" '
-        'aria-label="Collection map: each work placed by its embedding">{}</svg>',
-        MAP_SIZE,
-        MAP_SIZE,
-        mark_safe("".join(dots)),  # assembled from escaped parts above
-    )
-
-
-@login_required
-def collection_map(request: HttpRequest) -> HttpResponse:
-    version = None
-    if request.GET.get("version"):
-        version = get_object_or_404(ModelVersion, version=request.GET["version"])
-    cmap = map_selectors.collection_map(version=version, limit=MAP_LIMIT)
-    types = artwork_types()
-    colours = type_colours(types)
-    names = {t.pk: t.name for t in types}
-    counts: dict[int, int] = {}
-    for point in cmap.points:
-        counts[point.type_id or -1] = counts.get(point.type_id or -1, 0) + 1
-    legend = [{"name": t.name, "colour": colours[t.pk], "count": counts.get(t.pk, 0)} for t in types]
-    return render(
-        request,
-        "catalogue/collection_map.html",
-        {
-            "map": cmap,
-            "svg": map_svg(cmap.points, colours, names) if cmap.points else "",
-            "legend": legend,
-            "versions": ModelVersion.objects.all(),
-        },
-    )

@@ -12,6 +12,7 @@ without one (pending, or failed before any prediction).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import django_filters
@@ -23,6 +24,7 @@ from drf_spectacular.utils import extend_schema_field
 from catalogue.models import Artwork, ArtworkType, Prediction
 from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
 from catalogue.selectors.search import MAX_SEARCH_LENGTH, artworks_search
+from catalogue.selectors.maps import map_box_artwork_ids
 from inference.models import ModelVersion
 
 NONE = "none"
@@ -144,6 +146,36 @@ class StableOrderingFilter(django_filters.OrderingFilter):
         return qs.order_by(*[self.get_ordering_value(param) for param in value], "-id")
 
 
+class MapBoxField(forms.Field):
+    """A box on the collection map: ``x0,y0,x1,y1`` in the active layout's units (the map page writes it)."""
+
+    def to_python(self, value: Any) -> tuple[float, float, float, float] | None:
+        text = str(value or "").strip()
+        if not text:
+            return None
+        try:
+            x0, y0, x1, y1 = (float(part) for part in text.split(","))
+        except ValueError:
+            raise forms.ValidationError(
+                "map_box must be four numbers: x0,y0,x1,y1.", code="invalid"
+            ) from None
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 > x1 or y0 > y1:
+            raise forms.ValidationError("map_box must be finite with x0 ≤ x1 and y0 ≤ y1.", code="invalid")
+        return (x0, y0, x1, y1)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MapBoxFilter(django_filters.Filter):
+    """Works placed inside a box on the active version's collection map (its selection, opened in the catalogue)."""
+
+    field_class = MapBoxField
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if not value:
+            return qs
+        return qs.filter(pk__in=map_box_artwork_ids(box=value))
+
+
 class ArtworkFilterSet(django_filters.FilterSet):
     search = django_filters.CharFilter(
         method="filter_search",
@@ -198,6 +230,10 @@ class ArtworkFilterSet(django_filters.FilterSet):
         help_text="Only works this model version has classified ('none': works no version has classified yet).",
     )
     ordering = StableOrderingFilter(fields=ORDERING_FIELDS, help_text="Default: -created_at.")
+    map_box = MapBoxFilter(
+        label="Map selection",
+        help_text="Works inside a box on the collection map: x0,y0,x1,y1 in the active layout's units.",
+    )
 
     class Meta:
         model = Artwork

@@ -574,3 +574,73 @@ class NearDuplicatePair(models.Model):
 
     def __str__(self) -> str:
         return f"{self.artwork_a_id} ~ {self.artwork_b_id} ({self.status})"
+class MapLayout(models.Model):
+    """The collection map of one model version: the two principal axes of its embeddings (fitted once, in the
+    background, on a sample) and every work's place along them (:class:`MapPoint`).
+
+    The projection is kept so that a work classified later is placed at once with the same axes
+    (:func:`catalogue.services.maps.map_points_place`), without computing the layout again.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    model_version = models.OneToOneField(
+        "inference.ModelVersion", on_delete=models.CASCADE, related_name="map_layout"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    mean = models.JSONField(default=list, blank=True, help_text="The sample's mean embedding.")
+    components = models.JSONField(
+        default=list, blank=True, help_text="The two principal axes (2 × embedding dimensions, unit length)."
+    )
+    explained_variance = models.JSONField(
+        default=list, blank=True, help_text="Share of the sample's variance along each axis."
+    )
+    sample_size = models.PositiveIntegerField(default=0, help_text="Embeddings the axes were fitted on.")
+    placed = models.PositiveIntegerField(default=0, help_text="Works placed when the layout was computed.")
+    seconds = models.FloatField(default=0.0, help_text="How long computing it took.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    # The points as the page downloads them (catalogue/selectors/maps.py), built in the background at a million
+    # works: a page is served the last build at once while a newer one is made.
+    points_gzip = models.BinaryField(default=b"", blank=True, editable=False, help_text="The gzipped binary.")
+    points_key = models.CharField(
+        max_length=64, blank=True, help_text="What the stored binary was built from."
+    )
+    points_requested_key = models.CharField(
+        max_length=64, blank=True, help_text="The newest build asked for."
+    )
+    points_count = models.PositiveIntegerField(default=0)
+    points_seconds = models.FloatField(default=0.0, help_text="How long the last build took.")
+
+    def __str__(self) -> str:
+        return f"map layout of {self.model_version_id} ({self.status})"
+
+
+class MapPoint(models.Model):
+    """One work's place on a map layout, in the layout's own units (along the principal axes; the page scales them).
+
+    One per prediction: a layout belongs to one model version, and a version has one prediction per work; deleting
+    the work deletes its predictions and so its points.
+    """
+
+    # No index of its own on layout: the box index leads with it.
+    layout = models.ForeignKey(MapLayout, on_delete=models.CASCADE, related_name="points", db_index=False)
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="map_point")
+    # The prediction's artwork, copied (it never changes) so that a box selection reads ids from the index alone
+    # instead of looking up each prediction: at a million works that halves the cost of a box.
+    artwork_pk = models.BigIntegerField()
+    x = models.FloatField()
+    y = models.FloatField()
+
+    class Meta:
+        # A box selected on the map (the catalogue's map_box filter) is a range scan on x within the layout, with
+        # the artwork ids in the index.
+        indexes = [models.Index(fields=["layout", "x", "y"], include=["artwork_pk"], name="map_point_box")]
+
+    def __str__(self) -> str:
+        return f"{self.prediction_id} at ({self.x:.3f}, {self.y:.3f})"

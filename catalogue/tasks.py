@@ -13,8 +13,8 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from catalogue.models import LabelCheck, NearDuplicatePair
-from catalogue.services import label_checks, near_duplicates, training_jobs
+from catalogue.models import LabelCheck, MapLayout, NearDuplicatePair
+from catalogue.services import label_checks, maps, near_duplicates, training_jobs
 from catalogue.services.classification import (
     artworks_classify_claimed,
     artworks_requeue_pending,
@@ -159,3 +159,34 @@ def near_duplicates_find(artwork_ids: list[int]) -> None:
 def near_duplicates_scan() -> None:
     """The whole catalogue (routed to the long-jobs queue: a long job at scale). Idempotent."""
     near_duplicates.near_duplicates_scan()
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # waits for a re-embedding as long as it takes, a minute at a time
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def map_layout_compute(self: Task, version_id: int) -> None:
+    """Compute a version's collection map (default queue). Idempotent; waits while the version re-embeds."""
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        return
+    try:
+        maps.map_layout_compute(version=version)
+    except maps.EmbeddingsIncomplete as exc:
+        raise self.retry(exc=exc, countdown=60) from exc
+
+
+@shared_task(ignore_result=True)
+def map_layout_if_missing() -> None:
+    """Periodic: ask for the active version's map layout when it has none (a version was just activated)."""
+    maps.map_layout_request_if_missing()
+
+
+@shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
+def map_points_build(layout_id: int) -> None:
+    """Build a layout's points for the map page again (a large catalogue changed since the last build)."""
+    layout = MapLayout.objects.filter(pk=layout_id).defer("points_gzip").first()
+    if layout is not None:
+        maps.map_points_build(layout=layout)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalogue import collection_views, curation_views, export_views, media_views, model_views, views
+from catalogue import collection_views, curation_views, export_views, map_views, media_views, model_views, views
 
 app_name = "catalogue"
 urlpatterns = [
@@ -27,7 +27,7 @@ urlpatterns = [
     path("mislabels/check/", curation_views.label_check_start, name="label-check-start"),
     path("quality/", curation_views.quality, name="quality"),
     path("quality/retry/", curation_views.quality_retry, name="quality-retry"),
-    path("map/", curation_views.collection_map, name="map"),
+    path("map/", map_views.collection_map, name="map"),
     # Models: training a new version, the gate, activation (catalogue/model_views.py)
     path("models/", model_views.models_page, name="models"),
     path("models/train/", model_views.training_start, name="training-start"),
@@ -53,4 +53,8 @@ urlpatterns += [
     path("search/image/", views.image_search, name="image-search"),
     # Export of the filtered catalogue (catalogue/export_views.py)
     path("artworks/export/", export_views.artwork_export, name="artwork-export"),
+    # The collection map (catalogue/map_views.py)
+    path("map/points/<str:version>/", map_views.map_points, name="map-points"),
+    path("map/works/", map_views.map_works, name="map-works"),
+    path("map/layout/", map_views.map_layout_start, name="map-layout-start"),
 ]

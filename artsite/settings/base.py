@@ -237,6 +237,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "catalogue.tasks.label_check_if_due",
         "schedule": env.int("ARTSITE_LABEL_CHECK_SWEEP_SECONDS", default=600),
     },
+    # A version that became active (by any path) gets its collection map computed within this many seconds.
+    "map-layout-if-missing": {
+        "task": "catalogue.tasks.map_layout_if_missing",
+        "schedule": env.int("ARTSITE_MAP_SWEEP_SECONDS", default=120),
+    },
 }
 # A label check starts by itself after this many works had their label added, changed or confirmed since the last
 # one, or — before the first — once this many works are labelled; and stops (failed) after this many seconds.

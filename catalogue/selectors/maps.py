@@ -1,116 +1,213 @@
-"""The collection map: every ready work's embedding projected to two dimensions."""
+"""The collection map: a model version's layout and every placed work, as the page draws them.
+
+The points go to the browser as one compact binary (:func:`map_points_body`), built from the database with a binary
+``COPY`` read by NumPy and stored gzipped on the layout (:func:`catalogue.services.maps.map_points_current`), so a
+million works cost the browser about 10 bytes each (about half of that gzipped) and the server a build in the
+background every few minutes at most.
+
+The binary, little-endian::
+
+    b"AMP1", uint32 n, uint32 h, h bytes of JSON (the header, padded with spaces to a multiple of 4),
+    uint32[n] artwork id deltas (ascending ids; the first is the id itself), uint16[n] x, uint16[n] y,
+    uint8[n] type (index into header["types"], 255: none), uint8[n] provenance (index into header["provenances"])
+
+x and y are the layout's coordinates scaled into 0..65535 by ``origin`` and ``span`` in the header:
+``layout x = origin[0] + x / 65535 × span`` (the same for y), which is what the catalogue's ``map_box`` filter takes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import io
+import json
+import struct
+import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from django.db.models import (
-    BinaryField,
-    Func,
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Case, IntegerField, Max, QuerySet, Value, When
+from django.urls import reverse
+
+from catalogue.models import (
+    Artwork,
+    ArtworkType,
+    LabelCorrection,
+    MapLayout,
+    MapPoint,
+    Prediction,
+    effective_type,
 )
-
-from catalogue.models import Artwork, Prediction, effective_type
 from inference.models import ModelVersion
-from inference.selectors import model_version_active
+
+MAGIC = b"AMP1"
+QUANT = 65535
+NO_TYPE = 255
+#: Provenance codes in the binary: no label (the type is the model's), then the label's provenance.
+PROVENANCES = ["none", *Artwork.Provenance.values]
+#: How long a built binary is served before it is built again even when nothing it watches changed (a work deleted
+#: or failed): a page may show the map as it was a moment ago.
+MAP_POINTS_MAX_AGE = 300
+#: Most works :func:`map_works` describes in one call (thumbnails drawn when zoomed in close).
+MAP_WORKS_LIMIT = 500
 
 
-@dataclass(frozen=True)
-class MapPoint:
-    artwork_id: int
-    title: str
-    x: float  # 0..1, left to right
-    y: float  # 0..1, top to bottom
-    type_id: int | None  # the effective type
-    curated: bool
-
-
-@dataclass(frozen=True)
-class CollectionMap:
-    version: ModelVersion | None
-    points: list[MapPoint]
-    total: int  # ready works with an embedding of this version (points holds a sample when there are more)
-    explained_variance: tuple[float, float]  # share of the variance along each of the two axes
-
-    @property
-    def sampled(self) -> bool:
-        return len(self.points) < self.total
-
-
-def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-    """Project rows onto their first two principal components.
-
-    The components come from the SVD of the small d × d scatter matrix rather than of the n × d data: the same
-    vectors (its singular values are the data's squared ones), about 8× cheaper for 5,000 × 128.
-    Returns (n × 2 coordinates, explained variance ratio of the two axes). Each axis's sign is fixed so that its
-    largest loading is positive, so the same data always gives the same picture.
-    """
-    x = np.asarray(vectors, dtype=np.float64)
-    n = x.shape[0]
-    if n == 0:
-        return np.zeros((0, 2)), (0.0, 0.0)
-    centred = x - x.mean(axis=0, keepdims=True)
-    _, variance, vt = np.linalg.svd(centred.T @ centred)
-    components = np.zeros((2, x.shape[1]))
-    k = min(2, vt.shape[0])
-    components[:k] = vt[:k]
-    for i in range(k):
-        if components[i, np.argmax(np.abs(components[i]))] < 0:
-            components[i] *= -1
-    coords = centred @ components.T
-    total = float(variance.sum())
-    explained = [float(variance[i] / total) if total > 0 and i < len(variance) else 0.0 for i in range(2)]
-    return coords, (explained[0], explained[1])
-
-
-def collection_map(*, version: ModelVersion | None = None, limit: int = 5000, seed: int = 0) -> CollectionMap:
-    """Every ready artwork's embedding (default: the active version's) projected to 2-D with PCA.
-
-    Above ``limit`` works a fixed random sample of ``limit`` is drawn (the same one each time for a given
-    catalogue), since a picture with more points is neither readable nor quick to draw. Coordinates are scaled
-    into 0..1 keeping the aspect ratio, so distances on the map stay comparable along both axes.
-    """
-    version = version if version is not None else model_version_active()
+def map_layout_of(*, version: ModelVersion | None) -> MapLayout | None:
     if version is None:
-        return CollectionMap(version=None, points=[], total=0, explained_variance=(0.0, 0.0))
-    base = Prediction.objects.filter(model_version=version, artwork__status=Artwork.Status.READY)
-    ids = list(base.order_by("artwork_id").values_list("artwork_id", flat=True))
-    total = len(ids)
-    if total > limit:
-        rng = np.random.default_rng(seed)
-        ids = sorted(int(i) for i in rng.choice(np.asarray(ids), size=max(0, limit), replace=False))
-        base = base.filter(artwork_id__in=ids)
-    # The vectors in pgvector's binary form (vector_send: int16 dimensions, int16 unused, big-endian float4s),
-    # read with np.frombuffer: the Vector field's text parsing costs ~0.1 ms per row, too much for 5,000 rows.
-    rows = list(
-        base.order_by("artwork_id")
-        .annotate(
-            vector_bytes=Func("embedding", function="vector_send", output_field=BinaryField()),
-            effective_type_id=effective_type(
-                curator_type="artwork__curator_type_id", predicted_type="predicted_type_id"
-            ),
+        return None
+    return MapLayout.objects.filter(model_version=version).defer("points_gzip").first()
+
+
+def map_points_key(*, layout: MapLayout, types: Sequence[ArtworkType]) -> str:
+    """What a build of the layout's points depends on, as a short key (the binary's ETag). It changes when the layout
+    is computed again, a work is placed, a label changes or a type is added — each an index lookup — and at least
+    every ``MAP_POINTS_MAX_AGE`` seconds for what none of those catch (a work deleted or failed)."""
+    parts = [
+        layout.pk,
+        layout.computed_at.isoformat() if layout.computed_at else "",
+        MapPoint.objects.aggregate(m=Max("id"))["m"],
+        LabelCorrection.objects.aggregate(m=Max("id"))["m"],
+        [t.pk for t in types],
+        int(time.time() // MAP_POINTS_MAX_AGE),
+    ]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
+
+
+def map_points_stored(*, layout: MapLayout) -> bytes:
+    """The layout's last build, gzipped (kept in this process's cache under its key: a million works are 5 MB)."""
+    key = f"map-points:{layout.pk}:{layout.points_key}"
+    body = cache.get(key)
+    if body is None:
+        body = bytes(MapLayout.objects.filter(pk=layout.pk).values_list("points_gzip", flat=True).get())
+        cache.set(key, body, MAP_POINTS_MAX_AGE)
+    return body
+
+
+def _points_query(*, layout: MapLayout) -> QuerySet[Any]:
+    """(artwork id, x, y, effective type id, provenance code) of every ready work on the layout."""
+    provenance = Case(
+        When(artwork__curator_type__isnull=True, then=Value(0)),
+        *(
+            When(artwork__label_provenance=p, then=Value(PROVENANCES.index(p)))
+            for p in Artwork.Provenance.values
+        ),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+    return (
+        Prediction.objects.filter(
+            model_version_id=layout.model_version_id,
+            artwork__status=Artwork.Status.READY,
+            map_point__layout=layout,
         )
+        .order_by()  # sorted in NumPy: cheaper than a sort of a million rows in PostgreSQL's work_mem
         .values_list(
-            "artwork_id", "artwork__title", "effective_type_id", "artwork__curator_type_id", "vector_bytes"
+            "artwork_id",
+            "map_point__x",
+            "map_point__y",
+            effective_type(curator_type="artwork__curator_type_id", predicted_type="predicted_type_id"),
+            provenance,
         )
     )
-    if not rows:
-        return CollectionMap(version=version, points=[], total=total, explained_variance=(0.0, 0.0))
-    coords, explained = pca_2d(np.stack([np.frombuffer(row[4], dtype=">f4", offset=4) for row in rows]))
-    low = coords.min(axis=0)
-    span = float((coords.max(axis=0) - low).max()) or 1.0
-    extent = (coords.max(axis=0) - low) / span
-    # Centre the shorter axis in the unit square.
-    scaled = (coords - low) / span + (1.0 - extent) / 2
-    points = [
-        MapPoint(
-            artwork_id=row[0],
-            title=row[1],
-            x=float(xy[0]),
-            y=float(1.0 - xy[1]),
-            type_id=row[2],
-            curated=row[3] is not None,
-        )
-        for row, xy in zip(rows, scaled, strict=True)
+
+
+def _copy_rows(queryset: QuerySet[Any], kinds: str) -> np.ndarray:
+    """The rows of ``queryset`` (no NULLs, fixed-width columns of the given kinds: i integer, f float) through a
+    binary COPY into a NumPy record array — about 20× faster than fetching a million tuples."""
+    sql, params = queryset.query.sql_with_params()
+    buffer = io.BytesIO()
+    with connection.cursor() as cursor:
+        query = cursor.mogrify(sql, params)
+        query = query.decode() if isinstance(query, bytes) else query
+        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
+    data = buffer.getvalue()
+    start = 19  # signature (11), flags (4), header extension length (4, zero)
+    if len(data) <= start + 2:
+        return np.zeros(0, dtype=[(f"v{i}", "<f8") for i in range(len(kinds))])
+    # The first row gives each column's width (the types PostgreSQL chose: int4/int8, float4/float8).
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    offset = start + 2
+    for i, kind in enumerate(kinds):
+        (width,) = struct.unpack_from(">i", data, offset)
+        fields += [(f"l{i}", ">i4"), (f"v{i}", f">{kind}{width}")]
+        offset += 4 + width
+    record = np.dtype(fields)
+    rows = (len(data) - start - 2) // record.itemsize
+    return np.frombuffer(data, dtype=record, count=rows, offset=start)
+
+
+def map_points_body(
+    *, layout: MapLayout | None, version: ModelVersion, types: Sequence[ArtworkType]
+) -> tuple[bytes, int]:
+    """Every ready work placed on ``layout`` as the binary above, and how many (an empty map without a layout)."""
+    header: dict[str, Any] = {
+        "version": version.version,
+        "status": layout.status if layout else "missing",
+        "types": [t.pk for t in types],
+        "provenances": PROVENANCES,
+        "origin": [0.0, 0.0],
+        "span": 1.0,
+    }
+    rows = _copy_rows(_points_query(layout=layout), "iffii") if layout is not None else None
+    if rows is None or len(rows) == 0:
+        return _pack(header, [], 0), 0
+    rows = rows[np.argsort(rows["v0"], kind="stable")]
+    ids = rows["v0"].astype(np.int64)
+    x, y = rows["v1"].astype(np.float64), rows["v2"].astype(np.float64)
+    low = np.array([x.min(), y.min()])
+    extent = np.array([x.max(), y.max()]) - low
+    span = float(extent.max()) or 1.0
+    origin = low - (span - extent) / 2  # centre the shorter axis
+    header["origin"], header["span"] = origin.tolist(), span
+    lookup = np.full(max([t.pk for t in types], default=0) + 1, NO_TYPE, dtype=np.uint8)
+    lookup[[t.pk for t in types]] = np.arange(len(types), dtype=np.uint8)
+    type_ids = rows["v3"].astype(np.int64)
+    known = type_ids < len(lookup)
+    type_index = np.where(known, lookup[np.where(known, type_ids, 0)], NO_TYPE).astype(np.uint8)
+    arrays = [
+        np.diff(ids, prepend=0).astype("<u4"),
+        np.clip(np.rint((x - origin[0]) / span * QUANT), 0, QUANT).astype("<u2"),
+        np.clip(np.rint((y - origin[1]) / span * QUANT), 0, QUANT).astype("<u2"),
+        type_index,
+        rows["v4"].astype(np.uint8),
     ]
-    return CollectionMap(version=version, points=points, total=total, explained_variance=explained)
+    return _pack(header, arrays, len(ids)), len(ids)
+
+
+def _pack(header: dict[str, Any], arrays: list[np.ndarray], count: int) -> bytes:
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)  # keeps the uint32 ids aligned for a typed-array view
+    return b"".join([MAGIC, struct.pack("<II", count, len(text)), text, *(a.tobytes() for a in arrays)])
+
+
+def map_works(*, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Title, artist, thumbnail and page of the given works (those that exist), for the map's hover and the
+    thumbnails it draws when zoomed in close."""
+    prefix, suffix = reverse("catalogue:artwork-detail", args=[0]).rsplit("0", 1)
+    works = Artwork.objects.filter(pk__in=list(ids)[:MAP_WORKS_LIMIT]).only("title", "artist", "thumbnail")
+    return [
+        {
+            "id": work.pk,
+            "title": work.title,
+            "artist": work.artist,
+            "thumbnail": work.thumbnail.url if work.thumbnail else "",
+            "url": f"{prefix}{work.pk}{suffix}",
+        }
+        for work in works.order_by("pk")
+    ]
+
+
+def map_box_artwork_ids(*, box: tuple[float, float, float, float]) -> QuerySet[Any]:
+    """Ids of the works placed inside ``box`` (x0, y0, x1, y1, in layout units) on the active version's layout: a
+    range scan of the (layout, x, y) index that holds the ids, so a box costs what it holds, whatever the catalogue's
+    size."""
+    x0, y0, x1, y1 = box
+    return MapPoint.objects.filter(
+        layout__model_version__status=ModelVersion.Status.ACTIVE,
+        x__gte=x0,
+        x__lte=x1,
+        y__gte=y0,
+        y__lte=y1,
+    ).values("artwork_pk")

@@ -29,6 +29,7 @@ from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncert
 from catalogue.selectors.artworks import artwork_types
 from catalogue.selectors.similarity import SimilarWork, embedding_nearest
 from catalogue.services.near_duplicates import near_duplicates_enqueue
+from catalogue.services.maps import map_points_place
 from inference.loader import get_classifier
 from inference.models import ModelVersion
 from inference.preprocessing import ImageRejected, decode_image
@@ -266,12 +267,16 @@ def prediction_store(
                 **prediction_uncertainty(probs),
             )
         )
-    return Prediction.objects.bulk_create(
+    stored = Prediction.objects.bulk_create(
         rows,
         update_conflicts=True,
         unique_fields=["artwork", "model_version"],
         update_fields=["predicted_type", "confidence", "probabilities", "embedding", "entropy", "margin"],
     )
+    map_points_place(
+        model_version=model_version, artwork_ids=artwork_ids
+    )  # the map takes new works in at once
+    return stored
 
 
 def artwork_fail(*, artwork_id: int, error: str) -> Artwork | None:

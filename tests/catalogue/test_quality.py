@@ -1,5 +1,5 @@
-"""The quality page (agreement and confusion matrix per model version, unfinished jobs with retry) and the
-collection map (PCA of the embeddings)."""
+"""The quality page (agreement and confusion matrix per model version, unfinished jobs with retry); the collection
+map's tests are in test_map.py."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from django.urls import reverse
 from catalogue.models import Artwork, LabelCorrection
 from catalogue.selectors.artworks import artworks_unfinished
 from catalogue.selectors.curation import model_agreement, model_agreements
-from catalogue.selectors.maps import collection_map, pca_2d
 from catalogue.services.labels import label_correct
 from inference.models import ModelVersion
 from tests.catalogue.curation_helpers import (
-    SLUGS,
     confident,
     logged_in,
     ready_artwork,
@@ -172,81 +170,3 @@ def test_viewers_get_no_retry_buttons_and_cannot_retry(viewer_client, broker):
     assert failed.title in html and "Retry" not in html
     assert viewer_client.post(reverse("catalogue:quality-retry"), {"all_failed": "1"}).status_code == 403
     assert Artwork.objects.get(pk=failed.pk).status == Artwork.Status.FAILED and broker.llen("celery") == 0
-
-
-# --- Collection map -------------------------------------------------------------------------------------------------
-
-
-def test_pca_matches_the_covariance_eigenvectors():
-    rng = np.random.default_rng(3)
-    data = (
-        rng.normal(size=(200, 8))
-        @ np.diag([5, 3, 1, 1, 0.5, 0.5, 0.2, 0.1])
-        @ np.linalg.qr(rng.normal(size=(8, 8)))[0]
-    )
-    coords, explained = pca_2d(data)
-    centred = data - data.mean(axis=0)
-    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(centred, rowvar=False))
-    top = eigenvectors[:, ::-1][:, :2]
-    reference = centred @ top
-    for axis in range(2):  # equal up to the sign of each axis
-        assert np.allclose(np.abs(coords[:, axis]), np.abs(reference[:, axis]), atol=1e-8)
-    assert explained == pytest.approx(tuple(eigenvalues[::-1][:2] / eigenvalues.sum()), rel=1e-6)
-    assert np.array_equal(pca_2d(data)[0], coords)  # deterministic signs
-    assert pca_2d(np.ones((1, 8)))[0].shape == (1, 2)
-    assert pca_2d(np.zeros((0, 8)))[0].shape == (0, 2)
-
-
-def test_collection_map_places_every_ready_work_and_separates_clusters(active_model, curator):
-    rng = np.random.default_rng(0)
-    centres = {slug: rng.normal(size=128) * 3 for slug in ("painting", "sculpture")}
-    works = {}
-    for slug, centre in centres.items():
-        for i in range(6):
-            vector = centre + rng.normal(size=128) * 0.3
-            works[(slug, i)] = ready_artwork(
-                active_model, confident(slug), embedding=vector / np.linalg.norm(vector)
-            )
-    label(works[("painting", 0)], "engraving", curator)
-    ArtworkFactory()  # pending: not on the map
-
-    cmap = collection_map()
-    assert cmap.total == 12 and len(cmap.points) == 12 and not cmap.sampled
-    points = {p.artwork_id: p for p in cmap.points}
-    assert all(0 <= p.x <= 1 and 0 <= p.y <= 1 for p in cmap.points)
-    assert (
-        points[works[("painting", 0)].pk].type_id == type_of("engraving").pk
-        and points[works[("painting", 0)].pk].curated
-    )
-    assert points[works[("painting", 1)].pk].type_id == type_of("painting").pk
-    # Two tight clusters far apart: the first axis splits them.
-    xs = {slug: [points[works[(slug, i)].pk].x for i in range(6)] for slug in centres}
-    assert max(xs["painting"]) < min(xs["sculpture"]) or max(xs["sculpture"]) < min(xs["painting"])
-    assert cmap.explained_variance[0] > 0.5
-
-
-def test_collection_map_samples_big_catalogues_reproducibly(active_model):
-    for i in range(12):
-        ready_artwork(active_model, confident(SLUGS[i % 5]), seed=i)
-    first = collection_map(limit=5)
-    assert first.total == 12 and len(first.points) == 5 and first.sampled
-    assert [p.artwork_id for p in collection_map(limit=5).points] == [p.artwork_id for p in first.points]
-
-
-def test_map_page_links_each_point_with_its_title(viewer_client, active_model):
-    works = [ready_artwork(active_model, confident(slug), title=f"Map <{slug}>") for slug in SLUGS]
-    response = viewer_client.get(reverse("catalogue:map"))
-    assert response.status_code == 200
-    html = response.content.decode()
-    svg = html[html.index('<svg class="collection-map"') : html.index("</svg>")]
-    assert svg.count("<circle") == 5
-    for artwork in works:
-        assert f'<a href="{reverse("catalogue:artwork-detail", args=[artwork.pk])}">' in svg
-    assert "<title>Map &lt;painting&gt; — Painting</title>" in svg  # titles are escaped
-    assert "<script" not in svg
-
-
-def test_map_page_without_works_or_model(viewer_client, db):
-    response = viewer_client.get(reverse("catalogue:map"))
-    assert response.status_code == 200 and "No classified works" in response.content.decode()
-    assert viewer_client.get(reverse("catalogue:map"), {"version": "nope"}).status_code == 404

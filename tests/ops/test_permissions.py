@@ -30,12 +30,14 @@ from catalogue.models import (
     ArtworkType,
     BulkEdit,
     LabelCorrection,
+    MapLayout,
     NearDuplicatePair,
     Prediction,
     TrainingJob,
 )
 from catalogue.services.bulk_edits import BulkValues, bulk_edit_apply
 from catalogue.services.labels import label_correct
+from catalogue.services.maps import map_layout_compute
 from inference.models import ModelVersion
 from tests.factories import ArtworkFactory, LabelCheckFactory, label_issue_for, prediction_for
 
@@ -164,6 +166,7 @@ def world(active_model, settings):  # type: ignore[no-untyped-def]
         suggested_probability=0.8,
         quality=0.1,
     )
+    map_layout_compute(version=active_model)  # the map's routes serve real points
     token = Token.objects.create(user=users["viewer"])
     job = TrainingJob.objects.create(status=TrainingJob.Status.QUEUED)  # the Models page's job routes
     # A bulk edit (its history rows) and a near-duplicate pair, for the history, bulk-edit and triage routes.
@@ -282,6 +285,7 @@ def snapshot() -> dict[str, Any]:
         "bulk_edits": list(BulkEdit.objects.order_by("pk").values_list("pk", "undone_at")),
         "pairs": list(NearDuplicatePair.objects.order_by("pk").values_list("pk", "status")),
         "work_groups": list(Artwork.objects.order_by("pk").values_list("pk", "work_group_id", "notes")),
+        "map_layouts": list(MapLayout.objects.order_by("pk").values_list("pk", "status")),
     }
 
 
@@ -370,6 +374,8 @@ def test_viewer_cannot_upload_or_curate_in_the_portal(client, world):
     assert client.post("/near-duplicates/scan/").status_code == 403
     assert client.post("/artworks/upload/file/", {"title": "x"}).status_code == 403  # many files at once
     assert client.get("/search/image/").status_code == 200  # search by image: reading, stores nothing
+    active = ModelVersion.objects.active().get().version
+    assert client.post("/map/layout/", {"version": active}).status_code == 403
 
 
 def admin_allows(route: Route, user: Any) -> bool:
