@@ -23,8 +23,8 @@ from drf_spectacular.utils import extend_schema_field
 
 from catalogue.models import Artwork, ArtworkType, Prediction
 from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
-from catalogue.selectors.search import MAX_SEARCH_LENGTH, artworks_search
 from catalogue.selectors.maps import map_box_artwork_ids
+from catalogue.selectors.search import MAX_SEARCH_LENGTH, artworks_search
 from inference.models import ModelVersion
 
 NONE = "none"

@@ -1,6 +1,14 @@
 from django.urls import path
 
-from catalogue import collection_views, curation_views, export_views, map_views, media_views, model_views, views
+from catalogue import (
+    collection_views,
+    curation_views,
+    export_views,
+    map_views,
+    media_views,
+    model_views,
+    views,
+)
 
 app_name = "catalogue"
 urlpatterns = [

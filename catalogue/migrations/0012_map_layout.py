@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalogue', '0006_correction_file_source'),
+        ('catalogue', '0011_classification_claim'),
         ('inference', '0002_active_is_the_status'),
     ]
 

@@ -28,8 +28,8 @@ from django.utils import timezone
 from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
 from catalogue.selectors.artworks import artwork_types
 from catalogue.selectors.similarity import SimilarWork, embedding_nearest
-from catalogue.services.near_duplicates import near_duplicates_enqueue
 from catalogue.services.maps import map_points_place
+from catalogue.services.near_duplicates import near_duplicates_enqueue
 from inference.loader import get_classifier
 from inference.models import ModelVersion
 from inference.preprocessing import ImageRejected, decode_image
