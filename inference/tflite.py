@@ -6,8 +6,9 @@ On this project's CPUs the interpreter runs EfficientNet-Lite several times fast
 (which are tuned for large batches), and int8 quantisation (the AVX-512 VNNI integer kernels) halves it again. The
 Keras model stays the source of truth: training writes ``model.tflite`` next to ``model.keras`` from the same
 weights (:mod:`inference.training.tflite_copy`, which needs TensorFlow) and records on the card how closely the two
-agree (:func:`check`); activation refuses a version without a passing check, and ``manage.py check_model``
-measures it again (:mod:`inference.serving_check`).
+agree (:func:`check`); activation refuses a version without a passing check (:func:`check_problem`, through
+:func:`inference.services.model_version_check_servable`), and ``manage.py check_model`` measures it again
+(:func:`inference.services.model_version_check`).
 
 The TFLite model returns the raw ``logits`` and ``embedding``; temperature, softmax and L2 normalisation stay in
 NumPy, so a new temperature on the card never needs a new file.
