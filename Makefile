@@ -12,7 +12,9 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 .PHONY: bench-pages
 .PHONY: bench-map
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
+# Everything: serving (requirements.txt), training (requirements-training.txt: TensorFlow, Keras, the label check's
+# libraries) and the development tools, so that `make run` starts the training worker too and `make test` runs it all.
+$(STAMP): requirements.txt requirements-training.txt requirements-dev.txt requirements-nodeps.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
@@ -57,7 +59,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench-model: install ## Model latency and throughput, beside plain model.predict
+bench-model: install ## Model latency and throughput beside model.predict; start-up, memory and installed size of the serving runtime before (TensorFlow) and after (ai-edge-litert)
 	$(PY) manage.py bench_model
 
 bench-explain: install ## Explanation maps as the portal makes them: p50/p95 per map and per image, model calls, faithfulness; IMAGES=N, EXPLAIN_DATA=FOLDER for real images

@@ -32,8 +32,9 @@ from django.views.decorators.http import require_safe
 
 from artsite.broker import broker_redis
 from inference import loader
-from inference.registry import MODEL_FILE, ModelUnavailable, find_version
+from inference.registry import ModelUnavailable, find_version
 from inference.selectors import model_version_active
+from inference.tflite import TFLITE_FILE
 
 # A model that failed to load is tried again after this long (loading a damaged file again and again costs).
 MODEL_RECHECK_SECONDS = 30.0
@@ -106,12 +107,18 @@ def model_check(*, load: bool = True) -> Check:
         return Check(False, {"version": None, "error": "no model version is active"})
     name = version.version
     try:
-        model_file = find_version(name) / MODEL_FILE
+        model_file = find_version(name) / TFLITE_FILE  # what serves: the TFLite copy, never model.keras
         stat = model_file.stat()
     except ModelUnavailable as exc:
         return Check(False, {"version": name, "error": exc.reason})
     except OSError:
-        return Check(False, {"version": name, "error": f"{MODEL_FILE} is missing"})
+        return Check(
+            False,
+            {
+                "version": name,
+                "error": f"{TFLITE_FILE} is missing (the serving runtime runs only the TFLite copy)",
+            },
+        )
     signature = (stat.st_size, stat.st_mtime_ns)
 
     with _model_lock:

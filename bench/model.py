@@ -1,6 +1,8 @@
-"""Serving speed of a model version: single-image latency and batch throughput through the warm serving path, each
-beside the same network through plain ``model.predict`` measured in the same run (STYLE rule 15: a benchmark prints
-figures and ratios; no test asserts a wall-clock time). Used by ``manage.py bench_model`` (``make bench-model``).
+"""Serving speed of a model version: single-image latency and batch throughput through the warm serving path (the
+TFLite copy on ai-edge-litert), each beside the same network from model.keras through its ``tf.function`` and
+through plain ``model.predict``, measured in the same run (STYLE rule 15: a benchmark prints figures and ratios; no
+test asserts a wall-clock time). Used by ``manage.py bench_model`` (``make bench-model``), which adds the
+runtime's footprint (:mod:`bench.runtime`).
 """
 
 from __future__ import annotations
@@ -23,16 +25,16 @@ def benchmark_serving(
     *,
     classifier: Classifier,
     images: Sequence[Image.Image],
-    keras_classifier: Classifier | None = None,
+    keras_classifier: Classifier,
     single_repeats: int = 200,
     reference_repeats: int = 50,
     batch_size: int = 64,
     batch_repeats: int = 10,
     progress: Step | None = None,
 ) -> dict[str, Any]:
-    """Latency of one image and throughput of batches through the warm serving path, beside the same network
-    through ``model.predict``, measured in the same run (and, when given, beside ``keras_classifier``: the same
-    version served from model.keras through the ``tf.function`` path, to show what the fast copy buys).
+    """Latency of one image and throughput of batches through the warm serving path, beside ``keras_classifier``
+    (the same version's model.keras on the ``keras`` backend: its ``tf.function``, and its ``model.predict``),
+    measured in the same run.
 
     * single image, serving: ``predict_images([image])`` from a decoded image (resize included);
     * single image, reference: ``to_model_input`` + ``model.predict`` (what a naive worker would do);
@@ -42,20 +44,19 @@ def benchmark_serving(
     with other jobs the wall time also counts waiting for a core, the CPU time does not.
     """
     step = progress or (lambda _name: None)
-    keras_path = (
-        keras_classifier if keras_classifier is not None and keras_classifier is not classifier else None
-    )
+    keras_path = keras_classifier if keras_classifier is not classifier else None
     arrays = np.stack([to_model_input(image, classifier.input_size) for image in images])
     batch = np.concatenate([arrays] * (-(-batch_size // len(arrays))))[:batch_size]
     load_before = os.getloadavg()
-    single = _single_image(classifier, keras_path, images, single_repeats, reference_repeats, step)
+    model = keras_classifier.model
+    single = _single_image(classifier, keras_path, model, images, single_repeats, reference_repeats, step)
     return {
         "version": classifier.version,
         "input_size": classifier.input_size,
         "backend": classifier.backend,
         "xla": classifier.jit_compiled,
         "single": single,
-        "batch": _batches(classifier, keras_path, batch, batch_repeats, step),
+        "batch": _batches(classifier, keras_path, model, batch, batch_repeats, step),
         "load_average": {
             "before": [round(x, 2) for x in load_before],
             "after": [round(x, 2) for x in os.getloadavg()],
@@ -67,6 +68,7 @@ def benchmark_serving(
 def _single_image(
     classifier: Classifier,
     keras_path: Classifier | None,
+    model: Any,
     images: Sequence[Image.Image],
     repeats: int,
     reference_repeats: int,
@@ -75,7 +77,7 @@ def _single_image(
     def one_image(target: Classifier) -> dict[str, float]:
         return _percentiles(*_timed(lambda i: target.predict_images([images[i % len(images)]]), repeats))
 
-    size, model = classifier.input_size, classifier.model
+    size = classifier.input_size
     step(f"single image, serving path ({classifier.backend})")
     serving = one_image(classifier)
     keras_single = None
@@ -98,9 +100,14 @@ def _single_image(
 
 
 def _batches(
-    classifier: Classifier, keras_path: Classifier | None, batch: np.ndarray, repeats: int, step: Step
+    classifier: Classifier,
+    keras_path: Classifier | None,
+    model: Any,
+    batch: np.ndarray,
+    repeats: int,
+    step: Step,
 ) -> dict[str, Any]:
-    batch_size, model = len(batch), classifier.model
+    batch_size = len(batch)
     step(f"batch of {batch_size}, serving path")
     serving = _throughput(lambda _i: classifier.predict_arrays(batch), batch_size, repeats)
     keras_batch = None

@@ -96,6 +96,8 @@ class ArtworkEditForm(forms.Form):
     accession_number = forms.CharField(max_length=100, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
 class ArtworkFileForm(forms.Form):
     """One file of a multi-file upload (the upload page's JavaScript sends one request per file): its title, and the
     metadata shared by the batch."""

@@ -461,6 +461,8 @@ class ArtworkDeletion(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.artwork_pk} “{self.title}” deleted"
+
+
 # --- History, bulk edits, near-duplicates -----------------------------------------------------------------------
 
 
@@ -574,6 +576,8 @@ class NearDuplicatePair(models.Model):
 
     def __str__(self) -> str:
         return f"{self.artwork_a_id} ~ {self.artwork_b_id} ({self.status})"
+
+
 class MapLayout(models.Model):
     """The collection map of one model version: the two principal axes of its embeddings (fitted once, in the
     background, on a sample) and every work's place along them (:class:`MapPoint`).

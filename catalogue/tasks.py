@@ -159,6 +159,8 @@ def near_duplicates_find(artwork_ids: list[int]) -> None:
 def near_duplicates_scan() -> None:
     """The whole catalogue (routed to the long-jobs queue: a long job at scale). Idempotent."""
     near_duplicates.near_duplicates_scan()
+
+
 @shared_task(
     bind=True,
     acks_late=True,

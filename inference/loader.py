@@ -1,24 +1,23 @@
 """The one model loader (STYLE rule 4): each model version is loaded once per process, lazily, under a lock, and
 warmed with one prediction before anyone gets it.
 
-Two serving paths, one contract (``predict_arrays`` -> temperature-calibrated probabilities and L2-normalised
-embeddings):
+Two backends, one contract (``predict_arrays`` -> temperature-calibrated probabilities and L2-normalised
+embeddings; batches padded up to a few fixed sizes so that either backend sees a handful of shapes only):
 
-* **TFLite** (``model.tflite`` in the version folder, written by training from the same weights; see
-  :mod:`inference.tflite`): preferred when present. At load it is checked against the Keras model on
-  deterministic warm-up images (:func:`inference.tflite.verification_inputs`); if it disagrees beyond the card's
-  tolerance, or cannot run, the loader logs why and serves the Keras model instead.
-* **Keras**: the network wrapped once in a ``tf.function`` (not ``model.predict``, which builds a dataset and a
-  step function on every call) that applies the card's temperature to the logits and L2-normalises the
-  embedding. XLA (``jit_compile=True``) is off by default: on this CPU it measured slower for the seed CNN and
-  5-20x slower for EfficientNet-Lite0 (XLA:CPU has no oneDNN depthwise kernels); ``ARTSITE_TF_JIT = True`` tries it.
-
-``settings.ARTSITE_MODEL_BACKEND`` (``auto``, the default, or ``keras``) can rule the fast path out; evaluation and
-benchmarks ask for a path explicitly. ``model.keras`` is always loaded: it is the source of truth, and what
-``classifier.model`` returns. Batches are padded up to a few fixed sizes so that either path sees a handful of
-shapes only.
-
-TensorFlow is imported on first use, not at import time, so importing this module stays cheap.
+* ``tflite`` (the default: what the web processes and the classification worker serve): ``model.tflite`` alone,
+  run by ai-edge-litert (:mod:`inference.tflite`); temperature, softmax and normalisation in NumPy. This path
+  never imports TensorFlow or Keras, and never opens ``model.keras``. A version without ``model.tflite`` cannot
+  serve: :class:`ModelUnavailable` says so (``/healthz`` shows the reason) rather than TensorFlow being imported
+  behind the operator's back. Whether the copy agrees with ``model.keras`` is not re-measured here at every start:
+  training records the check on the card, activation refuses a version without a passing one
+  (:func:`inference.services.model_version_check_servable`), and ``manage.py check_model`` measures it again.
+* ``keras`` (training, evaluation, the serving check, benchmarks; asked for explicitly): ``model.keras`` wrapped
+  once in a ``tf.function`` (not ``model.predict``, which builds a dataset and a step function on every call)
+  that applies the card's temperature to the logits and L2-normalises the embedding. TensorFlow and Keras are
+  imported here on first use, so they need only be installed where this backend runs
+  (``requirements-training.txt``). XLA (``jit_compile=True``) is off by default: on this CPU it measured slower
+  for the seed CNN and 5-20x slower for EfficientNet-Lite0 (XLA:CPU has no oneDNN depthwise kernels);
+  ``ARTSITE_TF_JIT = True`` tries it.
 """
 
 from __future__ import annotations
@@ -39,9 +38,9 @@ from PIL import Image
 
 from inference.preprocessing import to_model_input
 from inference.registry import MODEL_FILE, ModelNotFound, ModelUnavailable, find_version, read_card
-from inference.tflite import DEFAULT_TOLERANCE, TFLITE_FILE
+from inference.tflite import TFLITE_FILE, TFLiteRunner
 
-BACKENDS = ("auto", "keras", "tflite")
+BACKENDS = ("tflite", "keras")
 
 __all__ = [
     "Classifier",
@@ -55,7 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Batches are padded up to one of these sizes (larger ones are cut into chunks of the largest), so the compiled
-# function sees at most this many shapes.
+# function or interpreter sees at most this many shapes.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 _lock = threading.Lock()
@@ -64,7 +63,8 @@ _threads_configured = False
 
 
 def configure_threads(threads: int | None = None) -> None:
-    """Limit TensorFlow's thread pools before its runtime starts (it cannot change afterwards).
+    """Limit TensorFlow's thread pools before its runtime starts (it cannot change afterwards): for processes that
+    train or run the ``keras`` backend; serving never calls it.
 
     ``threads`` (default ``settings.ARTSITE_TF_THREADS``, else the CPU count) threads inside an op and at most two
     ops at once: on a small machine running several worker processes, more threads than cores only adds contention.
@@ -72,7 +72,7 @@ def configure_threads(threads: int | None = None) -> None:
     global _threads_configured
     if _threads_configured:
         return
-    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
+    import tensorflow as tf  # noqa: PLC0415  # TensorFlow only where training or the keras backend runs
 
     threads = _threads(threads)
     try:
@@ -105,13 +105,14 @@ class Classifier:
     card: dict[str, Any]
     path: Path
     temperature: float
-    model: Any = field(repr=False)  # the keras.Model as saved: outputs (probabilities, embedding)
+    backend: str  # what serves: "tflite-<quantization>" or "keras" (tf.function)
     # batch (n, S, S, 3) float32 -> (calibrated probabilities, L2-normalised embeddings) as NumPy arrays
     _step: Any = field(repr=False, default=None)
+    embedding_dim: int = 0  # set by the warm-up prediction
+    model: Any = field(
+        repr=False, default=None
+    )  # the keras backend's keras.Model (outputs: probabilities, embedding)
     jit_compiled: bool = False
-    backend: str = "keras"  # what serves: "keras" (tf.function) or "tflite-<quantization>"
-    # the fast copy's agreement with the Keras model on the warm-up images, when it was checked
-    verification: dict[str, Any] | None = None
 
     def predict_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``batch``: (N, S, S, 3) pixels in [0, 255] (float32, or uint8).
@@ -152,9 +153,59 @@ class Classifier:
             return self.predict_arrays(np.zeros((0, self.input_size, self.input_size, 3), np.float32))
         return self.predict_arrays(np.stack([to_model_input(image, self.input_size) for image in images]))
 
-    @property
-    def embedding_dim(self) -> int:
-        return int(self.model.outputs[1].shape[-1])
+
+def _card_fields(version: str, card: dict[str, Any]) -> tuple[tuple[str, ...], int, float]:
+    """The card's classes, input size and temperature; :class:`ModelUnavailable` when one is missing or wrong."""
+    try:
+        classes = tuple(str(c) for c in card["classes"])
+        input_size = int(card["input_size"])
+        temperature = float(card.get("temperature", 1.0) or 1.0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailable(version, f"the card is incomplete ({exc!r})") from None
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ModelUnavailable(version, f"the card's temperature {temperature!r} is not a positive number")
+    return classes, input_size, temperature
+
+
+# --- the tflite backend (serving: ai-edge-litert and NumPy) -------------------------------------------------------
+
+
+def _tflite_step(runner: TFLiteRunner, temperature: float) -> Any:
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embeddings = runner(batch)
+        scores = logits.astype(np.float64) / temperature
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        norms = np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        return probabilities, (embeddings / norms).astype(np.float32)
+
+    return run
+
+
+def _load_tflite(classifier: Classifier) -> None:
+    """Give ``classifier`` the TFLite copy as its step, checked against the card's shapes."""
+    version, path = classifier.version, classifier.path / TFLITE_FILE
+    if not path.is_file():
+        raise ModelUnavailable(
+            version,
+            f"{path} is missing: the serving runtime runs only the TFLite copy, and this version has none "
+            "(train it again to get one)",
+        )
+    try:
+        runner = TFLiteRunner.from_file(path, num_classes=len(classifier.classes), threads=_threads())
+        declared = runner.input_shape()
+    except Exception as exc:  # LiteRT raises ValueError or RuntimeError for a damaged flatbuffer
+        raise ModelUnavailable(version, f"{path} could not be loaded ({type(exc).__name__}: {exc})") from None
+    size = classifier.input_size
+    if declared != (size, size, 3):
+        raise ModelUnavailable(version, f"{TFLITE_FILE} takes {declared} but the card says {size} px")
+    quantization = str((classifier.card.get("serving") or {}).get("quantization") or "fp32")
+    classifier._step = _tflite_step(runner, classifier.temperature)
+    classifier.backend = f"tflite-{quantization}"
+
+
+# --- the keras backend (training, evaluation, checks: TensorFlow imported on first use) ---------------------------
 
 
 def _build_step(model: Any, temperature: float, input_size: int, *, jit_compile: bool) -> Any:
@@ -189,91 +240,40 @@ def _build_step(model: Any, temperature: float, input_size: int, *, jit_compile:
     return run
 
 
-def _build_tflite_step(path: Path, temperature: float, num_classes: int) -> Any:
-    from inference.tflite import TFLiteRunner  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
+def _load_keras(classifier: Classifier) -> None:
+    """Give ``classifier`` model.keras as its step, checked against the card's shapes."""
+    version, model_path = classifier.version, classifier.path / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelUnavailable(version, f"{model_path} is missing")
+    configure_threads()
+    import keras  # noqa: PLC0415  # TensorFlow only where the keras backend runs (training, evaluation, checks)
 
-    runner = TFLiteRunner.from_file(path, num_classes=num_classes, threads=_threads())
+    from inference import architectures  # noqa: F401, PLC0415  registers the custom layers saved models use; keras backend only
 
-    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, embeddings = runner(batch)
-        scores = logits.astype(np.float64) / temperature
-        scores -= scores.max(axis=1, keepdims=True)
-        exp = np.exp(scores)
-        probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
-        norms = np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-        return probabilities, (embeddings / norms).astype(np.float32)
-
-    return run
-
-
-def _try_tflite(classifier: Classifier) -> None:
-    """Switch ``classifier`` to the TFLite copy if it is there and agrees with the Keras model on the warm-up
-    images; otherwise leave it on Keras and log why."""
-    from inference.tflite import agreement, verification_inputs  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
-
-    path = classifier.path / TFLITE_FILE
-    if not path.is_file():
-        return
-    card_serving = classifier.card.get("serving")
-    serving: dict[str, Any] = card_serving if isinstance(card_serving, dict) else {}
-    quantization = str(serving.get("quantization") or "fp32")
-    default_p, default_cos = DEFAULT_TOLERANCE.get(quantization, DEFAULT_TOLERANCE["int8"])
-    card_tolerance = serving.get("tolerance")
-    tolerance: dict[str, Any] = card_tolerance if isinstance(card_tolerance, dict) else {}
-    max_p = float(tolerance.get("max_probability_diff", default_p))
-    min_cos = float(tolerance.get("min_embedding_cosine", default_cos))
-    keras_step = classifier._step
     try:
-        step = _build_tflite_step(path, classifier.temperature, len(classifier.classes))
-        images = verification_inputs(classifier.input_size)
-        checks = agreement(*keras_step(images), *step(images))
-        if checks["max_probability_diff"] > max_p or checks["min_embedding_cosine"] < min_cos:
-            raise ValueError(
-                f"it disagrees with model.keras on the warm-up images (largest probability difference "
-                f"{checks['max_probability_diff']:.4f}, limit {max_p}; smallest embedding cosine "
-                f"{checks['min_embedding_cosine']:.4f}, limit {min_cos})"
-            )
-        step(images[:1])  # warm the single-image interpreter too
-    except Exception as exc:  # a damaged file, an op this runtime lacks, a mismatch: Keras serves instead
-        logger.warning(
-            "Not serving %s from %s: %s; serving model.keras instead", classifier.version, path, exc
-        )
-        return
-    classifier._step = step
-    classifier.backend = f"tflite-{quantization}"
-    classifier.verification = {
-        **checks,
-        "max_probability_diff_limit": max_p,
-        "min_embedding_cosine_limit": min_cos,
-    }
-
-
-def _checked_card(version: str, card: dict[str, Any], model: Any) -> tuple[tuple[str, ...], int, float]:
-    """The card's classes, input size and temperature, checked against the loaded model's shapes."""
-    try:
-        classes = tuple(str(c) for c in card["classes"])
-        input_size = int(card.get("input_size") or model.inputs[0].shape[1])
-        temperature = float(card.get("temperature", 1.0) or 1.0)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelUnavailable(version, f"the card is incomplete ({exc!r})") from None
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ModelUnavailable(version, f"the card's temperature {temperature!r} is not a positive number")
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as exc:  # Keras raises many types for a damaged zip, bad config or missing weights
+        raise ModelUnavailable(
+            version, f"{model_path} could not be loaded ({type(exc).__name__}: {exc})"
+        ) from None
     if len(model.outputs) != 2:
         raise ModelUnavailable(version, f"the model has {len(model.outputs)} outputs; expected 2")
-    if int(model.outputs[0].shape[-1]) != len(classes):
+    if int(model.outputs[0].shape[-1]) != len(classifier.classes):
         raise ModelUnavailable(
             version,
-            f"the model predicts {model.outputs[0].shape[-1]} classes but the card lists {len(classes)}",
+            f"the model predicts {model.outputs[0].shape[-1]} classes but the card lists {len(classifier.classes)}",
         )
-    if tuple(model.inputs[0].shape[1:]) != (input_size, input_size, 3):
+    size = classifier.input_size
+    if tuple(model.inputs[0].shape[1:]) != (size, size, 3):
         raise ModelUnavailable(
-            version, f"the model takes {tuple(model.inputs[0].shape[1:])} but the card says {input_size} px"
+            version, f"the model takes {tuple(model.inputs[0].shape[1:])} but the card says {size} px"
         )
+    classifier.model = model
+    classifier.backend = "keras"
+    _warm_keras(classifier)
 
-    return classes, input_size, temperature
 
-
-def _warm(classifier: Classifier) -> None:
+def _warm_keras(classifier: Classifier) -> None:
     """Build the prediction step and run it once (with XLA when asked and possible, else without)."""
     version, model, input_size, temperature = (
         classifier.version,
@@ -301,25 +301,7 @@ def _load(version: str, backend: str, path: Path | None = None) -> Classifier:
         card = read_card(path)
     except ValueError as exc:
         raise ModelUnavailable(version, str(exc)) from None
-    model_path = path / MODEL_FILE
-    if not model_path.is_file():
-        raise ModelUnavailable(version, f"{model_path} is missing")
-
-    configure_threads()
-    import keras  # noqa: PLC0415  # TensorFlow on first use only: importing the loader stays cheap
-
-    from inference import architectures  # noqa: F401, PLC0415  registers the custom layers saved models use; TensorFlow on first use only
-
-    started = time.perf_counter()
-    try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except Exception as exc:  # Keras raises many types for a damaged zip, bad config or missing weights
-        raise ModelUnavailable(
-            version, f"{model_path} could not be loaded ({type(exc).__name__}: {exc})"
-        ) from None
-
-    classes, input_size, temperature = _checked_card(version, card, model)
-
+    classes, input_size, temperature = _card_fields(version, card)
     classifier = Classifier(
         version=version,
         classes=classes,
@@ -327,39 +309,42 @@ def _load(version: str, backend: str, path: Path | None = None) -> Classifier:
         card=card,
         path=path,
         temperature=temperature,
-        model=model,
+        backend=backend,
     )
-    _warm(classifier)
-    if backend == "tflite" or (
-        backend == "auto" and getattr(settings, "ARTSITE_MODEL_BACKEND", "auto") != "keras"
-    ):
-        _try_tflite(classifier)
-        if backend == "tflite" and not classifier.backend.startswith("tflite"):
-            raise ModelUnavailable(version, f"{TFLITE_FILE} is missing or failed its check (see the log)")
+    started = time.perf_counter()
+    if backend == "keras":
+        _load_keras(classifier)
+    else:
+        _load_tflite(classifier)
+    try:
+        _, embeddings = classifier.predict_arrays(np.zeros((1, input_size, input_size, 3), np.float32))
+    except Exception as exc:  # e.g. a TFLite copy without the card's class scores
+        raise ModelUnavailable(version, f"the warm-up prediction failed ({exc})") from None
+    classifier.embedding_dim = int(embeddings.shape[-1])
     logger.info(
         "Loaded model %s from %s in %.1fs (serving: %s%s)",
         version,
         path,
         time.perf_counter() - started,
         classifier.backend,
-        ", XLA" if classifier.jit_compiled and classifier.backend == "keras" else "",
+        ", XLA" if classifier.jit_compiled else "",
     )
     return classifier
 
 
-def get_classifier(version: str, *, backend: str = "auto") -> Classifier:
+def get_classifier(version: str, *, backend: str = "tflite") -> Classifier:
     """The classifier of ``version``, loaded and warmed on first use, then cached for the process.
 
-    ``backend``: ``auto`` (the fast TFLite copy when present and verified, else Keras: what the product uses),
-    ``keras`` (always the Keras model, e.g. to measure it) or ``tflite`` (the fast copy or an error).
+    ``backend``: ``tflite`` (model.tflite through ai-edge-litert: what the product serves; no TensorFlow) or
+    ``keras`` (model.keras through TensorFlow: training, evaluation, checks).
 
     Raises :class:`ModelUnavailable` (with ``.reason``) when it cannot serve: no folder (:class:`ModelNotFound`, a
-    subclass), missing or damaged model.keras or card.json, or a card that does not match the model. Failures are
-    not cached, so a repaired folder is picked up on the next call.
+    subclass), a missing or damaged model file (model.tflite, or model.keras for ``keras``) or card.json, or a card
+    that does not match the model. Failures are not cached, so a repaired folder is picked up on the next call.
     """
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-    key = version if backend == "auto" else f"{version}#{backend}"
+    key = version if backend == "tflite" else f"{version}#{backend}"
     classifier = _cache.get(key)
     if classifier is not None:
         return classifier
@@ -371,7 +356,7 @@ def get_classifier(version: str, *, backend: str = "auto") -> Classifier:
         return classifier
 
 
-def load_classifier(path: Path | str, *, backend: str = "auto") -> Classifier:
+def load_classifier(path: Path | str, *, backend: str = "tflite") -> Classifier:
     """The version in folder ``path``, loaded and warmed like :func:`get_classifier` does, but not cached and not
     looked up in the model dirs: a training job measures a new version this way before its folder is published.
     Raises :class:`ModelUnavailable`."""

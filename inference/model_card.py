@@ -1,6 +1,7 @@
 """MODEL_CARD.md of a version, rendered from its card.json (so the prose never disagrees with the figures).
 
-Training writes it; ``bench_model --record`` adds the speed figures to card.json and renders it again.
+Training writes it; ``bench_model --record`` adds the speed figures to card.json and ``check_model --record`` the
+serving check, and each renders it again.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def render(card: dict[str, Any]) -> str:
     lines = [
         *_header(card),
         *_scores(card),
+        *_check(card.get("serving")),
         *_calibration(card),
         *_how_it_was_made(card),
         *_speed(card.get("benchmark")),
@@ -104,6 +106,24 @@ def _scores(card: dict[str, Any]) -> list[str]:
             f"{_f(agreement.get('min_embedding_cosine'), 4)}. {_sentence(serving.get('quantization_detail', ''))}",
         ]
     return lines + _confusion(metrics.get("confusion"), card.get("classes", []))
+
+
+def _check(serving: dict[str, Any] | None) -> list[str]:
+    """The serving check activation requires (training records it; ``manage.py check_model --record`` again)."""
+    check = serving.get("check") if isinstance(serving, dict) else None
+    if not isinstance(check, dict):
+        return []
+    return [
+        "",
+        "## Serving check",
+        "",
+        f"Serving check ({check.get('by')}, {check.get('checked')}, {check.get('runtime')}): on the verification "
+        f"images the copy's largest probability difference from model.keras is "
+        f"{_f(check.get('max_probability_diff'), 4)} (limit {check.get('max_probability_diff_limit')}), its "
+        f"smallest embedding cosine {_f(check.get('min_embedding_cosine'), 4)} (limit "
+        f"{check.get('min_embedding_cosine_limit')}), top-1 agreement {_f(check.get('top1_agreement'))}: "
+        f"**{'passed' if check.get('passed') else 'FAILED'}** (file sha256 `{str(check.get('file_sha256'))[:12]}`).",
+    ]
 
 
 def _confusion(confusion: list[list[int]] | None, classes: list[str]) -> list[str]:

@@ -1,11 +1,14 @@
-"""The fast serving path: a TensorFlow Lite copy of a version's Keras model, run by the TFLite interpreter with
-XNNPACK (both part of TensorFlow, nothing else to install).
+"""The serving runtime: a version's TFLite copy (``model.tflite``) run by LiteRT (``ai-edge-litert``, the standalone
+successor of ``tf.lite.Interpreter``, with XNNPACK) on NumPy arrays. Web processes and the classification worker
+import this module and never TensorFlow: the whole serving stack is ai-edge-litert, NumPy and Pillow.
 
-On this project's CPUs the interpreter runs EfficientNet-Lite0 several times faster than TensorFlow's own kernels
+On this project's CPUs the interpreter runs EfficientNet-Lite several times faster than TensorFlow's own kernels
 (which are tuned for large batches), and int8 quantisation (the AVX-512 VNNI integer kernels) halves it again. The
 Keras model stays the source of truth: training writes ``model.tflite`` next to ``model.keras`` from the same
-weights, records on the card how well the two agree, and the loader checks them against each other before it
-serves the fast copy (see :func:`inference.loader.get_classifier`).
+weights (:mod:`inference.training.tflite_copy`, which needs TensorFlow) and records on the card how closely the two
+agree (:func:`check`); activation refuses a version without a passing check (:func:`check_problem`, through
+:func:`inference.services.model_version_check_servable`), and ``manage.py check_model`` measures it again
+(:func:`inference.services.model_version_check`).
 
 The TFLite model returns the raw ``logits`` and ``embedding``; temperature, softmax and L2 normalisation stay in
 NumPy, so a new temperature on the card never needs a new file.
@@ -13,29 +16,20 @@ NumPy, so a new temperature on the card never needs a new file.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 TFLITE_FILE = "model.tflite"
 QUANTIZATIONS = ("fp32", "fp16", "int8")
-# TFLite operators kept in float32 in an int8 copy: those of the head after global pooling (the embedding layer
-# and the cosine classifier). The backbone's convolutions, depthwise convolutions and pooling are quantised.
-FLOAT_HEAD_OPS = (
-    "FULLY_CONNECTED",
-    "BATCH_MATMUL",
-    "MUL",
-    "DIV",
-    "SUM",
-    "SQRT",
-    "RSQRT",
-    "MAXIMUM",
-    "SQUARE",
-)
 
-# How far the fast copy may drift from the Keras model on the verification images before the loader refuses it:
+# How far the fast copy may drift from the Keras model on the verification images before its check fails:
 # (largest difference of a calibrated probability, smallest cosine between the two embeddings). fp32 is the same
 # arithmetic in another order; int8 moves probabilities by a few hundredths on real images.
 DEFAULT_TOLERANCE: dict[str, tuple[float, float]] = {
@@ -43,71 +37,6 @@ DEFAULT_TOLERANCE: dict[str, tuple[float, float]] = {
     "fp16": (1e-2, 0.999),
     "int8": (0.15, 0.95),
 }
-
-
-def serving_keras_model(model: Any) -> Any:
-    """The (logits, raw embedding) view of a saved model: what both serving paths compute."""
-    import keras  # noqa: PLC0415  # TensorFlow on first use only: the serving path imports this module
-
-    return keras.Model(model.inputs, [model.get_layer("logits").output, model.outputs[1]])
-
-
-def convert(model: Any, *, quantization: str = "fp32", representative: np.ndarray | None = None) -> bytes:
-    """A TFLite flatbuffer of ``model``'s (logits, embedding), float32 in and out.
-
-    ``int8``: weights and activations of the convolutional backbone in 8 bits, calibrated on ``representative`` (a
-    few hundred real model inputs, (N, S, S, 3) pixels in [0, 255]), the head in float32 (:data:`FLOAT_HEAD_OPS`);
-    ``fp16``: weights stored in half precision (half the file, same speed); ``fp32``: as trained.
-    """
-    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: the serving path imports this module
-
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}.")
-    if quantization == "int8":
-        return quantize_int8(serving_keras_model(model), representative)
-    converter = tf.lite.TFLiteConverter.from_keras_model(serving_keras_model(model))
-    if quantization == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    return bytes(converter.convert())
-
-
-def quantize_int8(keras_model: Any, representative: np.ndarray | None) -> bytes:
-    """An int8 TFLite flatbuffer of any Keras model on images, float32 in and out, calibrated on
-    ``representative``. The same images give the same activation ranges, so a network's trunk converted alone and
-    inside the whole network is quantised identically; training uses that (see
-    :func:`inference.training.train`'s ``quantized_trunk``)."""
-    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: the serving path imports this module
-
-    if representative is None or not len(representative):
-        raise ValueError("int8 quantization needs representative images to calibrate on.")
-    samples = np.asarray(representative, np.float32)
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([samples[i : i + 1]] for i in range(len(samples)))
-    # The convolutions run in int8; the small head after global pooling (the 128-d embedding and the cosine
-    # classifier's norms and division) stays float32. Fully quantised, an embedding whose norm rounds to zero
-    # made the interpreter's DIV fail on real images, and the head is a negligible share of the time.
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter,
-        debug_dataset=lambda: ([samples[i : i + 1]] for i in range(min(4, len(samples)))),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_HEAD_OPS)),
-    )
-    return bytes(debugger.get_nondebug_quantized_model())
-
-
-def _interpreter_class() -> Any:
-    """``tf.lite.Interpreter`` (part of the pinned TensorFlow; it warns that it is deprecated in favour of the
-    standalone ``ai-edge-litert`` runtime, which measured the same speed here). If a later TensorFlow drops it,
-    ``ai-edge-litert`` is the drop-in replacement: install it and it is used."""
-    import tensorflow as tf  # noqa: PLC0415  # TensorFlow on first use only: the serving path imports this module
-
-    interpreter = getattr(getattr(tf, "lite", None), "Interpreter", None)
-    if interpreter is not None:
-        return interpreter
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415  # only where TensorFlow has no interpreter
-
-    return Interpreter
 
 
 class _Interpreters:
@@ -128,7 +57,7 @@ class _Interpreters:
             cache = self._local.interpreters = {}
         entry = cache.get(batch_size)
         if entry is None:
-            interpreter = _interpreter_class()(model_content=self.content, num_threads=self.threads)
+            interpreter = Interpreter(model_content=self.content, num_threads=self.threads)
             (input_detail,) = interpreter.get_input_details()
             shape = list(input_detail["shape"])
             if shape[0] != batch_size:
@@ -159,6 +88,11 @@ class TFLiteRunner:
     @classmethod
     def from_file(cls, path: Path | str, *, num_classes: int, threads: int) -> TFLiteRunner:
         return cls(Path(path).read_bytes(), num_classes=num_classes, threads=threads)
+
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input image the flatbuffer declares, e.g. (224, 224, 3); raises on a damaged file."""
+        (detail,) = Interpreter(model_content=self.content).get_input_details()
+        return tuple(int(d) for d in detail["shape"][1:])
 
     def _indices(self, outputs: list[dict[str, Any]]) -> tuple[int, int]:
         if len(outputs) != 2:
@@ -194,8 +128,8 @@ class FeatureRunner:
 
 
 def verification_inputs(size: int) -> np.ndarray:
-    """Four deterministic synthetic pictures (no data ships with the code) on which the loader compares the fast
-    copy with the Keras model: a colour gradient, fine dark hatching on paper tone, soft shapes on a dark ground,
+    """Four deterministic synthetic pictures (no data ships with the code) on which the serving check compares the
+    fast copy with the Keras model: a colour gradient, fine dark hatching on paper tone, soft shapes on a dark ground,
     and noise."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
     gradient = np.stack([255 * x, 255 * y, 255 * (1 - x) * (1 - y)], axis=-1)
@@ -218,3 +152,71 @@ def agreement(p_ref: np.ndarray, e_ref: np.ndarray, p_new: np.ndarray, e_new: np
         "max_probability_diff": float(np.abs(p_ref - p_new).max()) if len(p_ref) else 0.0,
         "min_embedding_cosine": float((e_ref * e_new).sum(axis=1).min()) if len(e_ref) else 1.0,
     }
+
+
+def tolerance(card: dict[str, Any]) -> dict[str, float]:
+    """The limits a version's copy is checked against: the card's ``serving.tolerance`` (written by training), else
+    the defaults for its quantisation."""
+    serving = _block(card, "serving")
+    quantization = str(serving.get("quantization") or "fp32")
+    default_p, default_cos = DEFAULT_TOLERANCE.get(quantization, DEFAULT_TOLERANCE["int8"])
+    limits = _block(serving, "tolerance")
+    return {
+        "max_probability_diff": float(limits.get("max_probability_diff", default_p)),
+        "min_embedding_cosine": float(limits.get("min_embedding_cosine", default_cos)),
+    }
+
+
+def file_sha256(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check(figures: dict[str, float], limits: dict[str, float], *, sha256: str, by: str) -> dict[str, Any]:
+    """The card's ``serving.check`` block: the copy's agreement with the Keras model on :func:`verification_inputs`
+    (``figures``, from :func:`agreement`), the limits, whether it passed, which file (its sha256: a replaced file
+    has no check) and which runtime measured it, when and by whom (``training`` or ``check_model``)."""
+    passed = (
+        figures["max_probability_diff"] <= limits["max_probability_diff"]
+        and figures["min_embedding_cosine"] >= limits["min_embedding_cosine"]
+    )
+    return {
+        "passed": bool(passed),
+        **{key: round(float(value), 6) for key, value in figures.items()},
+        "max_probability_diff_limit": limits["max_probability_diff"],
+        "min_embedding_cosine_limit": limits["min_embedding_cosine"],
+        "inputs": "inference.tflite.verification_inputs (4 synthetic pictures)",
+        "file_sha256": sha256,
+        "runtime": f"ai-edge-litert {metadata.version('ai-edge-litert')}",
+        "by": by,
+        "checked": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def check_problem(folder: Path | str, card: dict[str, Any]) -> str | None:
+    """Why the version in ``folder`` may not serve, or None: it needs a ``model.tflite`` whose check (on the card,
+    the very same file) passed."""
+    path = Path(folder) / TFLITE_FILE
+    if not path.is_file():
+        return f"it has no {TFLITE_FILE}: the serving runtime runs only the TFLite copy (train it again)"
+    recorded = _block(_block(card, "serving"), "check")
+    if not recorded:
+        return (
+            f"its card records no check of {TFLITE_FILE} against model.keras "
+            "(run `manage.py check_model VERSION --record`)"
+        )
+    if recorded.get("file_sha256") != file_sha256(path):
+        return f"{TFLITE_FILE} changed since its check (run `manage.py check_model VERSION --record`)"
+    if not recorded.get("passed"):
+        return (
+            f"{TFLITE_FILE} failed its check against model.keras (largest probability difference "
+            f"{recorded.get('max_probability_diff')}, limit {recorded.get('max_probability_diff_limit')}; smallest "
+            f"embedding cosine {recorded.get('min_embedding_cosine')}, limit "
+            f"{recorded.get('min_embedding_cosine_limit')})"
+        )
+    return None
+
+
+def _block(card: dict[str, Any], key: str) -> dict[str, Any]:
+    """``card[key]`` when it is a JSON object, else an empty one."""
+    value = card.get(key)
+    return value if isinstance(value, dict) else {}

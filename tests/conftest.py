@@ -20,10 +20,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def write_tiny_model(folder: Path, version: str = TINY_VERSION, seed: int = 0) -> Path:
-    """A real (untrained) seed-architecture model saved as a version folder, small enough to load in a second."""
+    """A real (untrained) seed-architecture model saved as a version folder, small enough to load in a second:
+    model.keras, and the model.tflite that serves, made and checked by the training code (its card records the
+    passing check that activation requires)."""
     import keras
 
     from inference.architectures import build_seed_cnn
+    from inference.training.tflite_copy import serving_copy_add
 
     keras.utils.set_random_seed(seed)
     path = folder / version
@@ -40,6 +43,7 @@ def write_tiny_model(folder: Path, version: str = TINY_VERSION, seed: int = 0) -
         "metrics": {"accuracy": 0.2},
     }
     (path / "card.json").write_text(json.dumps(card))
+    serving_copy_add(path)
     return path
 
 

@@ -221,7 +221,9 @@ def _classified_store(
             claimed_by="",
             claim_expires_at=None,
         )
-    near_duplicates_enqueue(artwork_ids=sorted(held))  # other photos of the same work, now that they are embedded
+    near_duplicates_enqueue(
+        artwork_ids=sorted(held)
+    )  # other photos of the same work, now that they are embedded
     return sorted(held)
 
 

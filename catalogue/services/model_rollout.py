@@ -16,10 +16,9 @@ from django.db import transaction
 
 from catalogue.models import Artwork
 from catalogue.services.classification import artwork_fail, prediction_store, stored_images_decode
-from inference import registry
 from inference.loader import get_classifier
 from inference.models import ModelVersion
-from inference.services import model_version_set_active
+from inference.services import model_version_check_servable, model_version_set_active
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,9 @@ def model_activate(*, version: ModelVersion, enqueue: bool = True) -> ModelVersi
     (new uploads are classified with both versions meanwhile) while pages and the API keep using the current
     version, and the switch happens in one transaction when the last artwork is done.
     """
-    registry.find_version(version.version)  # refuse a version whose folder has gone
+    # Refuse a version whose folder has gone, or that cannot serve (no model.tflite with a passing check on its
+    # card), before any re-embedding starts.
+    model_version_check_servable(version=version.version)
     if version.is_active:
         return version
     if model_reembed_progress(version=version).remaining == 0:

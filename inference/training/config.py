@@ -10,9 +10,10 @@ from inference.architectures import ARCHITECTURES, DEFAULT_INPUT_SIZES, EFFICIEN
 from inference.registry import default_architecture
 from inference.tflite import QUANTIZATIONS
 
-# The fields whose default depends on the architecture. The seed CNN trains end to end with Keras and serves from
-# model.keras; the EfficientNets train a tail on cached trunk activations and ship an int8 serving copy.
-_SEED_CNN_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "tflite": None}
+# The fields whose default depends on the architecture. The seed CNN trains end to end with Keras; the EfficientNets
+# train a tail on cached trunk activations. Each ships a serving copy (only TFLite serves): float32 for the seed CNN,
+# int8 for the EfficientNets.
+_SEED_CNN_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "tflite": "fp32"}
 _EFFICIENTNET_DEFAULTS: dict[str, Any] = {
     "epochs": 15,
     "batch_size": 64,
@@ -38,7 +39,9 @@ class TrainingConfig:
     epochs: int
     batch_size: int
     learning_rate: float  # peak, cosine-decayed
-    tflite: str | None  # quantization of the fast serving copy beside model.keras (fp32, fp16, int8) or None
+    # quantization of the serving copy beside model.keras (fp32, fp16, int8), or None for a version that is only
+    # evaluated (without model.tflite it cannot serve)
+    tflite: str | None
     seed: int = 1337  # drives Keras, TensorFlow, NumPy, the shuffling and the augmentation
     holdout_fraction: float = (
         0.1  # stratified share of the training images that picks the epoch and temperature

@@ -33,6 +33,7 @@ from keras import layers
 from inference import architectures, evaluation, tflite
 from inference.datasets import augmented_views
 from inference.training.common import FitInputs, Fitted, TrainingEvents
+from inference.training.tflite_copy import quantize_int8
 
 TrunkStep = Callable[[np.ndarray], np.ndarray]  # images -> trunk activations
 HEAD_LAYERS = {"embedding", architectures.LOGITS_LAYER}  # the new layers: trained at the full learning rate
@@ -80,9 +81,7 @@ def _trunk_runner(
     """The trunk as the cache sees it: quantised to int8 on ``int8_calibration`` when given, else float32."""
     if int8_calibration is not None:
         events.stage("quantising the trunk (int8)")
-        return tflite.FeatureRunner(
-            tflite.quantize_int8(trunk, int8_calibration), threads=os.cpu_count() or 1
-        )
+        return tflite.FeatureRunner(quantize_int8(trunk, int8_calibration), threads=os.cpu_count() or 1)
     size = trunk.inputs[0].shape[1]
     float_step = tf.function(
         lambda x: trunk(x, training=False), input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)]

@@ -1,5 +1,5 @@
-"""``bench_model``: the serving benchmark runs on a tiny version, prints both paths and records its figures. It
-asserts what is reported, never how fast (STYLE rule 15)."""
+"""``bench_model``: the serving benchmark runs on a tiny version, prints both paths, the runtime's footprint before
+and after, and records its figures. It asserts what is reported, never how fast (STYLE rule 15)."""
 
 import json
 from io import StringIO
@@ -42,36 +42,46 @@ def _bench(version: str, *options: str) -> str:
         "4",
         "--batch-repeats",
         "2",
+        "--startup-repeats",
+        "1",
+        "--warm-classifications",
+        "2",
     ]
     call_command("bench_model", "--model", version, *defaults, *options, stdout=out, stderr=StringIO())
     return out.getvalue()
 
 
-def test_bench_model_command_reports_both_paths(tiny_version):
+def test_bench_model_command_reports_both_paths_and_the_footprint(tiny_version):
     tiny_version("tiny-v1")
     figures = json.loads(_bench("tiny-v1", "--images", "3", "--json"))
-    assert figures["version"] == "tiny-v1"
+    assert figures["version"] == "tiny-v1" and figures["backend"] == "tflite-fp32"
     assert figures["single"]["serving"]["n"] == 3 and figures["single"]["model_predict"]["n"] == 2
+    assert figures["single"]["keras_tf_function"]["n"] == 3
     assert figures["batch"]["serving_images_per_s"] > 0 and figures["batch"]["model_predict_images_per_s"] > 0
+    footprint = figures["footprint"]
+    # Before: TensorFlow and Keras in the process; after: neither (each a fresh process that classified).
+    assert {"tensorflow", "keras"} <= set(footprint["before"]["training_only_modules"])
+    assert footprint["after"]["training_only_modules"] == []
+    for path in ("before", "after"):
+        assert footprint[path]["startup_s"] > 0 and footprint[path]["rss_mb"] > 0
+        assert footprint[path]["peak_rss_mb"] >= footprint[path]["rss_mb"]
+    installed = footprint["installed"]
+    assert installed["training_mb"] > installed["serving_mb"] > 0
+    assert "tensorflow-cpu" in [name for name, _ in installed["largest_training_only"]]
+    assert len(footprint["load_average"]["before"]) == 3
     table = _bench("tiny-v1", "--repeats", "2", "--batch-size", "2", "--batch-repeats", "1")
     assert "model.predict" in table and "faster" in table
+    assert "start-up to first classification" in table and "Load average" in table
 
 
-def test_bench_model_measures_the_tflite_path_beside_keras_and_records_it(tiny_version):
-    import keras
-
-    from inference import tflite
+def test_bench_model_records_on_the_card(tiny_version):
     from inference.registry import read_card
 
-    folder = tiny_version("fast-v1", serving={"quantization": "fp32"})
-    model = keras.saving.load_model(folder / "model.keras", compile=False)
-    (folder / "model.tflite").write_bytes(tflite.convert(model, quantization="fp32"))
-    figures = json.loads(_bench("fast-v1", "--json", "--record"))
-    assert figures["backend"] == "tflite-fp32"
-    assert figures["single"]["keras_tf_function"]["n"] == 3
+    folder = tiny_version("fast-v1")
+    figures = json.loads(_bench("fast-v1", "--json", "--record", "--no-footprint"))
+    assert "footprint" not in figures
     assert figures["single"]["serving"]["cpu_p50_ms"] > 0
     assert figures["batch"]["keras_tf_function_images_per_s"] > 0
-    assert len(figures["load_average"]["before"]) == 3
     card = read_card(folder)
     assert card["benchmark"]["backend"] == "tflite-fp32" and "measured" in card["benchmark"]
     assert "## Speed" in (folder / "MODEL_CARD.md").read_text()

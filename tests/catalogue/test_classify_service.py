@@ -92,7 +92,7 @@ def test_corrupt_model_file_ends_failed_with_reason(active_model, settings, tmp_
     clear_cache()
     broken = tmp_path / "test-tiny"
     shutil.copytree(settings.ARTSITE_MODEL_DIRS[0] / "test-tiny", broken)
-    (broken / "model.keras").write_bytes(b"not a zip")
+    (broken / "model.tflite").write_bytes(b"not a zip")
     settings.ARTSITE_MODEL_DIRS = [tmp_path]
     artwork = ArtworkFactory()
     artwork_classify(artwork_id=artwork.pk)

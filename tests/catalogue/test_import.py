@@ -503,7 +503,7 @@ def test_damaged_model_stops_the_import_before_anything_is_written(
 
     damaged = tmp_path / "models"
     shutil.copytree(Path(active_model.path), damaged / active_model.version)
-    (damaged / active_model.version / "model.keras").write_bytes(b"not a zip")
+    (damaged / active_model.version / "model.tflite").write_bytes(b"not a zip")
     settings.ARTSITE_MODEL_DIRS = [damaged]
     clear_cache()
     try:

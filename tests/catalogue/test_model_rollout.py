@@ -123,3 +123,50 @@ def test_default_naming_a_missing_version_activates_nothing(db, settings):
     settings.ARTSITE_DEFAULT_MODEL = "no-such-version"
     assert model_services.model_ensure_active() is None
     assert not ModelVersion.objects.active().exists()
+
+
+def _drop_serving_check(folder) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    card = json.loads((folder / "card.json").read_text())
+    card["serving"].pop("check")
+    (folder / "card.json").write_text(json.dumps(card))
+
+
+def test_a_version_without_a_passing_serving_check_is_never_activated(
+    active_model, ready_catalogue, second_version, broker, tmp_path
+):
+    from inference.registry import ModelUnavailable
+
+    _drop_serving_check(tmp_path / "test-tiny-2")
+    with pytest.raises(ModelUnavailable, match="records no check of model.tflite against model.keras"):
+        model_rollout.model_activate(version=second_version)
+    second_version.refresh_from_db()
+    assert second_version.status == ModelVersion.Status.AVAILABLE  # nothing started: no re-embedding queued
+    assert broker.llen("celery") == 0
+    with pytest.raises(ModelUnavailable, match="check_model"):
+        model_services.model_version_set_active(version=second_version)
+    assert ModelVersion.objects.active().get() == active_model
+
+
+def test_activate_model_command_says_why_it_refuses(active_model, second_version, tmp_path):
+    from io import StringIO
+
+    from django.core.management import CommandError
+
+    (tmp_path / "test-tiny-2" / "model.tflite").unlink()
+    with pytest.raises(
+        CommandError, match="has no model.tflite: the serving runtime runs only the TFLite copy"
+    ):
+        call_command("activate_model", "test-tiny-2", stdout=StringIO())
+    assert ModelVersion.objects.active().get() == active_model
+
+
+def test_a_default_version_that_cannot_serve_is_not_activated(db, settings, model_root, tmp_path):
+    import shutil
+
+    shutil.copytree(model_root / "test-tiny", tmp_path / "test-tiny")
+    _drop_serving_check(tmp_path / "test-tiny")
+    settings.ARTSITE_MODEL_DIRS = [tmp_path]
+    assert model_services.model_ensure_active() is None
+    assert not ModelVersion.objects.active().exists()

@@ -34,16 +34,26 @@ def write_card(folder: Path, version: str, *, input_size: int = TINY_SIZE, **ext
 
 
 @pytest.fixture(scope="session")
-def tiny_model_file(tmp_path_factory) -> Path:
-    """An untrained seed CNN at 32 px, saved once per session."""
+def tiny_model_folder(tmp_path_factory) -> Path:
+    """An untrained seed CNN at 32 px with its checked fp32 TFLite copy (made by the training code), once per
+    session."""
     import keras
 
     from inference.architectures import build_seed_cnn
+    from inference.training.tflite_copy import serving_copy_add
 
     keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("tiny-model") / "model.keras"
-    build_seed_cnn(input_size=TINY_SIZE).save(path)
-    return path
+    folder = tmp_path_factory.mktemp("tiny-model") / "tiny"
+    write_card(folder, "tiny")
+    build_seed_cnn(input_size=TINY_SIZE).save(folder / "model.keras")
+    serving_copy_add(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tiny_model_folder) -> Path:
+    """The tiny model's model.keras."""
+    return tiny_model_folder / "model.keras"
 
 
 @pytest.fixture
@@ -61,12 +71,16 @@ def model_dirs(tmp_path, settings) -> list[Path]:
 
 @pytest.fixture
 def tiny_version(model_dirs, tiny_model_file):
-    """Install a tiny model version: ``tiny_version("name", dir_index=0, **card_fields) -> folder``."""
+    """Install a tiny model version (model.keras, model.tflite and the card's serving block with its check):
+    ``tiny_version("name", dir_index=0, **card_fields) -> folder``."""
+    source = tiny_model_file.parent
+    serving = json.loads((source / "card.json").read_text())["serving"]
 
     def install(version: str = "tiny-v1", *, dir_index: int = 0, **card_fields) -> Path:
         folder = model_dirs[dir_index] / version
-        write_card(folder, version, **card_fields)
+        write_card(folder, version, **{"serving": serving, **card_fields})
         shutil.copy(tiny_model_file, folder / "model.keras")
+        shutil.copy(source / "model.tflite", folder / "model.tflite")
         return folder
 
     return install

@@ -18,7 +18,8 @@ from PIL import Image
 from inference import loader
 from inference.architectures import CLASSES
 from inference.explain import MIN_SCALE, occlusion_map, overlay, patch_boxes
-from inference.tflite import TFLITE_FILE, convert, verification_inputs
+from inference.tflite import TFLITE_FILE, verification_inputs
+from inference.training.tflite_copy import convert
 
 PROBE = "colour-probe"
 SIZE = 32

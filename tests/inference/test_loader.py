@@ -20,13 +20,16 @@ def test_predict_arrays_shapes_probabilities_and_unit_embeddings(tiny_version):
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
 
 
-def test_predictions_match_the_keras_model_and_batches_of_any_size(tiny_version):
+def test_predictions_match_the_keras_model_and_batches_of_any_size(tiny_version, tiny_model_file):
+    import keras
+
     tiny_version("tiny-v1")
     classifier = get_classifier("tiny-v1")
+    assert classifier.backend == "tflite-fp32" and classifier.model is None
     batch = np.random.default_rng(1).uniform(0, 255, (70, TINY_SIZE, TINY_SIZE, 3)).astype(np.float32)
     probabilities, embeddings = classifier.predict_arrays(batch)
     assert probabilities.shape == (70, 5)
-    expected_p, expected_e = classifier.model(batch[:5])
+    expected_p, expected_e = keras.saving.load_model(tiny_model_file, compile=False)(batch[:5])
     np.testing.assert_allclose(probabilities[:5], np.asarray(expected_p), atol=1e-5)
     expected_e = np.asarray(expected_e) / np.linalg.norm(np.asarray(expected_e), axis=1, keepdims=True)
     np.testing.assert_allclose(embeddings[:5], expected_e, atol=1e-5)
@@ -79,21 +82,42 @@ def test_missing_version_folder(model_dirs):
     assert "no folder named 'absent'" in caught.value.reason
 
 
-def test_missing_model_file(tiny_version):
+def test_serving_needs_only_the_tflite_copy(tiny_version):
     folder = tiny_version("tiny-v1")
     (folder / "model.keras").unlink()
+    classifier = get_classifier("tiny-v1")
+    assert classifier.backend == "tflite-fp32" and classifier.embedding_dim == 128
     with pytest.raises(ModelUnavailable, match="model.keras is missing"):
+        get_classifier("tiny-v1", backend="keras")
+
+
+def test_a_version_without_tflite_copy_cannot_serve_and_says_why(tiny_version):
+    folder = tiny_version("tiny-v1")
+    (folder / "model.tflite").unlink()
+    with pytest.raises(ModelUnavailable) as caught:
         get_classifier("tiny-v1")
+    assert "model.tflite is missing" in caught.value.reason
+    assert "runs only the TFLite copy" in caught.value.reason
+    assert get_classifier("tiny-v1", backend="keras").backend == "keras"  # training and evaluation still can
 
 
 def test_corrupt_model_file_then_repaired(tiny_version, tiny_model_file):
     folder = tiny_version("tiny-v1")
-    (folder / "model.keras").write_bytes(b"this is not a keras archive")
+    good = (folder / "model.tflite").read_bytes()
+    (folder / "model.tflite").write_bytes(b"this is not a flatbuffer")
     with pytest.raises(ModelUnavailable) as caught:
         get_classifier("tiny-v1")
     assert "could not be loaded" in caught.value.reason
-    (folder / "model.keras").write_bytes(tiny_model_file.read_bytes())
+    (folder / "model.tflite").write_bytes(good)
     assert get_classifier("tiny-v1").version == "tiny-v1"  # failures are not cached
+
+
+def test_corrupt_keras_model_on_the_keras_backend(tiny_version):
+    folder = tiny_version("tiny-v1")
+    (folder / "model.keras").write_bytes(b"this is not a keras archive")
+    with pytest.raises(ModelUnavailable, match="could not be loaded"):
+        get_classifier("tiny-v1", backend="keras")
+    assert get_classifier("tiny-v1").backend == "tflite-fp32"  # serving never opens it
 
 
 def test_corrupt_card(tiny_version):
@@ -106,5 +130,16 @@ def test_corrupt_card(tiny_version):
 
 def test_card_that_does_not_match_the_model(tiny_version):
     tiny_version("tiny-v1", classes=["a", "b"])
-    with pytest.raises(ModelUnavailable, match="predicts 5 classes but the card lists 2"):
+    with pytest.raises(ModelUnavailable, match="do not include 2 class scores"):
         get_classifier("tiny-v1")
+    with pytest.raises(ModelUnavailable, match="predicts 5 classes but the card lists 2"):
+        get_classifier("tiny-v1", backend="keras")
+    tiny_version("tiny-v2", input_size=64)
+    with pytest.raises(ModelUnavailable, match=r"takes \(32, 32, 3\) but the card says 64 px"):
+        get_classifier("tiny-v2")
+
+
+def test_unknown_backend_is_refused(tiny_version):
+    tiny_version("tiny-v1")
+    with pytest.raises(ValueError, match="Unknown backend"):
+        get_classifier("tiny-v1", backend="onnx")

@@ -28,23 +28,32 @@ def test_default_version_folder_is_complete(shipped):
     version, folder = shipped
     card = json.loads((folder / "card.json").read_text())
     assert card["version"] == version and card["classes"] == list(CLASSES)
-    for name in ("model.keras", "card.json", "MODEL_CARD.md", "confusion.png", "curves.png"):
+    for name in ("model.keras", "model.tflite", "card.json", "MODEL_CARD.md", "confusion.png", "curves.png"):
         assert (folder / name).is_file(), name
     metrics = card["metrics"]
     assert metrics["evaluated_on"] == "val" and metrics["n"] > 0
     for key in ("accuracy", "macro_f1", "ece", "precision_at_5", "per_type"):
         assert key in metrics
-    if (folder / "model.tflite").exists():
-        assert card["serving"]["file"] == "model.tflite" and "metrics" in card["serving"]
+    assert card["serving"]["file"] == "model.tflite" and "metrics" in card["serving"]
+
+
+def test_default_version_carries_a_passing_check_of_its_tflite_copy(shipped):
+    """Activation requires it: a check of this very model.tflite against model.keras, recorded on the card."""
+    from inference import tflite
+
+    _, folder = shipped
+    card = json.loads((folder / "card.json").read_text())
+    assert tflite.check_problem(folder, card) is None
+    check = card["serving"]["check"]
+    assert check["max_probability_diff"] <= check["max_probability_diff_limit"]
+    assert check["min_embedding_cosine"] >= check["min_embedding_cosine_limit"]
 
 
 def test_default_version_serves_through_the_loader(shipped):
     version, folder = shipped
     card = json.loads((folder / "card.json").read_text())
     classifier = loader.get_classifier(version)
-    expected_backend = f"tflite-{card['serving']['quantization']}" if card.get("serving") else "keras"
-    # A TFLite copy that failed its check against model.keras would fall back to keras.
-    assert classifier.backend == expected_backend
+    assert classifier.backend == f"tflite-{card['serving']['quantization']}" and classifier.model is None
     rng = np.random.default_rng(0)
     images = [
         Image.fromarray(rng.integers(0, 256, (180, 150, 3), dtype=np.uint8)),

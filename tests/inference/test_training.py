@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from inference import datasets, evaluation, registry
+from inference import datasets, evaluation, registry, tflite
 from inference.architectures import CLASSES
-from inference.loader import get_classifier
+from inference.loader import ModelUnavailable, get_classifier
 from inference.training import TrainingConfig, TrainingEvents, class_weights, train
 from tests.inference.conftest import TINY_SIZE, make_image_folder, write_card
 
@@ -84,7 +84,7 @@ def test_class_weights_favour_the_smaller_class():
 
 def test_config_resolves_the_defaults_per_architecture():
     seed = TrainingConfig.for_architecture("seed-cnn")
-    assert (seed.input_size, seed.epochs, seed.batch_size, seed.tflite) == (150, 20, 32, None)
+    assert (seed.input_size, seed.epochs, seed.batch_size, seed.tflite) == (150, 20, 32, "fp32")
     assert not seed.tail_trained
     lite = TrainingConfig.for_architecture("efficientnet-lite1", soup=3)
     assert (lite.input_size, lite.epochs, lite.batch_size, lite.tflite, lite.soup) == (240, 15, 64, "int8", 3)
@@ -311,6 +311,13 @@ def test_efficientnet_recipe_writes_keras_and_a_verified_tflite_copy(lite_set, m
     assert "training (soup member 2 of 2)" in stages
     assert card["serving"]["quantization"] == "fp32"
     assert card["serving"]["agreement_with_keras"]["top1_agreement"] == 1.0
+    check = card["serving"]["check"]  # what activation requires, measured through the serving runtime
+    assert (
+        check["passed"] is True
+        and check["by"] == "training"
+        and check["runtime"].startswith("ai-edge-litert")
+    )
+    assert check["file_sha256"] == tflite.file_sha256(result.path / "model.tflite")
     for key in ("accuracy", "macro_f1", "ece", "precision_at_5"):
         assert key in card["serving"]["metrics"]
     assert card["training_cpu_seconds"] > 0
@@ -361,14 +368,15 @@ def test_int8_recipe_trains_the_tail_on_the_int8_trunk_it_serves(lite_set, model
 
 
 def test_a_failed_tflite_copy_keeps_the_trained_model(tiny_set, model_dirs, monkeypatch):
-    """The fast copy is an optimisation: when converting fails, the trained version is still written (Keras
-    serves it) and the card says why there is no model.tflite."""
-    from inference import tflite
+    """When converting fails, the trained version is still written (it can be evaluated, and converted again
+    later) and the card says why there is no model.tflite; serving refuses it with that reason rather than
+    importing TensorFlow."""
+    from inference.training import tflite_copy
 
     def broken(*args, **kwargs):
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(tflite, "convert", broken)
+    monkeypatch.setattr(tflite_copy, "convert", broken)
     result = train(
         train_data=tiny_set,
         val_data=tiny_set,
@@ -379,4 +387,6 @@ def test_a_failed_tflite_copy_keeps_the_trained_model(tiny_set, model_dirs, monk
     assert (result.path / "model.keras").is_file() and not (result.path / "model.tflite").exists()
     card = registry.read_card(result.path)
     assert card["serving"] is None and "converter crashed" in card["serving_error"]
-    assert get_classifier("no-fast-copy").backend == "keras"
+    assert get_classifier("no-fast-copy", backend="keras").backend == "keras"
+    with pytest.raises(ModelUnavailable, match="model.tflite is missing"):
+        get_classifier("no-fast-copy")

@@ -128,7 +128,7 @@ def test_requeue_pending_command_says_when_the_broker_is_unreachable(active_mode
 def test_damaged_model_fails_the_work_with_the_reason_and_healthz_says_so(client, own_model, broker):
     from inference import loader
 
-    (own_model / "model.keras").write_bytes(b"not a model")
+    (own_model / "model.tflite").write_bytes(b"not a model")
     loader._cache.pop("ops-model", None)  # a worker starting now
     artwork = ArtworkFactory()
     artwork_classify(artwork_id=artwork.pk)

@@ -35,11 +35,11 @@ def test_no_active_model_is_unhealthy(client, db, broker):
 
 
 def test_model_file_missing_is_unhealthy_with_the_reason(client, own_model, broker):
-    (own_model / "model.keras").unlink()
+    (own_model / "model.tflite").unlink()
     status, body = get_health(client)
     assert status == 503
     assert body["model"]["version"] == "ops-model"
-    assert "model.keras is missing" in body["model"]["error"]
+    assert "model.tflite is missing" in body["model"]["error"]
 
 
 def test_model_folder_missing_is_unhealthy(client, own_model, broker):
@@ -52,7 +52,7 @@ def test_model_folder_missing_is_unhealthy(client, own_model, broker):
 
 
 def test_corrupt_model_is_unhealthy_with_the_reason(client, own_model, broker):
-    (own_model / "model.keras").write_bytes(b"this is not a keras zip")
+    (own_model / "model.tflite").write_bytes(b"this is not a flatbuffer")
     status, body = get_health(client)
     assert status == 503
     assert "could not be loaded" in body["model"]["error"]
@@ -61,7 +61,7 @@ def test_corrupt_model_is_unhealthy_with_the_reason(client, own_model, broker):
 def test_model_damaged_after_it_loaded_is_noticed(client, own_model, broker):
     status, body = get_health(client)
     assert status == 200 and body["model"]["loaded"] is True
-    path = own_model / "model.keras"
+    path = own_model / "model.tflite"
     path.write_bytes(b"damaged on disk while serving")
     stat = path.stat()
     # A different mtime even where the clock is coarse.
@@ -76,11 +76,11 @@ def test_a_repaired_model_is_healthy_again(client, own_model, broker, model_root
 
     from tests.conftest import TINY_VERSION
 
-    good = (own_model / "model.keras").read_bytes()
-    (own_model / "model.keras").write_bytes(b"broken")
+    good = (own_model / "model.tflite").read_bytes()
+    (own_model / "model.tflite").write_bytes(b"broken")
     assert get_health(client)[0] == 503
-    shutil.copy(model_root / TINY_VERSION / "model.keras", own_model / "model.keras")
-    assert (own_model / "model.keras").read_bytes() == good
+    shutil.copy(model_root / TINY_VERSION / "model.tflite", own_model / "model.tflite")
+    assert (own_model / "model.tflite").read_bytes() == good
     status, body = get_health(client)
     assert status == 200, body
 

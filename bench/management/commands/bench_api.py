@@ -248,10 +248,11 @@ class Command(BaseCommand):
         from inference import architectures
         from inference.models import ModelVersion
         from inference.services import model_version_set_active, model_versions_sync
+        from inference.training.tflite_copy import serving_copy_add
 
         name = f"bench-{architecture}"
         folder = root / name
-        if not (folder / "model.keras").is_file():
+        if not (folder / "model.tflite").is_file():
             self.stdout.write(
                 f"No model version found: building an untrained {architecture} stand-in in {folder}"
             )
@@ -276,6 +277,8 @@ class Command(BaseCommand):
                 "stand_in": True,
             }
             (folder / "card.json").write_text(json.dumps(card, indent=2))
+            # Only the TFLite copy serves (with its check on the card); fp32: no images to calibrate int8 on.
+            serving_copy_add(folder, quantization="fp32")
         self._use_model_dir(root)
         model_versions_sync()
         return model_version_set_active(version=ModelVersion.objects.get(version=name))

@@ -1,5 +1,7 @@
-"""Serving speed of a model version: single-image latency and batch throughput, beside plain model.predict
-(``make bench-model``; the measuring is :func:`bench.model.benchmark_serving`)."""
+"""Serving speed of a model version (single-image latency and batch throughput, beside model.keras and plain
+model.predict: :func:`bench.model.benchmark_serving`) and the serving runtime's footprint before and after it left
+TensorFlow (start-up to first classification, warm memory, installed size: :mod:`bench.runtime`), in one run
+(``make bench-model``)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
 class Command(BaseCommand):
     help = (
         "Benchmark the warm serving path of a model version (get_classifier): single-image p50/p95 latency and "
-        "batch throughput, each beside the same network through model.predict measured in the same run."
+        "batch throughput, each beside the same network through model.predict measured in the same run; then the "
+        "runtime's footprint before (TensorFlow, model.keras, tf.lite) and after (ai-edge-litert only): start-up "
+        "to first classification in fresh processes, warm resident memory, installed size of the serving and "
+        "training requirements."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -35,15 +40,28 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--backend",
-            choices=("auto", "keras", "tflite"),
-            default="auto",
-            help="Serving path to measure: auto (what workers use: the TFLite copy when present and "
-            "verified), keras (model.keras through tf.function) or tflite (default: auto).",
+            choices=("tflite", "keras"),
+            default="tflite",
+            help="Serving path to measure: tflite (what web and worker serve: model.tflite on ai-edge-litert) or "
+            "keras (model.keras through tf.function) (default: tflite).",
         )
         parser.add_argument(
-            "--no-keras-row",
+            "--startup-repeats",
+            type=int,
+            default=3,
+            help="Fresh processes started per path (before, after) to time start-up to first classification; the "
+            "median is reported (default: 3).",
+        )
+        parser.add_argument(
+            "--no-footprint",
             action="store_true",
-            help="Skip the extra rows for the model.keras tf.function path when serving from TFLite.",
+            help="Measure latency and throughput only, without the fresh processes and installed sizes.",
+        )
+        parser.add_argument(
+            "--warm-classifications",
+            type=int,
+            default=100,
+            help="Single-image classifications each fresh process makes before its memory is read (default: 100).",
         )
         parser.add_argument(
             "--data",
@@ -104,6 +122,8 @@ class Command(BaseCommand):
         console = Console(file=cast(IO[str], self.stdout), width=132)
         figures = _measure(console, classifier, keras_classifier, images, options)
         figures["load_and_warm_seconds"] = load_seconds
+        if not options["no_footprint"]:
+            figures["footprint"] = _footprint(console, version, options)
         if options["record"]:
             self._record(classifier, figures)
         if options["json"]:
@@ -112,6 +132,9 @@ class Command(BaseCommand):
         source = "from " + str(options["data"]) if options["data"] else "generated"
         console.print(_table(figures, f"{len(images)} images ({source})"))
         _print_notes(console, figures, options["batch_repeats"])
+        if "footprint" in figures:
+            console.print(_footprint_table(figures["footprint"]))
+            _print_footprint_notes(console, figures["footprint"])
 
     def _record(self, classifier: Classifier, figures: dict[str, Any]) -> None:
         from datetime import UTC, datetime
@@ -124,9 +147,8 @@ class Command(BaseCommand):
         self.stderr.write(f"Recorded in {classifier.path / 'card.json'} and MODEL_CARD.md")
 
 
-def _load(version: str, options: dict[str, Any]) -> tuple[Classifier, Classifier | None, float]:
-    """(the serving path asked for, the model.keras path beside it when that is another one, load + warm-up
-    seconds of the first)."""
+def _load(version: str, options: dict[str, Any]) -> tuple[Classifier, Classifier, float]:
+    """(the serving path asked for, the model.keras path (the reference), load + warm-up seconds of the first)."""
     from inference.loader import get_classifier
     from inference.registry import ModelUnavailable
 
@@ -134,9 +156,7 @@ def _load(version: str, options: dict[str, Any]) -> tuple[Classifier, Classifier
     try:
         classifier = get_classifier(version, backend=options["backend"])
         load_seconds = time.perf_counter() - started
-        keras_classifier = None
-        if classifier.backend != "keras" and not options["no_keras_row"]:
-            keras_classifier = get_classifier(version, backend="keras")
+        keras_classifier = get_classifier(version, backend="keras")
     except ModelUnavailable as exc:
         raise CommandError(str(exc)) from exc
     return classifier, keras_classifier, load_seconds
@@ -145,7 +165,7 @@ def _load(version: str, options: dict[str, Any]) -> tuple[Classifier, Classifier
 def _measure(
     console: Console,
     classifier: Classifier,
-    keras_classifier: Classifier | None,
+    keras_classifier: Classifier,
     images: list[Image.Image],
     options: dict[str, Any],
 ) -> dict[str, Any]:
@@ -228,6 +248,64 @@ def _print_notes(console: Console, figures: dict[str, Any], batch_repeats: int) 
         f"Load average (1 min) {load['before'][0]:.1f} before, {load['after'][0]:.1f} after, on "
         f"{figures['cpus']} CPUs: above {figures['cpus']}, other jobs compete for the cores and wall times rise "
         f"(CPU times much less)."
+    )
+
+
+def _footprint(console: Console, version: str, options: dict[str, Any]) -> dict[str, Any]:
+    from bench.runtime import footprint
+
+    with console.status("start-up and memory of fresh processes, before and after", spinner="dots"):
+        try:
+            return footprint(
+                version,
+                repeats=max(1, options["startup_repeats"]),
+                classifications=max(0, options["warm_classifications"]),
+            )
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from exc
+
+
+def _footprint_table(figures: dict[str, Any]) -> Table:
+    """Before (TensorFlow, model.keras, tf.lite) against after (ai-edge-litert only)."""
+    before, after, installed = figures["before"], figures["after"], figures["installed"]
+    table = Table(
+        title="Serving runtime: before (TensorFlow + model.keras + tf.lite) and after (ai-edge-litert)"
+    )
+    for column in ("measure", "before", "after", "ratio"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    rows = (
+        (f"start-up to first classification, median of {after['repeats']} (s)", "startup_s", 2),
+        (f"resident memory after {after['classifications']} more (MB)", "rss_mb", 0),
+        ("peak resident memory (MB)", "peak_rss_mb", 0),
+    )
+    for label, key, digits in rows:
+        table.add_row(
+            label, f"{before[key]:.{digits}f}", f"{after[key]:.{digits}f}", f"{before[key] / after[key]:.1f}x"
+        )
+    table.add_row(
+        "training-only modules imported",
+        ", ".join(before["training_only_modules"]) or "none",
+        ", ".join(after["training_only_modules"]) or "none",
+        "",
+    )
+    table.add_row(
+        "installed: requirements-training.txt / requirements.txt (MB)",
+        f"{installed['training_mb']:.0f}",
+        f"{installed['serving_mb']:.0f}",
+        f"{installed['training_mb'] / installed['serving_mb']:.1f}x",
+    )
+    return table
+
+
+def _print_footprint_notes(console: Console, figures: dict[str, Any]) -> None:
+    load, installed = figures["load_average"], figures["installed"]
+    largest = ", ".join(f"{name} {mb:.0f} MB" for name, mb in installed["largest_training_only"])
+    console.print(
+        f"Start-up runs (s): before {figures['before']['startup_runs_s']}, after {figures['after']['startup_runs_s']}"
+        f" (fresh processes: Django set up, model loaded, one image classified). Installed sizes are the files of "
+        f"the distributions each requirements file pulls in ({installed['training_distributions']} and "
+        f"{installed['serving_distributions']}), read from this environment; the largest only training needs: "
+        f"{largest}. Load average (1 min) {load['before'][0]:.1f} before, {load['after'][0]:.1f} after."
     )
 
 

@@ -140,7 +140,7 @@ class Command(BaseCommand):
         card = json.loads((self.model_dir / "card.json").read_text())
         card["version"] = MODEL_NAME
         (self.model_dir / "card.json").write_text(json.dumps(card))
-        self.good_model = (self.model_dir / "model.keras").read_bytes()
+        self.good_model = (self.model_dir / "model.tflite").read_bytes()
         if str(self.model_dir.parent) not in [str(d) for d in settings.ARTSITE_MODEL_DIRS]:
             raise CommandError(f"{self.model_dir.parent} is not in ARTSITE_MODEL_DIRS")
         model_versions_sync()
@@ -475,10 +475,10 @@ class Command(BaseCommand):
 
     def drill_model_broken(self) -> None:
         """model file corrupt or missing"""
-        path = self.model_dir / "model.keras"
+        path = self.model_dir / "model.tflite"
         for seed, fault in ((50, "corrupt"), (51, "missing")):
             if fault == "corrupt":
-                path.write_bytes(b"this is not a keras file")
+                path.write_bytes(b"this is not a TFLite flatbuffer")
             else:
                 path.unlink()
             self.kill("worker")

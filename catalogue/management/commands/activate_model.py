@@ -49,7 +49,10 @@ class Command(BaseCommand):
             known = ", ".join(ModelVersion.objects.values_list("version", flat=True)) or "none"
             raise CommandError(f"Unknown model version {options['version']!r}. Known: {known}.") from None
 
-        version = model_activate(version=version, enqueue=not options["here"])
+        try:
+            version = model_activate(version=version, enqueue=not options["here"])
+        except registry.ModelUnavailable as exc:  # e.g. no model.tflite with a passing check: it cannot serve
+            raise CommandError(str(exc)) from None
         if version.is_active:
             self.stdout.write(self.style.SUCCESS(f"{version.version} is active."))
             return

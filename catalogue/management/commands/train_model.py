@@ -153,8 +153,9 @@ class Command(BaseCommand):
             "--tflite",
             choices=("default", "none", "fp32", "fp16", "int8"),
             default="default",
-            help="Fast serving copy written beside model.keras: its quantization, or none "
-            "(default: int8 for efficientnet-lite, none for seed-cnn).",
+            help="Serving copy (model.tflite) written beside model.keras: its quantization, or none for a "
+            "version that is only evaluated, never served (default: int8 for efficientnet-lite, fp32 for "
+            "seed-cnn).",
         )
         parser.add_argument(
             "--holdout",

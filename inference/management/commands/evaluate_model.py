@@ -35,10 +35,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--backend",
-            choices=("auto", "keras", "tflite"),
-            default="auto",
-            help="Serving path to evaluate: auto (what workers use: the TFLite copy when present "
-            "and verified), keras (model.keras) or tflite (default: auto).",
+            choices=("tflite", "keras"),
+            default="tflite",
+            help="Backend to evaluate: tflite (model.tflite through ai-edge-litert: what serves) or keras "
+            "(model.keras through TensorFlow) (default: tflite).",
         )
         parser.add_argument(
             "--catalogue",
@@ -52,7 +52,7 @@ class Command(BaseCommand):
             "--threads",
             type=int,
             default=None,
-            help="TensorFlow threads (default: ARTSITE_TF_THREADS or the CPU count).",
+            help="TensorFlow threads for the keras backend (default: ARTSITE_TF_THREADS or the CPU count).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -66,7 +66,8 @@ class Command(BaseCommand):
             if folder is not None and not folder.is_dir():
                 raise CommandError(f"{folder} is not a folder.")
 
-        configure_threads(options["threads"])
+        if options["backend"] == "keras":
+            configure_threads(options["threads"])
 
         try:
             classifier = get_classifier(version, backend=options["backend"])
