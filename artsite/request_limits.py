@@ -10,7 +10,8 @@ Two layers, both in every environment (``make run`` included; in docker-compose 
   streamed and stops reading the body the moment one passes ``ARTSITE_MAX_UPLOAD_BYTES``, whatever the header said.
   The view then sees no file (so stores nothing), and the middleware replaces its answer with the 413.
 
-Both answer the same refusal: JSON in the API's error shape under ``/api/``, a short page elsewhere.
+Both answer the same refusal: JSON in the API's error shape under ``/api/``, the outcome JSON the multi-file
+upload's script reads on its route, a short page elsewhere.
 
 Also here: Django's multipart parser refuses a part whose headers exceed 1 KiB, which a long file name reaches (a
 1,000-character name, or 350 non-ASCII characters), and DRF then reports a ``parse_error``. The limit is raised to
@@ -26,10 +27,13 @@ from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest, HttpResponse, JsonResponse, multipartparser
 from django.template.loader import render_to_string
+from django.urls import Resolver404, resolve
 
 FORM_OVERHEAD_BYTES = 1024 * 1024
 MULTIPART_HEADER_BYTES = 16 * 1024
 API_PREFIX = "/api/"
+# Portal routes read by scripts (the multi-file upload): they get the refusal in their own JSON shape, not a page.
+PORTAL_JSON_VIEWS = frozenset({"catalogue:artwork-upload-file"})
 # Set in request.META by UploadLimitHandler when it stopped an upload.
 STOPPED_KEY = "artsite.upload_too_large"
 
@@ -48,15 +52,26 @@ def multipart_header_limit_raise() -> None:
 def too_large_response(request: HttpRequest) -> HttpResponse:
     limit_mb = settings.ARTSITE_MAX_UPLOAD_BYTES / 1e6
     message = f"The upload is larger than the {limit_mb:.0f} MB limit; nothing was stored."
+    response: HttpResponse
     if request.path.startswith(API_PREFIX):
         body = {"status": 413, "code": "too_large", "message": message, "fields": {}}
-        response: HttpResponse = JsonResponse(body, status=413)
+        response = JsonResponse(body, status=413)
+    elif _view_name(request) in PORTAL_JSON_VIEWS:
+        refused = {"outcome": "refused", "reason": "too_large", "field": "image", "message": message}
+        response = JsonResponse(refused, status=413)
     else:
         page = render_to_string("413.html", {"message": message}, request=None)
         response = HttpResponse(page, status=413)
     # No "Connection: close" (a hop-by-hop header, which WSGI forbids an application to set): the server closes a
     # connection whose body it did not read.
     return response
+
+
+def _view_name(request: HttpRequest) -> str:
+    try:
+        return resolve(request.path_info).view_name
+    except Resolver404:
+        return ""
 
 
 def _declared_length(request: HttpRequest) -> int:

@@ -39,8 +39,7 @@ from django.contrib import messages
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
-from django.core.files.storage import default_storage
-from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseBase
 from django.utils._os import safe_join
 
 from artsite.broker import broker_redis
@@ -50,6 +49,7 @@ from catalogue.media_views import (
     media_allowed,
     media_response,
     originals_allowed,
+    storage_is_local,
 )
 
 logger = logging.getLogger(__name__)
@@ -252,8 +252,8 @@ def media_serve(request: HttpRequest, path: str, document_root: str | None = Non
         return redirect_to_login(request.get_full_path())
     if path.startswith(ORIGINALS_PREFIX) and not originals_allowed(request.user):
         raise PermissionDenied("Originals are for curators; pages show the display copy.")
-    if not settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
-        return _media_redirect(path)
+    if not storage_is_local():
+        return media_response(request=request, name=PurePosixPath(path).as_posix())
     if document_root is None or not safe_join_exists(document_root, path):
         raise Http404("No such file.")
     return media_response(request=request, name=PurePosixPath(path).as_posix())
@@ -266,13 +266,3 @@ def safe_join_exists(root: str, path: str) -> bool:
     except SuspiciousFileOperation:
         return False
     return full.is_file()
-
-
-def _media_redirect(path: str) -> HttpResponseBase:
-    """An object store serves its own files: redirect to a presigned URL (valid ``AWS_QUERYSTRING_EXPIRE`` seconds)
-    rather than stream the image through this process. The store sets the image's content type from its name."""
-    if not default_storage.exists(path):
-        raise Http404("No such file.")
-    response = HttpResponseRedirect(default_storage.url(path))
-    response["Cache-Control"] = "private, max-age=60"  # shorter than the signature lives
-    return response

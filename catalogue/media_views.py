@@ -23,7 +23,14 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_safe
 
@@ -52,7 +59,11 @@ def originals_allowed(user: Any) -> bool:
 
 
 def media_response(*, request: HttpRequest, name: str, download_name: str | None = None) -> HttpResponseBase:
-    """A stored image file, by its storage name, with inert headers; ``download_name`` makes it an attachment."""
+    """A stored image file, by its storage name, with inert headers; ``download_name`` makes it an attachment.
+    From an object store (``ARTSITE_STORAGE=s3``) the store serves it: a redirect to a presigned URL, made after the
+    caller's permission checks (valid ``AWS_QUERYSTRING_EXPIRE`` seconds), so web processes never stream images."""
+    if not storage_is_local():
+        return _presigned_redirect(name=name, download_name=download_name)
     suffix = PurePosixPath(name).suffix.lower()
     content_type = MEDIA_TYPES.get(suffix, "application/octet-stream")
     prefix = getattr(settings, "ARTSITE_MEDIA_ACCEL_PREFIX", "")
@@ -69,6 +80,22 @@ def media_response(*, request: HttpRequest, name: str, download_name: str | None
     response["Cache-Control"] = (
         "private, max-age=3600" if settings.ARTSITE_MEDIA_REQUIRES_LOGIN else "max-age=3600"
     )
+    return response
+
+
+def storage_is_local() -> bool:
+    return str(settings.STORAGES["default"]["BACKEND"]).endswith("FileSystemStorage")
+
+
+def _presigned_redirect(*, name: str, download_name: str | None) -> HttpResponseBase:
+    if not default_storage.exists(name):
+        raise Http404("No such file.")
+    parameters = (
+        {"ResponseContentDisposition": f'attachment; filename="{download_name}"'} if download_name else {}
+    )
+    url = default_storage.url(name, parameters=parameters) if parameters else default_storage.url(name)
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "private, max-age=60"  # shorter than the signature lives
     return response
 
 

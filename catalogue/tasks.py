@@ -12,6 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 
 from catalogue.models import LabelCheck, MapLayout, NearDuplicatePair
 from catalogue.services import label_checks, maps, near_duplicates, training_jobs
@@ -20,6 +21,7 @@ from catalogue.services.classification import (
     artworks_requeue_pending,
     classification_claimant,
     classification_claims_release,
+    classification_held_until,
 )
 from catalogue.services.model_rollout import model_reembed_batch
 from inference.loader import ModelUnavailable, get_classifier
@@ -45,11 +47,12 @@ def classify_artwork(self: Task, artwork_id: int) -> None:
     redelivered or repeated task finds its work ready (or held by another worker) and changes nothing more."""
     claimant = classification_claimant()
     try:
-        artworks_classify_claimed(claimant=claimant, artwork_ids=[artwork_id])
+        done = artworks_classify_claimed(claimant=claimant, artwork_ids=[artwork_id])
     except SoftTimeLimitExceeded:
         classification_claims_release(
             claimant=claimant, error="Classification took too long and was stopped."
         )
+        return
     except Exception as exc:
         if self.request.retries >= MAX_RETRIES:
             logger.exception("classification of artwork %s failed for good", artwork_id)
@@ -57,6 +60,11 @@ def classify_artwork(self: Task, artwork_id: int) -> None:
             return
         _claims_release_safely(claimant=claimant)  # back to pending: this retry or any worker takes it
         raise self.retry(exc=exc) from exc
+    held_until = None if artwork_id in done else classification_held_until(artwork_id=artwork_id)
+    if held_until is not None:
+        # Held by another claim, maybe a dead worker's: come back when its lease ends (not counted as a failure).
+        wait = max(1.0, (held_until - timezone.now()).total_seconds() + 0.5)
+        raise self.retry(countdown=wait, max_retries=None)
 
 
 def _claims_release_safely(*, claimant: str) -> None:

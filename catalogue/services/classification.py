@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,18 @@ def classification_claim(*, claimant: str, artwork_ids: Sequence[int] = (), limi
                 updated_at=now,
             )
     return ids
+
+
+def classification_held_until(*, artwork_id: int) -> datetime | None:
+    """When another claim on a work that is being classified runs out (None: the work is not held). A redelivered
+    message waits for that instead of being dropped: its worker may have died holding the work."""
+    return (
+        Artwork.objects.filter(
+            pk=artwork_id, status=Artwork.Status.PROCESSING, claim_expires_at__isnull=False
+        )
+        .values_list("claim_expires_at", flat=True)
+        .first()
+    )
 
 
 def classification_claims_release(*, claimant: str, error: str = "") -> int:

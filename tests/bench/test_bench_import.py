@@ -30,15 +30,16 @@ def test_decode_alone_uses_the_imports_per_image_work(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("not an image")
 
     files = [entry for entry in folder_walk(tmp_path) if is_image_file(entry[0])]
-    assert [rel for _, rel, _ in files] == [
+    assert [entry.rel for entry in files] == [
         "broken.jpg",
         "painting/0.jpg",
         "painting/1.jpg",
         "painting/2.jpg",
     ]
     items = []
-    for path, rel, size in files:
-        item = item_read(ImportItem(candidate=Candidate(path=path, rel=rel, size=size)), max_bytes=10**6)
+    for entry in files:
+        candidate = Candidate(path=entry.path, rel=entry.rel, size=entry.size)
+        item = item_read(ImportItem(candidate=candidate), max_bytes=10**6)
         items.append(item_prepare(item, sizes=[32], draft=None, thumbnail_size=64))
     assert items[0].skip is not None and items[0].skip[0] == "truncated" and not items[0].data
     for item in items[1:]:

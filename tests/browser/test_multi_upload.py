@@ -7,6 +7,7 @@ The browser and the curator come from tests/browser/conftest.py.
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
 from tests.images import image_bytes
@@ -53,7 +54,8 @@ def test_many_files_each_with_its_own_outcome(live_server, browser_page, e2e_cur
     page.select_option("#batch_type", "painting")
     assert page.inner_text("#upload-start") == "Upload 6 files"
     page.click("#upload-start")
-    page.wait_for_function(f"document.querySelectorAll('{DONE}').length === {len(files)}", timeout=60_000)
+    # A locator, not wait_for_function: the page's Content-Security-Policy forbids the eval that one needs.
+    expect(page.locator(DONE)).to_have_count(len(files), timeout=60_000)
 
     def row(name: str):  # type: ignore[no-untyped-def]
         return page.locator("tr.upload-row").filter(has=page.locator(".file-name", has_text=name))

@@ -7,6 +7,7 @@ The browser and the curator come from tests/browser/conftest.py; the tiny test m
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
 from tests.images import image_bytes
@@ -38,7 +39,8 @@ def test_search_by_image_then_add_it(live_server, browser_page, e2e_curator, act
     assert Artwork.objects.count() == count  # searching stored nothing
 
     page.click("#show-more")
-    page.wait_for_function("document.querySelectorAll('#image-search-similar li.tile').length === 8")
+    # A locator, not wait_for_function: the page's Content-Security-Policy forbids the eval that one needs.
+    expect(page.locator("#image-search-similar li.tile")).to_have_count(8)
     assert page.locator("#show-more").count() == 0  # every ready work is shown
 
     page.select_option("select[name=type]", "painting")

@@ -72,7 +72,7 @@ def test_an_unknown_provenance_is_a_form_error(sources):
 
 def test_catalogue_page_filters_by_provenance(viewer_client, sources):
     response = viewer_client.get(reverse("catalogue:artwork-list"), {"provenance": "verified"})
-    assert sorted(a.title for a in response.context["page"].object_list) == ["Confirmed", "Set"]
+    assert sorted(a.title for a in response.context["page"].items) == ["Confirmed", "Set"]
     assert 'name="provenance"' in response.content.decode()
 
 

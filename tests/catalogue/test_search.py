@@ -178,7 +178,7 @@ def test_portal_api_and_admin_give_the_same_results(works, curator, client, text
 
     portal = client.get(reverse("catalogue:artwork-list"), {"search": text})
     assert portal.status_code == 200
-    assert [a.pk for a in portal.context["page"].object_list] == expected
+    assert [a.pk for a in portal.context["page"].items] == expected
 
     api = client.get("/api/v1/artworks/", {"search": text})
     assert api.status_code == 200

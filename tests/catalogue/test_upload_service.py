@@ -322,7 +322,7 @@ def test_api_refuses_text_over_its_limit_in_the_error_shape(viewer_api, curator)
     assert body["code"] == "max_length" and "description" in body["fields"]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_identical_uploads_at_once_store_one_artwork_and_one_file(live_server, curator, monkeypatch):
     """Two real requests with the same file, held until both have passed the duplicate check (so the database's
     unique sha256 decides): one 202, one 409 naming the other, one row, one image and one thumbnail on disk."""

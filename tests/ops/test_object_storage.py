@@ -76,10 +76,22 @@ def test_classification_reads_the_image_from_the_bucket(active_model, s3_bucket)
 def test_image_and_thumbnail_urls_are_served_by_the_store(client, curator, active_model, s3_bucket):
     artwork, data, token = api_upload(client, curator, 4)
     detail = client.get(f"/api/v1/artworks/{artwork.pk}/", HTTP_AUTHORIZATION=f"Token {token}").json()
-    # Presigned URLs to the bucket: any client (a browser) fetches them from the store, not through Django.
-    assert detail["image_url"].startswith(s3_bucket.endpoint) and "Signature" in detail["image_url"]
-    with urllib.request.urlopen(detail["image_url"], timeout=10) as response:
-        assert response.read() == data
+    # Pages show the display copy and curators download the original: after the permission checks both routes
+    # redirect to a presigned URL of the bucket, and any client (a browser) fetches the bytes from the store.
+    client.force_login(curator)
+    for url, check in (
+        (detail["original_url"], lambda body: body == data),
+        (detail["image_url"], lambda body: Image.open(io.BytesIO(body)).format == "JPEG"),
+    ):
+        redirect = client.get(url)
+        location = redirect["Location"]
+        assert (
+            redirect.status_code == 302
+            and location.startswith(s3_bucket.endpoint)
+            and "Signature" in location
+        )
+        with urllib.request.urlopen(location, timeout=10) as response:
+            assert check(response.read())
     with urllib.request.urlopen(detail["thumbnail_url"], timeout=10) as response:
         assert Image.open(io.BytesIO(response.read())).format == "JPEG"
 

@@ -153,7 +153,7 @@ def test_a_very_long_file_name_uploads_like_any_other(api, curator_client, stem)
     assert Artwork.objects.filter(image__endswith=".png").count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_real_server_answers_413_before_the_body_is_sent(live_server, settings):
     """Over a real socket: 24 MiB declared, nothing sent but the headers, and the answer comes at once."""
     settings.ARTSITE_MAX_UPLOAD_BYTES = 1024 * 1024

@@ -6,8 +6,9 @@ What it does, printing each step with its timing: uploads N works through web A 
 workers, which take the works in batches; SIGKILLs the worker holding the most works mid-batch; runs an import from
 a third process meanwhile; waits until every work is ready. Then checks that every work is ready with exactly one
 prediction (one per work and version: none classified twice, none lost), that web B answers for every upload, that
-every image and thumbnail is readable through both web servers (``/media/`` redirects to the bucket) with the bytes
-stored, that the bucket holds exactly the works' files, and that no process wrote a file to its own disk.
+every display copy and thumbnail is readable through both web servers (each redirects to the bucket) and every
+original is intact in the bucket, that the bucket holds exactly the works' files (display copies included), and that
+no process wrote a file to its own disk.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bench.cluster import (
 from bench.multipart import multipart_body
 from bench.pictures import jpeg_bytes, synthetic_picture
 from catalogue.models import Artwork
+from catalogue.services.artworks import display_name
 
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "artsite-drill", "AWS_SECRET_ACCESS_KEY": "artsite-drill-secret"}
 
@@ -297,11 +299,12 @@ class Command(BaseCommand):
             all(a.get("status") == "ready" for a in answers),
             f"web B answers for all {len(uploaded)} uploads, every one ready",
         )
-        works = list(Artwork.objects.filter(pk__in=every).values_list("image", "thumbnail", "sha256"))
+        works = list(Artwork.objects.filter(pk__in=every).values_list("pk", "image", "thumbnail", "sha256"))
         unreadable = self._unreadable(works)
         self.expect(
             not unreadable,
-            f"{len(works)} images and thumbnails read through both web servers from the bucket "
+            f"{len(works)} display copies and thumbnails read through both web servers from the bucket, "
+            "every original intact in it "
             f"({len(unreadable)} unreadable{': ' + ', '.join(unreadable[:3]) if unreadable else ''})",
         )
         keys = {
@@ -309,14 +312,19 @@ class Command(BaseCommand):
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
             for o in page.get("Contents", [])
         }
-        files = {name for image, thumbnail, _ in works for name in (image, thumbnail)}
+        # The originals and thumbnails, and the display copies the web servers made from them on first request.
+        files = {
+            name
+            for _, image, thumbnail, sha256 in works
+            for name in (image, thumbnail, display_name(sha256=sha256))
+        }
         self.expect(
             keys == files, f"the bucket holds exactly the works' {len(files)} files ({len(keys)} objects)"
         )
         local = self.cluster.local_files()
         self.expect(not local, f"no process wrote a file to its own disk ({len(local)} found)")
 
-    def _unreadable(self, works: list[tuple[str, str, str]]) -> list[str]:
+    def _unreadable(self, works: list[tuple[int, str, str, str]]) -> list[str]:
         opener = urllib.request.build_opener(_NoRedirect)
 
         def read(url: str) -> bytes | None:
@@ -329,13 +337,17 @@ class Command(BaseCommand):
                     return bytes(response.read())
             return None
 
-        def one(work: tuple[str, str, str]) -> list[str]:
-            image, thumbnail, sha256 = work
+        def one(work: tuple[int, str, str, str]) -> list[str]:
+            pk, image, thumbnail, sha256 = work
             bad = []
+            original = self.s3.get_object(Bucket=self.bucket, Key=image)["Body"].read()
+            if hashlib.sha256(original).hexdigest() != sha256:
+                bad.append(f"{image} in the bucket")
+            # Originals are for curators' sessions; the display copy, which a web server makes by reading the
+            # original from the bucket, shows that every web server reads every image.
             for web, base in self.urls.items():
-                data = read(f"{base}/media/{image}")
-                if data is None or hashlib.sha256(data).hexdigest() != sha256:
-                    bad.append(f"{image} via {web}")
+                if not read(f"{base}/artworks/{pk}/display.jpg"):
+                    bad.append(f"display copy of {pk} via {web}")
                 if not read(f"{base}/media/{thumbnail}"):
                     bad.append(f"{thumbnail} via {web}")
             return bad
