@@ -165,28 +165,6 @@ def test_activation_through_a_real_worker_while_the_api_is_read(
     assert seen <= {active_model.version, second.version} and second.version in seen
 
 
-def test_a_transient_failure_is_retried_and_the_work_ends_ready(active_model, broker, monkeypatch):
-    from catalogue.services import classification
-    from catalogue.tasks import classify_artwork
-
-    artwork = stored(20, "Transient")
-    real = classification.get_classifier
-    calls = []
-
-    def flaky(version: str):  # type: ignore[no-untyped-def]
-        calls.append(version)
-        if len(calls) == 1:
-            raise ConnectionError("storage hiccup")
-        return real(version)
-
-    monkeypatch.setattr(classification, "get_classifier", flaky)
-    classify_artwork.apply(args=[artwork.pk])  # eager: the retry runs at once
-    artwork.refresh_from_db()
-    assert len(calls) == 2
-    assert (artwork.status, artwork.attempts, artwork.claimed_by) == ("ready", 2, "")
-    assert Prediction.objects.filter(artwork=artwork).count() == 1
-
-
 def test_the_time_limit_ends_the_batch_failed_with_the_reason(active_model, celery_worker_process):
     import io
 
@@ -213,3 +191,25 @@ def test_the_time_limit_ends_the_batch_failed_with_the_reason(active_model, cele
     errors = set(Artwork.objects.filter(pk__in=[w.pk for w in works]).values_list("error", "claimed_by"))
     assert errors == {("Classification took too long and was stopped.", "")}
     assert not Prediction.objects.filter(artwork__in=works).exists()
+
+
+def test_a_transient_failure_is_retried_and_the_work_ends_ready(active_model, broker, monkeypatch):
+    from catalogue.services import classification
+    from catalogue.tasks import classify_artwork
+
+    artwork = stored(20, "Transient")
+    real = classification.get_classifier
+    calls = []
+
+    def flaky(version: str):  # type: ignore[no-untyped-def]
+        calls.append(version)
+        if len(calls) == 1:
+            raise ConnectionError("storage hiccup")
+        return real(version)
+
+    monkeypatch.setattr(classification, "get_classifier", flaky)
+    classify_artwork.apply(args=[artwork.pk])  # eager: the retry runs at once
+    artwork.refresh_from_db()
+    assert len(calls) == 2
+    assert (artwork.status, artwork.attempts, artwork.claimed_by) == ("ready", 2, "")
+    assert Prediction.objects.filter(artwork=artwork).count() == 1
