@@ -93,7 +93,8 @@ def _presigned_redirect(*, name: str, download_name: str | None) -> HttpResponse
     parameters = (
         {"ResponseContentDisposition": f'attachment; filename="{download_name}"'} if download_name else {}
     )
-    url = default_storage.url(name, parameters=parameters) if parameters else default_storage.url(name)
+    # django-storages' S3Storage.url takes response parameters (a download name); Django's base signature does not.
+    url = default_storage.url(name, parameters=parameters)  # type: ignore[call-arg]
     response = HttpResponseRedirect(url)
     response["Cache-Control"] = "private, max-age=60"  # shorter than the signature lives
     return response
