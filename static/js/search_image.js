@@ -116,6 +116,8 @@
   }
 
   input.addEventListener("change", () => choose(input.files && input.files[0]));
+  // A file chosen while the page was still loading (before this deferred script ran) is searched now.
+  if (input.files && input.files[0]) choose(input.files[0]);
   if (typeSelect) {
     typeSelect.addEventListener("change", () => {
       k = 0;

@@ -32,6 +32,7 @@ def test_search_by_image_then_add_it(live_server, browser_page, e2e_curator, act
     log_in(page, live_server.url)
     page.goto(f"{live_server.url}/")
     page.click("nav >> text=Search by image")
+    page.wait_for_load_state()  # the deferred script is connected; a file chosen earlier is searched too (below)
     page.set_input_files("input[name=image]", str(query))  # the script searches as soon as a file is chosen
     page.wait_for_selector("#image-search-result")
     assert page.locator("table.probabilities tr").count() == 5
