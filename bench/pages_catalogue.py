@@ -105,13 +105,14 @@ def _rows_insert(cursor: Any, files: list[tuple[str, str]], version_id: int) -> 
         """
         INSERT INTO catalogue_artwork (id, title, artist, date, accession_number, description, image, thumbnail,
             sha256, width, height, file_size, color_histogram, status, error, attempts, processed_at,
-            curator_type_id, label_provenance, uploaded_by_id, created_at, updated_at)
+            curator_type_id, label_provenance, uploaded_by_id, created_at, updated_at, notes, claimed_by,
+            phash_turns)
         SELECT s.id, 'Bench work ' || lpad(s.id::text, 7, '0'), (%(artists)s::text[])[1 + s.id %% %(n_artists)s],
             '', NULL, '', (%(images)s::text[])[1 + s.id %% %(n_files)s], (%(thumbs)s::text[])[1 + s.id %% %(n_files)s],
             lpad(to_hex(s.id), 64, '0'), 300, 320, 20000, '{}'::jsonb, e.status,
             CASE WHEN e.status = 'failed' THEN 'Bench: a damaged file' ELSE '' END, 1, now(),
             NULLIF(s.curator_type_id, -1), CASE WHEN s.curator_type_id = -1 THEN '' ELSE %(set)s END, NULL,
-            timestamptz '2026-01-01' + (s.id / 3) * interval '1 second', now()
+            timestamptz '2026-01-01' + (s.id / 3) * interval '1 second', now(), '', '', '{}'::bigint[]
         FROM bench_stage s JOIN bench_stage_extra e USING (id)
         """,
         {

@@ -114,6 +114,8 @@ class Command(BaseCommand):
         if not sizes or any(s % pages_catalogue.CHUNK for s in sizes):
             raise CommandError(f"--sizes must be multiples of {pages_catalogue.CHUNK}.")
         call_command("migrate", interactive=False, verbosity=0)
+        # The server runs without DEBUG, as in production: its pages name the hashed static files, as `make run` does.
+        call_command("collectstatic", interactive=False, verbosity=0)
         version = model_ensure_active()
         if version is None:
             raise CommandError("No model version: the benchmark needs the active model's embeddings.")

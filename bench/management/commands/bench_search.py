@@ -330,10 +330,12 @@ class Command(BaseCommand):
                 """
                 INSERT INTO catalogue_artwork (id, title, artist, date, accession_number, description, image, thumbnail,
                     sha256, width, height, file_size, color_histogram, status, error, attempts, processed_at,
-                    curator_type_id, label_provenance, uploaded_by_id, created_at, updated_at)
+                    curator_type_id, label_provenance, uploaded_by_id, created_at, updated_at, notes, claimed_by,
+                    phash_turns)
                 SELECT id, 'Bench work ' || id, '', '', NULL, '', 'bench/' || id || '.jpg', '', lpad(to_hex(id), 64, '0'),
                     224, 224, 0, '{}'::jsonb, %s, '', 1, now(), NULLIF(curator_type_id, -1),
-                    CASE WHEN curator_type_id = -1 THEN '' ELSE %s END, NULL, now(), now()
+                    CASE WHEN curator_type_id = -1 THEN '' ELSE %s END, NULL, now(), now(), '', '',
+                    '{}'::bigint[]
                 FROM bench_stage
                 """,
                 [Artwork.Status.READY, Artwork.Provenance.SET],
