@@ -44,13 +44,13 @@ from django.utils._os import safe_join
 
 from artsite.broker import broker_redis
 from catalogue.media_views import (
-    MEDIA_TYPES,
     ORIGINALS_PREFIX,
     media_allowed,
     media_response,
     originals_allowed,
     storage_is_local,
 )
+from catalogue.models import IMAGE_MEDIA_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def media_serve(request: HttpRequest, path: str, document_root: str | None = Non
     """``/media/<path>``: only image files, with headers that forbid running anything (an image opened on its own
     becomes a sandboxed, script-less document), and only to whom may see them (catalogue/media_views.py):
     originals to curators, the rest to everyone or — ``ARTSITE_MEDIA_REQUIRES_LOGIN`` — to people logged in."""
-    if PurePosixPath(path).suffix.lower() not in MEDIA_TYPES:
+    if PurePosixPath(path).suffix.lower() not in IMAGE_MEDIA_TYPES:
         raise Http404("Only images are served from here.")
     if not media_allowed(request.user):
         return redirect_to_login(request.get_full_path())

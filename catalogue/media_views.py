@@ -34,18 +34,9 @@ from django.http import (
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_safe
 
-from catalogue.models import Artwork
+from catalogue.models import IMAGE_MEDIA_TYPES, Artwork
 from catalogue.services.artworks import artwork_display
 
-# The formats inference.preprocessing accepts, under the extensions catalogue.models stores them with.
-MEDIA_TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
-}
 MEDIA_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 ORIGINALS_PREFIX = "artworks/"  # where the originals are stored (catalogue.models.artwork_image_path)
 
@@ -65,7 +56,7 @@ def media_response(*, request: HttpRequest, name: str, download_name: str | None
     if not storage_is_local():
         return _presigned_redirect(name=name, download_name=download_name)
     suffix = PurePosixPath(name).suffix.lower()
-    content_type = MEDIA_TYPES.get(suffix, "application/octet-stream")
+    content_type = IMAGE_MEDIA_TYPES.get(suffix, "application/octet-stream")
     prefix = getattr(settings, "ARTSITE_MEDIA_ACCEL_PREFIX", "")
     response: HttpResponseBase
     if prefix:

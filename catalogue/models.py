@@ -42,6 +42,18 @@ class ArtworkType(models.Model):
         return self.name
 
 
+# The media type of each stored image's extension (the formats inference.preprocessing accepts, under the
+# extensions artwork_image_path stores them with): the media views and the IIIF documents name them from here.
+IMAGE_MEDIA_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
+
+
 def artwork_image_path(instance: Artwork, filename: str) -> str:
     # Content-addressed: the sha256 makes the name unique and an import that re-runs writes the same name.
     ext = PurePosixPath(filename).suffix.lower() or ".jpg"

@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
 
+# The time limits below come from settings that web processes and workers share. Celery (5.7) writes the limits the
+# *sending* process knows for a task into its message, and the worker obeys the message, so a sender with other
+# settings would impose its own limits (tests/ops/test_real_faults.py sends as a web process does).
+
 
 @shared_task(
     bind=True,

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from django.urls import reverse
 
 from catalogue.iiif.selectors import CollectionPage, IiifArtwork
-from catalogue.models import ArtworkType
+from catalogue.models import IMAGE_MEDIA_TYPES, ArtworkType
 
 PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 MEDIA_TYPE = f'application/ld+json;profile="{PRESENTATION_CONTEXT}"'
@@ -32,15 +32,6 @@ AAT = {
     "iconography": "http://vocab.getty.edu/aat/300074603",  # icons (religious images)
     "painting": "http://vocab.getty.edu/aat/300033618",  # paintings (visual works)
     "sculpture": "http://vocab.getty.edu/aat/300047090",  # sculpture (visual works)
-}
-
-IMAGE_FORMATS = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
 }
 
 
@@ -173,7 +164,7 @@ def _canvas(item: IiifArtwork, urls: IiifUrls, thumbnail: list[dict[str, Any]]) 
                         "body": {
                             "id": urls.image(pk),
                             "type": "Image",
-                            "format": IMAGE_FORMATS.get(suffix, "image/jpeg"),
+                            "format": IMAGE_MEDIA_TYPES.get(suffix, "image/jpeg"),
                             "width": artwork.width,
                             "height": artwork.height,
                         },

@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from catalogue.iiif import builder
 from catalogue.iiif.selectors import iiif_artwork, iiif_collection_page
+from catalogue.models import IMAGE_MEDIA_TYPES
 from catalogue.selectors.exports import ExportFiltersInvalid
 
 MAX_ID = 2**63 - 1
@@ -108,7 +109,7 @@ class _FileView(IiifView):
             raise NotFound(f"The {self.field} of artwork {pk} cannot be read.") from None
         suffix = PurePosixPath(stored.name).suffix.lower()
         response = FileResponse(
-            handle, content_type=builder.IMAGE_FORMATS.get(suffix, "application/octet-stream")
+            handle, content_type=IMAGE_MEDIA_TYPES.get(suffix, "application/octet-stream")
         )
         # As every uploaded file is served (artsite/security.py): never sniffed, never run as a page.
         response["X-Content-Type-Options"] = "nosniff"

@@ -253,8 +253,14 @@ def stored_images_decode(*, artworks: Iterable[Artwork], draft: int | None) -> d
         except (ImageRejected, OSError, ValueError) as exc:
             return artwork.pk, f"The stored image cannot be read: {exc}"
 
-    with ThreadPoolExecutor(max_workers=settings.ARTSITE_CLASSIFY_READERS) as pool:
+    pool = ThreadPoolExecutor(max_workers=settings.ARTSITE_CLASSIFY_READERS)
+    try:
         return dict(pool.map(one, list(artworks)))
+    finally:
+        # Normally every read is done here. When the task's soft time limit interrupts the batch, the reads not
+        # yet started are dropped and the one under way is not waited for: the batch ends at once, failed with
+        # the reason, instead of after every remaining image (a `with` block would wait for them all).
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def prediction_store(
