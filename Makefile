@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install chromium run worker web demo test test-fast stop-test lint format typecheck bench-model bench-explain bench-import bench-api bench-search bench-label-issues bench-near-duplicates loadtest faults stop clean
 .PHONY: bench-pages
-.PHONY: bench-map
+.PHONY: bench-map bench-export
 
 # Everything: serving (requirements.txt), training (requirements-training.txt: TensorFlow, Keras, the label check's
 # libraries) and the development tools, so that `make run` starts the training worker too and `make test` runs it all.
@@ -78,6 +78,11 @@ bench-search: install ## Similar works at 10k/100k/1M artworks (artsite_bench_se
 PAGE_SIZES ?= 10000,1000000
 bench-pages: install ## Every portal page and API route at 10k and 1M artworks (artsite_bench_pages): server-side p50/p95, page sizes, ratio 1M/10k; PAGE_SIZES=10000,100000 for a quick run
 	ARTSITE_DATABASE_NAME=artsite_bench_pages $(PY) manage.py bench_pages --sizes $(PAGE_SIZES) --json var/bench-pages/results.json
+EXPORT_DB ?= artsite_bench_pages
+EXPORT_FORMAT ?= csv
+bench-export: install ## Stream the export of a bench catalogue (EXPORT_DB, default the 1M one bench-pages builds; read-only): rows/s and resident memory at 1k, 10k, 100k, 1M rows
+	ARTSITE_DATABASE_NAME=$(EXPORT_DB) $(PY) manage.py bench_export --format $(EXPORT_FORMAT)
+
 MAP_SIZES ?= 100000,1000000
 bench-map: install ## The collection map at 100k/1M works (artsite_bench_map): layout time, the binary's size and server time; MAP_SIZES=100000 for a quick run
 	ARTSITE_DATABASE_NAME=artsite_bench_map $(PY) manage.py bench_map --sizes $(MAP_SIZES)

@@ -1,9 +1,9 @@
 """Stream an export of the whole catalogue (the selector and the CSV / JSON lines writer that the portal, the API
 and ``export_artworks`` use) and print rows/s and memory at checkpoints, to show memory stays flat as rows grow.
 
-Read-only: run it on any catalogue, e.g. the 1M-row one ``make bench-search`` builds::
+Read-only: run it on any catalogue, e.g. the 1M-row one ``make bench-pages`` builds (``make bench-export``)::
 
-    ARTSITE_DATABASE_NAME=artsite_bench_search python manage.py bench_export --format csv
+    ARTSITE_DATABASE_NAME=artsite_bench_pages python manage.py bench_export --format csv
 """
 
 from __future__ import annotations
