@@ -21,6 +21,7 @@ from django.db import connection
 from bench.pgcopy import stage_copy_payload
 from bench.seeding import ARTISTS, shared_files
 from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, LabelCheck, prediction_uncertainty
+from catalogue.services.agreement import agreement_counts_invalidate
 
 CHUNK = 10_000
 CURATED = 0.01  # share of works with a curator label (a different type than the model's)
@@ -63,6 +64,8 @@ def catalogue_extend(*, anchors: Anchors, classes: list[str], version_id: int, s
             "SELECT setval(pg_get_serial_sequence('catalogue_prediction', 'id'), "
             "(SELECT max(id) FROM catalogue_prediction))"
         )
+    # The rows went in by COPY, past the services: the quality figures cached for the smaller catalogue are stale.
+    agreement_counts_invalidate()
 
 
 def _chunk_load(index: int, anchors: Anchors, classes: list[str], version_id: int, files: list[Any]) -> None:
@@ -165,3 +168,4 @@ def catalogue_reset() -> None:
             "TRUNCATE catalogue_labelissue, catalogue_labelcheck, catalogue_labelcorrection, catalogue_prediction, "
             "catalogue_artwork RESTART IDENTITY CASCADE"
         )
+    agreement_counts_invalidate()

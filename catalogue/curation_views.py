@@ -23,10 +23,12 @@ from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors import curation as curation_selectors
 from catalogue.selectors import label_issues as label_issue_selectors
 from catalogue.selectors.artworks import (
+    InvalidCursor,
     artwork_prediction,
     artwork_types,
     artworks_unfinished,
     artworks_unfinished_counts,
+    keyset_page,
 )
 from catalogue.selectors.curation import (
     REVIEW_ORDERS,
@@ -41,10 +43,15 @@ from catalogue.services import mislabels as mislabel_services
 from catalogue.services.classification import artwork_retry
 from catalogue.services.label_checks import LabelCheckBusy, label_check_request
 from catalogue.services.labels import label_correct
+from inference.selectors import model_version_active
 
 SKIPPED_SESSION_KEY = "review_skipped"
 MISLABELS_SKIPPED_SESSION_KEY = "mislabels_skipped"
 MAX_SKIPPED = 500
+#: Unfinished works per page of the quality page's list (a keyset page: as cheap far down the list as at its top).
+UNFINISHED_PAGE_SIZE = 50
+#: Works shown under "Next up" on the review queue.
+UPCOMING = 6
 
 
 def _review_order(request: HttpRequest) -> str:
@@ -74,14 +81,18 @@ def _skip(request: HttpRequest, pk: int, key: str) -> None:
 def review_queue(request: HttpRequest) -> HttpResponse:
     order = _review_order(request)
     skipped = _skipped(request)
-    queue = curation_selectors.review_queue(order=order, exclude_ids=skipped)
-    artwork = queue.first()
+    # The active version and the types are read once and handed to each selector: the page's queries stay a fixed
+    # handful, however many works are labelled or waiting (the agreement comes from the shared cache).
+    version = model_version_active()
     types = artwork_types()
+    queue = curation_selectors.review_queue(order=order, exclude_ids=skipped, version=version)
+    head = list(queue[: 1 + UPCOMING])  # the work to review and the next ones, in one query
+    artwork = head[0] if head else None
     context: dict[str, Any] = {
         "artwork": artwork,
         "order": order,
         "orders": REVIEW_ORDERS.items(),
-        "progress": review_progress(),
+        "progress": review_progress(version=version, types=types),
         "skipped": len(skipped),
         "types": types,
         "can_curate": request.user.has_perm("catalogue.change_artwork"),
@@ -90,15 +101,18 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         annotated = cast(Any, artwork)  # pred_* come from artworks_with_prediction's .annotate()
         probs = annotated.pred_probabilities or {}
         by_id = {t.pk: t for t in types}
+        prediction = artwork_prediction(artwork=artwork, version=version)  # its embedding, for similar works
         context.update(
             predicted=by_id.get(annotated.pred_type_id),
             probabilities=sorted(
                 ((t, float(probs.get(t.slug, 0.0))) for t in types), key=lambda item: -item[1]
             ),
-            similar=artwork_similar(artwork=artwork),
-            explain_types=artwork_explanation_types(artwork=artwork),
+            similar=artwork_similar(artwork=artwork, prediction=prediction),
+            explain_types=artwork_explanation_types(
+                artwork=artwork, version=version, prediction=prediction, types=types
+            ),
             types_by_id=by_id,
-            upcoming=list(queue[1:7]),
+            upcoming=head[1:],
         )
     progress = context["progress"]
     context["reviewed_share"] = round(100 * progress.reviewed / progress.total, 1) if progress.total else 0
@@ -268,6 +282,15 @@ def quality(request: HttpRequest) -> HttpResponse:
     selected = next((a for a in agreements if a.version and a.version.version == chosen), None)
     if selected is None:
         selected = agreements[0] if agreements else model_agreement()
+    try:
+        unfinished = keyset_page(
+            artworks_unfinished(), cursor=request.GET.get("jobs"), size=UNFINISHED_PAGE_SIZE
+        )
+    except InvalidCursor as exc:
+        messages.info(request, f"{exc} Showing the first unfinished works.")
+        unfinished = keyset_page(artworks_unfinished(), cursor=None, size=UNFINISHED_PAGE_SIZE)
+    query = request.GET.copy()
+    query.pop("jobs", None)
     return render(
         request,
         "catalogue/quality.html",
@@ -278,7 +301,8 @@ def quality(request: HttpRequest) -> HttpResponse:
             ],
             "selected": selected,
             "heatmap": _heatmap_rows(selected),
-            "unfinished": list(artworks_unfinished()),
+            "unfinished": unfinished,
+            "query": query.urlencode(),
             "counts": artworks_unfinished_counts(),
             "can_curate": request.user.has_perm("catalogue.change_artwork"),
         },

@@ -60,6 +60,19 @@ def _test_models(settings, model_root: Path) -> None:  # type: ignore[no-untyped
     settings.ARTSITE_DEFAULT_MODEL = TINY_VERSION
 
 
+@pytest.fixture(autouse=True)
+def _fresh_shared_cache() -> None:
+    """The shared cache (the agreement figures) lives in the real test Redis across tests, while each test's rows are
+    rolled back: what one test counted must not reach the next."""
+    from django.core.cache import caches
+    from redis.exceptions import RedisError
+
+    try:
+        caches["shared"].clear()
+    except RedisError:  # a test that stops Redis finds out for itself
+        pass
+
+
 @pytest.fixture
 def active_model(db):  # type: ignore[no-untyped-def]
     from inference.services import model_ensure_active

@@ -6,9 +6,12 @@ Without ``DATABASE_URL`` / ``CELERY_BROKER_URL`` the project starts embedded Pos
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from artsite import embedded
 
@@ -316,6 +319,30 @@ def services(var_dir: Path, *, allow_embedded: bool = True) -> tuple[dict, str]:
             raise ImproperlyConfigured("Set CELERY_BROKER_URL (redis://...) for this environment.")
         broker = embedded.redis_url(var_dir / "redis")
     return {"default": database}, broker
+
+
+def caches(broker: str) -> dict[str, Any]:
+    """Django's caches. ``default``: this process's memory (the API's throttle counts, the map's built points).
+    ``shared``: Redis, seen alike by every web process and worker — figures a page may show as they were computed a
+    moment ago (the model's agreement with the labels, ``catalogue/selectors/curation.py``). On
+    ``ARTSITE_CACHE_URL``, by default database 1 of the broker's Redis: clearing the cache never touches Celery's
+    queues (database 0). Short timeouts and no retries: while Redis is down the pages compute the figures instead
+    (``catalogue.selectors.curation``), and must learn that at once."""
+    url = env("ARTSITE_CACHE_URL", default="")
+    if not url:
+        if broker.startswith("redis+socket://"):  # kombu's form for the embedded server's Unix socket
+            url = f"unix://{broker.removeprefix('redis+socket://').split('?', 1)[0]}?db=1"
+        else:
+            url = urlunsplit(urlsplit(broker)._replace(path="/1"))
+    return {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "shared": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "artsite",
+            "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "retry": Retry(NoBackoff(), 0)},
+        },
+    }
 
 
 # --- Content-Security-Policy (django-csp) ---------------------------------------------------------------------------

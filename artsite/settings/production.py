@@ -1,7 +1,7 @@
 """Production: every secret and service comes from the environment; nothing embedded, nothing insecure."""
 
 from .base import *  # noqa: F403
-from .base import STORAGES, VAR_DIR, env, services
+from .base import STORAGES, VAR_DIR, caches, env, services
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -20,6 +20,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 DATABASES, CELERY_BROKER_URL = services(VAR_DIR, allow_embedded=False)
+CACHES = caches(CELERY_BROKER_URL)
 
 # --- Hardened edges (README "Security") -------------------------------------------------------------------------
 # Prometheus scrapes must authenticate: an open /metrics tells anyone the traffic, queues and collection size.

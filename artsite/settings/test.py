@@ -4,12 +4,13 @@ import tempfile
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import ARTSITE_STORAGE, INSTALLED_APPS, REST_FRAMEWORK, STORAGES, VAR_DIR, env, services
+from .base import ARTSITE_STORAGE, INSTALLED_APPS, REST_FRAMEWORK, STORAGES, VAR_DIR, caches, env, services
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Test servers of their own, so a running `make run` worker never takes a test's tasks (and vice versa).
 DATABASES, CELERY_BROKER_URL = services(Path(env("ARTSITE_TEST_VAR_DIR", default=str(VAR_DIR / "test"))))
+CACHES = caches(CELERY_BROKER_URL)
 # Worker processes started by tests inherit the parent's media folder through DJANGO_MEDIA_ROOT.
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="artsite-test-media-"))
 # Static files are found by the finders in tests; no collectstatic.

@@ -86,14 +86,17 @@ def catalogue_counts() -> dict[str, int]:
     return counts
 
 
-def artworks_unfinished(*, limit: int = 200) -> QuerySet[Artwork]:
-    """Failed, pending and processing artworks (the jobs a curator may retry), failed first, oldest first."""
+def artworks_unfinished() -> QuerySet[Artwork]:
+    """Failed, pending and processing artworks (the jobs a curator may retry), failed first, oldest first: few
+    however large the catalogue (the partial index ``artwork_unfinished``), shown a page at a time
+    (:func:`keyset_page`, which the ``status_rank`` annotation and the id order)."""
     order = {Artwork.Status.FAILED: 0, Artwork.Status.PROCESSING: 1, Artwork.Status.PENDING: 2}
     rank = Case(*(When(status=s, then=Value(r)) for s, r in order.items()), output_field=IntegerField())
     return (
         Artwork.objects.filter(status__in=list(order))
+        .only("id", "title", "status", "attempts", "updated_at", "error")
         .annotate(status_rank=rank)
-        .order_by("status_rank", "updated_at", "id")[:limit]
+        .order_by("status_rank", "updated_at", "id")
     )
 
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from catalogue.models import Artwork, ArtworkType
+from catalogue.models import Artwork, ArtworkType, Prediction
 from catalogue.selectors.artworks import artwork_prediction
 from inference.models import ModelVersion
 
 
-def artwork_explanation_types(*, artwork: Artwork, version: ModelVersion | None = None) -> list[ArtworkType]:
+def artwork_explanation_types(
+    *,
+    artwork: Artwork,
+    version: ModelVersion | None = None,
+    prediction: Prediction | None = None,
+    types: list[ArtworkType] | None = None,
+) -> list[ArtworkType]:
     """The types worth a map for a curator settling the artwork's type: the model's (``version``'s, default the
     active one), then the label's when it differs, or — without a label — the model's second choice. Empty when
-    the version has no prediction for the artwork yet (the map route would answer 404)."""
-    prediction = artwork_prediction(artwork=artwork, version=version)
+    the version has no prediction for the artwork yet (the map route would answer 404). ``prediction`` (that
+    version's, with its type) and ``types`` (the catalogue's): when the caller has them already."""
+    if prediction is None:
+        prediction = artwork_prediction(artwork=artwork, version=version)
     if prediction is None:
         return []
     predicted = prediction.predicted_type
@@ -20,5 +28,8 @@ def artwork_explanation_types(*, artwork: Artwork, version: ModelVersion | None 
         return [predicted] if label is None or label.pk == predicted.pk else [predicted, label]
     ranked = sorted(prediction.probabilities.items(), key=lambda item: -float(item[1]))
     runner_up = next((slug for slug, _ in ranked if slug != predicted.slug), None)
-    second = ArtworkType.objects.filter(slug=runner_up).first() if runner_up else None
+    if types is not None:
+        second = next((t for t in types if t.slug == runner_up), None) if runner_up else None
+    else:
+        second = ArtworkType.objects.filter(slug=runner_up).first() if runner_up else None
     return [predicted] if second is None else [predicted, second]

@@ -48,11 +48,14 @@ class SimilarWork:
         return 1.0 - self.distance
 
 
-def artwork_similar(*, artwork: Artwork, k: int = 5, type_slug: str | None = None) -> list[SimilarWork]:
+def artwork_similar(
+    *, artwork: Artwork, k: int = 5, type_slug: str | None = None, prediction: Prediction | None = None
+) -> list[SimilarWork]:
     """The k works most similar to ``artwork`` by cosine distance of the active version's embeddings. A work
     photographed several times (a :class:`WorkGroup`) counts once, by its most similar photo; the artwork's own
-    other photos are left out (its page shows them apart)."""
-    prediction = artwork_prediction(artwork=artwork)
+    other photos are left out (its page shows them apart). ``prediction``: the artwork's prediction by the active
+    version, when the caller has it already (None: looked up)."""
+    prediction = prediction if prediction is not None else artwork_prediction(artwork=artwork)
     if prediction is None:
         return []
     # Linked photos are few: asking for twice as many leaves k once they are folded (never over MAX_SIMILAR).

@@ -35,6 +35,7 @@ from catalogue.models import (
     LabelCorrection,
 )
 from catalogue.perceptual_hash import image_hashes
+from catalogue.services.agreement import agreement_counts_invalidate
 from catalogue.services.classification import classification_enqueue
 from catalogue.services.explanations import explanation_files
 from catalogue.services.history import artwork_changes_record
@@ -353,6 +354,7 @@ def artwork_delete(*, artwork: Artwork, deleted_by: Any = None) -> ArtworkDeleti
         )
         LabelCorrection.objects.filter(artwork=artwork).update(deletion=deletion)
         artwork.delete()
+        agreement_counts_invalidate()  # a labelled work's predictions were counted against its label
     transaction.on_commit(lambda: stored_files_delete(names))
     return deletion
 

@@ -28,6 +28,7 @@ from django.utils import timezone
 from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
 from catalogue.selectors.artworks import artwork_types
 from catalogue.selectors.similarity import SimilarWork, embedding_nearest
+from catalogue.services.agreement import agreement_counts_invalidate
 from catalogue.services.maps import map_points_place
 from catalogue.services.near_duplicates import near_duplicates_enqueue
 from inference.loader import get_classifier
@@ -293,6 +294,7 @@ def prediction_store(
         unique_fields=["artwork", "model_version"],
         update_fields=["predicted_type", "confidence", "probabilities", "embedding", "entropy", "margin"],
     )
+    agreement_counts_invalidate(artwork_ids=artwork_ids)  # only when one of them is labelled
     map_points_place(
         model_version=model_version, artwork_ids=artwork_ids
     )  # the map takes new works in at once

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from catalogue.models import Artwork, ArtworkType, BulkEdit, LabelCorrection
 from catalogue.selectors.artworks import artwork_effective_type
+from catalogue.services.agreement import agreement_counts_invalidate
 from catalogue.services.history import artwork_changes_record, type_value
 
 
@@ -97,6 +98,7 @@ def _label_write(
         locked.label_provenance = provenance(locked)
         locked.curator_type = to_type
         locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
+        agreement_counts_invalidate()
         correction = LabelCorrection.objects.create(
             artwork=locked,
             from_type=from_type,
@@ -146,6 +148,7 @@ def label_restore(
         locked.curator_type = to_type
         locked.label_provenance = provenance if to_type is not None else ""
         locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
+        agreement_counts_invalidate()
         if to_type is not None:
             LabelCorrection.objects.create(
                 artwork=locked,
