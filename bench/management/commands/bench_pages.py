@@ -431,6 +431,9 @@ def _request(client: http.client.HTTPConnection, url: str, headers: dict[str, st
     response = client.getresponse()
     if route.stream:
         data = response.read(STREAM_PEEK)
+        # The response's file holds the socket open after the connection's close: close both, so that the socket
+        # is reset and the server's next write fails at once (else it streams the export on into the buffers).
+        response.close()
         client.close()
     else:
         data = response.read()
