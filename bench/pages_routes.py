@@ -26,7 +26,7 @@ PAGE = 24  # the portal's and the API's page size
 #: An artist of the seeded catalogue (``bench.seeding.ARTISTS``: "Vermeer", a seventh of the works) with one letter
 #: missing: found by the typo branch of the full-text search.
 ARTIST_TYPO = "Vermer"
-#: The box selection: the middle tenth of the map along each axis (layout percentiles), about 1 % of the works.
+#: The box selection: the middle tenth of the map along each axis (layout percentiles): 65 of 9,973 works at 10k.
 BOX_PERCENTILES = (0.45, 0.55)
 MAP_WORKS = 100  # works the map asks about at once (it draws thumbnails once fewer than 120 are in view)
 
@@ -78,7 +78,7 @@ def pages_routes(*, size: int, version: ModelVersion, setup: PagesSetup) -> list
         ),
         Route("catalogue search by artist, typo", [f"{catalogue}?{urlencode({'search': ARTIST_TYPO})}"]),
         Route(
-            "catalogue of a map box (~1 %)",
+            "catalogue of a map box",
             [f"{catalogue}?{urlencode({'map_box': map_box(version=version)})}"],
         ),
         Route("review queue (lowest confidence)", [review]),
