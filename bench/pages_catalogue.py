@@ -51,11 +51,14 @@ def stage_create() -> None:
         )
 
 
-def catalogue_extend(*, anchors: Anchors, classes: list[str], version_id: int, start: int, stop: int) -> None:
-    """Rows ``start + 1`` .. ``stop`` (multiples of :data:`CHUNK`)."""
+def catalogue_extend(
+    *, anchors: Anchors, classes: list[str], version_id: int, start: int, stop: int, chunk: int = CHUNK
+) -> None:
+    """Rows ``start + 1`` .. ``stop`` (multiples of ``chunk``; a smaller one than :data:`CHUNK` only for the
+    tests' tiny catalogues, whose rows then differ from the benchmark's)."""
     files = shared_files()
-    for index in range(start // CHUNK, stop // CHUNK):
-        _chunk_load(index, anchors, classes, version_id, files)
+    for index in range(start // chunk, stop // chunk):
+        _chunk_load(index, anchors, classes, version_id, files, chunk)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT setval(pg_get_serial_sequence('catalogue_artwork', 'id'), (SELECT max(id) FROM catalogue_artwork))"
@@ -68,25 +71,27 @@ def catalogue_extend(*, anchors: Anchors, classes: list[str], version_id: int, s
     agreement_counts_invalidate()
 
 
-def _chunk_load(index: int, anchors: Anchors, classes: list[str], version_id: int, files: list[Any]) -> None:
+def _chunk_load(
+    index: int, anchors: Anchors, classes: list[str], version_id: int, files: list[Any], chunk: int
+) -> None:
     rng = np.random.default_rng([17, index])
-    ids = np.arange(index * CHUNK + 1, (index + 1) * CHUNK + 1, dtype=np.int64)
-    picks = rng.integers(0, len(anchors.embeddings), CHUNK)
-    noise = rng.normal(0, 1, (CHUNK, EMBEDDING_DIMENSIONS)).astype(np.float32)
+    ids = np.arange(index * chunk + 1, (index + 1) * chunk + 1, dtype=np.int64)
+    picks = rng.integers(0, len(anchors.embeddings), chunk)
+    noise = rng.normal(0, 1, (chunk, EMBEDDING_DIMENSIONS)).astype(np.float32)
     vectors = anchors.embeddings[picks] + noise * (0.35 / np.sqrt(EMBEDDING_DIMENSIONS))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    probs = anchors.probabilities[picks] + rng.dirichlet(np.ones(len(classes)) * 0.5, CHUNK) * 0.3
+    probs = anchors.probabilities[picks] + rng.dirichlet(np.ones(len(classes)) * 0.5, chunk) * 0.3
     probs /= probs.sum(axis=1, keepdims=True)
     best = np.argmax(probs, axis=1)
     predicted = anchors.class_type_ids[best]
-    curated = np.full(CHUNK, -1, dtype=np.int64)
-    pick = rng.random(CHUNK) < CURATED
+    curated = np.full(chunk, -1, dtype=np.int64)
+    pick = rng.random(chunk) < CURATED
     shift = rng.integers(1, len(classes), int(pick.sum()))
     curated[pick] = anchors.class_type_ids[(best[pick] + shift) % len(classes)]
-    draw = rng.random(CHUNK)
+    draw = rng.random(chunk)
     status = np.where(draw < PENDING, "pending", np.where(draw < PENDING + FAILED, "failed", "ready"))
     extra = io.StringIO()
-    for i in range(CHUNK):
+    for i in range(chunk):
         p = probs[i]
         spread = prediction_uncertainty(p)
         extra.write(
@@ -164,8 +169,10 @@ def label_check_seed() -> LabelCheck:
 
 def catalogue_reset() -> None:
     with connection.cursor() as cursor:
+        # With CASCADE every table that points at these goes too: predictions, map points, history, near-duplicate
+        # pairs. The bulk edits and work groups point at none of them, so they are named.
         cursor.execute(
             "TRUNCATE catalogue_labelissue, catalogue_labelcheck, catalogue_labelcorrection, catalogue_prediction, "
-            "catalogue_artwork RESTART IDENTITY CASCADE"
+            "catalogue_artwork, catalogue_bulkedit, catalogue_workgroup RESTART IDENTITY CASCADE"
         )
     agreement_counts_invalidate()

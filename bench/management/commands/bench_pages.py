@@ -2,12 +2,20 @@
 (``make bench-pages``; issue 17).
 
 For each size: the catalogue is grown to that size (:mod:`bench.pages_catalogue`: COPY, seconds per 100k rows), the
-vector indexes rebuilt, the tables vacuumed and analysed; then one gunicorn worker serves the project
-(:mod:`bench.timed_wsgi` adds the server's own time as ``Server-Timing``) and one client asks each route a few times
-to warm up, then ``--requests`` times. It prints per route the server-side p50 and p95, the page size, and at the
-end both sizes side by side with the ratio of their p95 and the goal: p95 at 1M at most twice the p95 at 10k, and at
-most 250 ms. Deep pages are asked as a curator reaches them with keyset pagination: the page whose cursor is the
-work at that position (page 2,000 of the catalogue, page 5,000 of the API; the last pages of a smaller catalogue).
+vector indexes rebuilt, the tables vacuumed and analysed; what the newer routes need beyond the seeded rows is made
+(:mod:`bench.pages_setup`: the map layout by the product's own service, near-duplicate pairs, a bulk edit, a history;
+each step idempotent and timed); then one gunicorn worker serves the project (:mod:`bench.timed_wsgi` adds the
+server's own time as ``Server-Timing``) and one client asks each route (:mod:`bench.pages_routes`) a few times to warm
+up, then ``--requests`` times. It prints per route the server-side p50 and p95, the page size, and at the end both
+sizes side by side with the ratio of their p95 and the goal: p95 at 1M at most twice the p95 at 10k, and at most
+250 ms. Deep pages are asked as a curator reaches them with keyset pagination: the page whose cursor is the work at
+that position (page 2,000 of the catalogue, page 5,000 of the API; the last pages of a smaller catalogue). An export
+is timed to its first byte and to its first row (it streams; the client drops the connection after the first bytes).
+Every route must answer 200: one that does not is reported at once and marked FAILED in the summary.
+
+``--measure-only`` measures the catalogue as loaded (after the same setup), and ``--baseline`` compares the sizes
+measured now with those of an earlier run's ``--json`` (a 10k run and a 1M ``--measure-only`` run minutes apart; the
+summary says when the sizes come from separate invocations).
 
 The load average is printed beside every size: on a shared machine other work inflates every figure.
 Only on a database named ``*bench*`` (``make bench-pages`` sets ``ARTSITE_DATABASE_NAME=artsite_bench_pages``),
@@ -18,15 +26,15 @@ from __future__ import annotations
 
 import http.client
 import importlib
-import json
 import os
+import secrets
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import numpy as np
 from django.conf import settings
@@ -36,42 +44,36 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
-from django.urls import reverse
+from django.utils import timezone
 from pgvector.django import HnswIndex
 from rest_framework.authtoken.models import Token
 
 from bench import pages_catalogue
 from bench.classify_client import free_port, server_stop
+from bench.pages_report import (
+    OK,
+    RouteResult,
+    SizeRun,
+    comparison_lines,
+    failures,
+    runs_combine,
+    runs_load,
+    runs_write,
+)
+from bench.pages_routes import Route, pages_routes
+from bench.pages_setup import PagesSetup, pages_setup_ensure
 from catalogue.models import Artwork, ArtworkType, Prediction
-from catalogue.selectors.artworks import artworks_with_prediction, keyset_cursor
 from inference.loader import get_classifier
+from inference.models import ModelVersion
 from inference.services import model_ensure_active
 
 BENCH_USER = "bench-pages"
-GOAL_RATIO = 2.0
-GOAL_MS = 250.0
-PAGE = 24  # the portal's and the API's page size
 WARM_UP = 2
-
-
-@dataclass
-class RouteResult:
-    name: str
-    url: str
-    p50_ms: float
-    p95_ms: float
-    bytes: int
-    status: int
-    samples: list[float] = field(default_factory=list)
-
-
-@dataclass
-class SizeRun:
-    size: int
-    load_average: tuple[float, float, float]
-    load_s: float
-    index_s: float
-    routes: list[RouteResult] = field(default_factory=list)
+#: The CSRF secret the client sends as cookie and header with a POST (any 32 letters and digits will do).
+CSRF_SECRET = secrets.token_hex(16)
+CHUNKS_REQUEST_HEADER = "X-Bench-Chunks"  # bench/timed_wsgi.py: time the second chunk too
+STREAM_PEEK = 4096  # bytes of a streamed body read before the connection is dropped
+READY_ROUTE = Route("ready", ["/api/v1/types/"], api=True)
 
 
 class Command(BaseCommand):
@@ -97,8 +99,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--measure-only",
             action="store_true",
-            help="Measure the catalogue as it is (one size: the one given), without loading or building anything: "
-            "to measure again after an interrupted run.",
+            help="Measure the catalogue as it is (one size: the one given), without loading it or building its "
+            "indexes (the setup of bench/pages_setup.py still runs; it does nothing when its result is there): "
+            "to measure again after an interrupted run, or with newer code.",
+        )
+        parser.add_argument(
+            "--baseline",
+            type=Path,
+            default=None,
+            help="An earlier run's --json: its sizes not measured now are set beside the ones measured now in the "
+            "summary (p95 per size, ratio, goal met or missed), which says that they come from separate runs.",
         )
         parser.add_argument(
             "--json", type=Path, default=None, help="Also write the results to this JSON file."
@@ -113,47 +123,87 @@ class Command(BaseCommand):
         sizes = sorted(int(s) for s in options["sizes"].split(",") if s.strip())
         if not sizes or any(s % pages_catalogue.CHUNK for s in sizes):
             raise CommandError(f"--sizes must be multiples of {pages_catalogue.CHUNK}.")
+        if options["measure_only"] and len(sizes) != 1:
+            raise CommandError("--measure-only measures one size: the catalogue's, as loaded.")
+        try:
+            baseline = runs_load(options["baseline"]) if options["baseline"] else []
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         call_command("migrate", interactive=False, verbosity=0)
         # The server runs without DEBUG, as in production: its pages name the hashed static files, as `make run` does.
         call_command("collectstatic", interactive=False, verbosity=0)
         version = model_ensure_active()
         if version is None:
             raise CommandError("No model version: the benchmark needs the active model's embeddings.")
-        self.out(f"Database {name}; model {version.version}; {os.cpu_count()} CPUs")
+        invocation = uuid.uuid4().hex[:12]
+        self.out(f"Database {name}; model {version.version}; {os.cpu_count()} CPUs; run {invocation}")
+        user = self._user()
+        runs: list[SizeRun] = []
         if options["measure_only"]:
-            run = SizeRun(size=sizes[-1], load_average=os.getloadavg(), load_s=0.0, index_s=0.0)
-            self.out(f"\n== {run.size:,} artworks as loaded (load average {run.load_average[0]:.1f})")
-            run.routes = self._measure(run.size, options["requests"])
-            self._write(options["json"], [run])
-            return
-        anchors, classes = self._anchors(version.version)
-        pages_catalogue.catalogue_reset()
-        pages_catalogue.stage_create()
-        runs, loaded = [], 0
-        for size in sizes:
-            started = time.perf_counter()
-            self._vector_indexes_drop()  # rebuilt after the load: far faster than growing them row by row
-            pages_catalogue.catalogue_extend(
-                anchors=anchors, classes=classes, version_id=version.pk, start=loaded, stop=size
-            )
-            pages_catalogue.label_check_seed()
-            load_s, loaded = time.perf_counter() - started, size
-            index_s = self._indexes_rebuild(self._vector_index_definitions(options["hnsw_ef_construction"]))
-            run = SizeRun(size=size, load_average=os.getloadavg(), load_s=load_s, index_s=index_s)
-            self.out(
-                f"\n== {size:,} artworks: loaded in {load_s:.0f} s, vector indexes rebuilt and analysed in "
-                f"{index_s:.0f} s (load average {run.load_average[0]:.1f} {run.load_average[1]:.1f} "
-                f"{run.load_average[2]:.1f} on {os.cpu_count()} CPUs)"
-            )
-            run.routes = self._measure(size, options["requests"])
-            runs.append(run)
-        self._summary(runs)
-        self._write(options["json"], runs)
+            size = sizes[0]
+            present = Artwork.objects.count()
+            if present != size:
+                self.out(f"WARNING: --sizes says {size:,} works, the catalogue holds {present:,}.")
+            self.out(f"\n== {size:,} artworks as loaded (load average {os.getloadavg()[0]:.1f})")
+            runs.append(self._size_measure(size, 0.0, 0.0, version, user, invocation, options["requests"]))
+            self._write(options["json"], runs)
+        else:
+            anchors, classes = self._anchors(version.version)
+            pages_catalogue.catalogue_reset()
+            pages_catalogue.stage_create()
+            loaded = 0
+            for size in sizes:
+                started = time.perf_counter()
+                self._vector_indexes_drop()  # rebuilt after the load: far faster than growing them row by row
+                pages_catalogue.catalogue_extend(
+                    anchors=anchors, classes=classes, version_id=version.pk, start=loaded, stop=size
+                )
+                pages_catalogue.label_check_seed()
+                load_s, loaded = time.perf_counter() - started, size
+                index_s = self._indexes_rebuild(
+                    self._vector_index_definitions(options["hnsw_ef_construction"])
+                )
+                load = os.getloadavg()
+                self.out(
+                    f"\n== {size:,} artworks: loaded in {load_s:.0f} s, vector indexes rebuilt and analysed in "
+                    f"{index_s:.0f} s (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on "
+                    f"{os.cpu_count()} CPUs)"
+                )
+                runs.append(
+                    self._size_measure(size, load_s, index_s, version, user, invocation, options["requests"])
+                )
+                # After each size: an interrupted run keeps what it measured (for --baseline).
+                self._write(options["json"], runs)
+        self._summary(runs_combine(baseline=baseline, current=runs), measured=runs)
+
+    def _size_measure(
+        self,
+        size: int,
+        load_s: float,
+        index_s: float,
+        version: ModelVersion,
+        user: Any,
+        invocation: str,
+        requests: int,
+    ) -> SizeRun:
+        setup = self._setup(version, user)
+        routes = pages_routes(size=size, version=version, setup=setup)
+        run = SizeRun(
+            size=size,
+            load_average=os.getloadavg(),
+            load_s=load_s,
+            index_s=index_s,
+            measured_at=timezone.now().isoformat(timespec="seconds"),
+            invocation=invocation,
+            setup=[asdict(step) for step in setup.steps],
+            source="this run",
+        )
+        run.routes = self._measure(routes, requests, user)
+        return run
 
     def _write(self, path: Path | None, runs: list[SizeRun]) -> None:
         if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps([asdict(r) for r in runs], indent=2))
+            runs_write(path, runs)
             self.out(f"Results written to {path}")
 
     def out(self, text: str = "") -> None:
@@ -215,94 +265,76 @@ class Command(BaseCommand):
 
     # --- the routes -------------------------------------------------------------------------------------------
 
-    def _routes(self, size: int) -> list[tuple[str, list[str], bool]]:
-        """(name, URLs to cycle through, API?) for each route."""
-        listing = artworks_with_prediction().order_by("-created_at", "-id")
-        portal_deep = min(2000 * PAGE, size - 2 * PAGE)
-        api_deep = min(5000 * PAGE, size - 2 * PAGE)
-        portal_row = listing[portal_deep - 1]
-        api_row = listing[api_deep - 1]
-        rng = np.random.default_rng(5)  # the same works at every size
-        ready = Artwork.objects.filter(status=Artwork.Status.READY)
-        picks = sorted(int(i) for i in rng.integers(1, min(size, 10_000), 12))
-        works = list(ready.filter(pk__in=picks).values_list("pk", flat=True))[:5]
-        types = {t.pk: t.slug for t in ArtworkType.objects.all()}
-        own = dict(artworks_with_prediction().filter(pk__in=works).values_list("pk", "effective_type_id"))
-        title = Artwork.objects.get(pk=works[0]).title
-        catalogue = reverse("catalogue:artwork-list")
-        api = reverse("api-artwork-list")
-        return [
-            ("catalogue /", [catalogue], False),
-            (
-                f"catalogue page {portal_deep // PAGE + 1:,} (keyset)",
-                [f"{catalogue}?cursor={keyset_cursor(listing, portal_row)}"],
-                False,
-            ),
-            ("catalogue filtered by type", [f"{catalogue}?type=painting"], False),
-            ("catalogue search by title", [f"{catalogue}?{urlencode({'search': title})}"], False),
-            ("review queue (lowest confidence)", [reverse("catalogue:review")], False),
-            ("review queue by entropy", [f"{reverse('catalogue:review')}?order=entropy"], False),
-            ("review queue by margin", [f"{reverse('catalogue:review')}?order=margin"], False),
-            ("mislabels queue", [reverse("catalogue:mislabels")], False),
-            ("quality", [reverse("catalogue:quality")], False),
-            ("map", [reverse("catalogue:map")], False),
-            ("Models page", [reverse("catalogue:models")], False),
-            ("API list", [api], True),
-            (
-                f"API page {api_deep // PAGE + 1:,} (keyset)",
-                [f"{api}?cursor={keyset_cursor(listing, api_row)}"],
-                True,
-            ),
-            ("API filtered by type", [f"{api}?type=painting"], True),
-            ("API similar", [reverse("api-artwork-similar", args=[pk]) for pk in works], True),
-            (
-                "API similar with type",
-                [f"{reverse('api-artwork-similar', args=[pk])}?type={types[own[pk]]}" for pk in works],
-                True,
-            ),
-            ("artwork page", [reverse("catalogue:artwork-detail", args=[pk]) for pk in works], False),
-        ]
+    def _setup(self, version: ModelVersion, user: Any) -> PagesSetup:
+        """What the newer routes need beyond the seeded catalogue (bench/pages_setup.py), each step timed."""
+        self.out("  setup (bench/pages_setup.py; idempotent):")
+        setup = pages_setup_ensure(version=version, user=user)
+        for step in setup.steps:
+            self.out(f"    {step.name:<24} {step.seconds:7.1f} s  {step.done}")
+        return setup
 
-    def _measure(self, size: int, requests: int) -> list[RouteResult]:
-        session, token = self._credentials()
+    def _measure(self, routes: list[Route], requests: int, user: Any) -> list[RouteResult]:
+        session, token = self._credentials(user)
         port = free_port()
         server = self._server_start(port)
         results = []
         try:
             self._wait_ready(port, token, server)
-            client = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            for name, urls, is_api in self._routes(size):
-                headers = (
-                    {"Authorization": f"Token {token}"} if is_api else {"Cookie": f"sessionid={session}"}
-                )
-                samples, status, size_bytes = [], 0, 0
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            for route in routes:
+                headers = {"Accept-Encoding": "gzip", **route.headers}  # as a browser asks (the map's points)
+                if route.api:
+                    headers["Authorization"] = f"Token {token}"
+                else:
+                    headers["Cookie"] = f"sessionid={session}; csrftoken={CSRF_SECRET}"
+                if route.post is not None:
+                    headers["X-CSRFToken"] = CSRF_SECRET
+                if route.stream:
+                    headers[CHUNKS_REQUEST_HEADER] = "2"
+                samples: dict[str, list[float]] = {metric: [] for _, metric in route.measures}
+                status, size_bytes, started = OK, 0, time.perf_counter()
                 for n in range(WARM_UP + requests):
-                    url = urls[n % len(urls)]
-                    status, size_bytes, server_ms = _get(client, url, headers)
+                    answer = _request(client, route.urls[n % len(route.urls)], headers, route)
+                    size_bytes = answer.bytes
+                    if answer.status != OK and status == OK:
+                        status = answer.status
+                        self.out(
+                            f"  WARNING: {route.name} answered HTTP {answer.status}, not 200: "
+                            f"{route.urls[n % len(route.urls)]}"
+                        )
                     if n >= WARM_UP:
-                        samples.append(server_ms)
-                result = RouteResult(
-                    name=name,
-                    url=urls[0],
-                    p50_ms=float(np.percentile(samples, 50)),
-                    p95_ms=float(np.percentile(samples, 95)),
-                    bytes=size_bytes,
-                    status=status,
-                    samples=samples,
-                )
-                results.append(result)
-                self.out(
-                    f"  {name:<36} p50 {result.p50_ms:8.1f} ms  p95 {result.p95_ms:8.1f} ms  "
-                    f"{result.bytes / 1024:7.1f} KB  HTTP {status}"
-                )
+                        for metric in samples:
+                            samples[metric].append(answer.timings.get(metric, float("nan")))
+                for suffix, metric in route.measures:
+                    result = RouteResult(
+                        name=route.name + suffix,
+                        url=route.urls[0],
+                        p50_ms=float(np.percentile(samples[metric], 50)),
+                        p95_ms=float(np.percentile(samples[metric], 95)),
+                        bytes=size_bytes,
+                        status=status,
+                        samples=samples[metric],
+                        measure=metric,
+                    )
+                    results.append(result)
+                    kind = "KB read, then dropped" if route.stream else "KB"
+                    self.out(
+                        f"  {result.name:<40} p50 {result.p50_ms:8.1f} ms  p95 {result.p95_ms:8.1f} ms  "
+                        f"{result.bytes / 1024:7.1f} {kind}  HTTP {status}  ({time.perf_counter() - started:.0f} s "
+                        f"for {WARM_UP + requests} requests)"
+                    )
         finally:
             server_stop(server)
         return results
 
-    def _credentials(self) -> tuple[str, str]:
-        """A curator's session (the portal) and token (the API)."""
+    def _user(self) -> Any:
+        """The curator the portal's session and the API's token belong to (and who makes the setup's edits)."""
         user, _ = get_user_model().objects.get_or_create(username=BENCH_USER)
         user.groups.add(Group.objects.get(name="Curators"))
+        return user
+
+    def _credentials(self, user: Any) -> tuple[str, str]:
+        """The curator's session (the portal) and token (the API)."""
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
         session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
@@ -339,7 +371,8 @@ class Command(BaseCommand):
                 raise CommandError("gunicorn exited; see var/bench-pages/gunicorn.log")
             try:
                 client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                if _get(client, "/api/v1/types/", {"Authorization": f"Token {token}"})[0] == 200:
+                answer = _request(client, "/api/v1/types/", {"Authorization": f"Token {token}"}, READY_ROUTE)
+                if answer.status == OK:
                     return
             except OSError:
                 pass
@@ -348,35 +381,64 @@ class Command(BaseCommand):
 
     # --- report -----------------------------------------------------------------------------------------------
 
-    def _summary(self, runs: list[SizeRun]) -> None:
-        if len(runs) < 2:
-            return
-        small, large = runs[0], runs[-1]
-        self.out(
-            f"\nSummary: server-side p95 (p50) in ms, {small.size:,} vs {large.size:,} artworks; goal: p95 at "
-            f"{large.size:,} <= {GOAL_RATIO:g}x at {small.size:,} and <= {GOAL_MS:g} ms. Load average "
-            f"{small.load_average[0]:.1f} / {large.load_average[0]:.1f} on {os.cpu_count()} CPUs."
-        )
-        self.out(
-            f"{'route':<36} {'small p95 (p50)':>17} {'large p95 (p50)':>17} {'ratio':>6} {'KB':>13}  goal"
-        )
-        met = 0
-        for a, b in zip(small.routes, large.routes, strict=True):
-            ratio = b.p95_ms / a.p95_ms if a.p95_ms else float("inf")
-            ok = ratio <= GOAL_RATIO and b.p95_ms <= GOAL_MS
-            met += ok
-            self.out(
-                f"{b.name:<36} {a.p95_ms:8.1f} ({a.p50_ms:6.1f}) {b.p95_ms:8.1f} ({b.p50_ms:6.1f}) {ratio:6.2f} "
-                f"{a.bytes / 1024:6.1f}/{b.bytes / 1024:6.1f}  {'MET' if ok else 'MISSED'}"
-            )
-        self.out(f"{met} of {len(large.routes)} routes meet the goal.")
+    def _summary(self, runs: list[SizeRun], *, measured: list[SizeRun]) -> None:
+        """The smallest size beside the largest (from this run, or the --baseline file for a size not measured
+        now), and the routes that did not answer 200."""
+        if len(runs) >= 2:
+            self.out("")
+            for line in comparison_lines(runs[0], runs[-1], cpus=os.cpu_count()):
+                self.out(line)
+        elif measured:
+            self.out("\nOne size only: no ratio (give --baseline with an earlier run's --json to compare).")
+        failed = failures(runs)
+        if failed:
+            self.out(f"\nWARNING: {len(failed)} route(s) did not answer 200:")
+            for line in failed:
+                self.out(f"  {line}")
 
 
-def _get(client: http.client.HTTPConnection, url: str, headers: dict[str, str]) -> tuple[int, int, float]:
-    """(status, body bytes, server-side ms from Server-Timing)."""
-    client.request("GET", url, headers=headers)
+@dataclass
+class Answer:
+    status: int
+    bytes: int
+    timings: dict[str, float] = field(default_factory=dict)  # Server-Timing measures, ms
+
+
+def server_timings(header: str) -> dict[str, float]:
+    """``{name: ms}`` from a ``Server-Timing`` header (several headers arrive joined by commas: the map's points
+    add their own ``build``)."""
+    timings = {}
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "dur" and name:
+                try:
+                    timings[name.strip()] = float(value)
+                except ValueError:
+                    continue
+    return timings
+
+
+def _request(client: http.client.HTTPConnection, url: str, headers: dict[str, str], route: Route) -> Answer:
+    """One request of ``route``: the whole body read, or for a streamed one its first bytes, then the connection
+    dropped (the next request opens another)."""
+    if route.post is not None:
+        body, content_type = route.post
+        client.request("POST", url, body=body, headers={**headers, "Content-Type": content_type})
+    else:
+        client.request("GET", url, headers=headers)
     response = client.getresponse()
-    body = response.read()
-    timing = response.getheader("Server-Timing") or "app;dur=nan"
-    server_ms = float(timing.split("dur=", 1)[1].split(",", 1)[0])
-    return response.status, len(body), server_ms
+    if route.stream:
+        data = response.read(STREAM_PEEK)
+        # The response's file holds the socket open after the connection's close: close both, so that the socket
+        # is reset and the server's next write fails at once (else it streams the export on into the buffers).
+        response.close()
+        client.close()
+    else:
+        data = response.read()
+    return Answer(
+        status=response.status,
+        bytes=len(data),
+        timings=server_timings(response.getheader("Server-Timing") or ""),
+    )
