@@ -109,6 +109,8 @@ def _chunk_load(
 
 def _rows_insert(cursor: Any, files: list[tuple[str, str]], version_id: int) -> None:
     # created_at: three works per second, so the catalogue's order has ties for its id tie-breaker to settle.
+    # Labels as an import gives them (most of a large collection's): the label check flags only unverified labels,
+    # so the mislabels queue's rows (label_check_seed) are open ones, as they are after a real check.
     cursor.execute(
         """
         INSERT INTO catalogue_artwork (id, title, artist, date, accession_number, description, image, thumbnail,
@@ -119,7 +121,7 @@ def _rows_insert(cursor: Any, files: list[tuple[str, str]], version_id: int) -> 
             '', NULL, '', (%(images)s::text[])[1 + s.id %% %(n_files)s], (%(thumbs)s::text[])[1 + s.id %% %(n_files)s],
             lpad(to_hex(s.id), 64, '0'), 300, 320, 20000, '{}'::jsonb, e.status,
             CASE WHEN e.status = 'failed' THEN 'Bench: a damaged file' ELSE '' END, 1, now(),
-            NULLIF(s.curator_type_id, -1), CASE WHEN s.curator_type_id = -1 THEN '' ELSE %(set)s END, NULL,
+            NULLIF(s.curator_type_id, -1), CASE WHEN s.curator_type_id = -1 THEN '' ELSE %(provenance)s END, NULL,
             timestamptz '2026-01-01' + (s.id / 3) * interval '1 second', now(), '', '', '{}'::bigint[]
         FROM bench_stage s JOIN bench_stage_extra e USING (id)
         """,
@@ -129,7 +131,7 @@ def _rows_insert(cursor: Any, files: list[tuple[str, str]], version_id: int) -> 
             "images": [image for image, _ in files],
             "thumbs": [thumb for _, thumb in files],
             "n_files": len(files),
-            "set": Artwork.Provenance.SET,
+            "provenance": Artwork.Provenance.IMPORTED,
         },
     )
     cursor.execute(

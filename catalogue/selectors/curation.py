@@ -23,9 +23,10 @@ read fresh on each view: a type added or renamed needs no recount.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from django.core.cache import caches
 from django.db import connection
@@ -145,6 +146,7 @@ Counts = dict[tuple[str, int, int], int]
 
 #: Seconds an entry of agreement counts is served at most (the safety net; a write announces its change at once).
 AGREEMENT_MAX_AGE = 300
+T = TypeVar("T")
 SHARED_CACHE = "shared"
 
 
@@ -162,10 +164,11 @@ def agreement_generation_key() -> str:
     return f"agreement:{connection.settings_dict['NAME']}:generation"
 
 
-def _agreement_counts(version_ids: Sequence[int] | None) -> AgreementCounts:
-    """The counts of these versions (None: every version), from the shared cache when no label or prediction has
-    changed since they were counted, else counted now (and cached). Redis being down only costs the count."""
-    scope = "all" if version_ids is None else ",".join(str(v) for v in sorted(version_ids))
+def labels_generation_cached(scope: str, compute: Callable[[], T]) -> tuple[T, datetime]:
+    """``compute()``'s value and when it was computed: from the shared cache when no label or prediction of a
+    labelled work has changed since (the labels generation above), else computed now and cached. For figures that
+    depend only on the labels (and the predictions of labelled works). ``compute`` must return plain built-in values
+    (any later release can read them back). Redis being down only costs the computation."""
     cache = caches[SHARED_CACHE]
     key = None
     try:
@@ -176,18 +179,24 @@ def _agreement_counts(version_ids: Sequence[int] | None) -> AgreementCounts:
             generation = cache.get(agreement_generation_key())
         key = f"agreement:{connection.settings_dict['NAME']}:{generation}:{scope}"
         cached = cache.get(key)
-        # Kept as plain built-in values, which any later release can read back.
         if isinstance(cached, tuple) and len(cached) == 2:
-            return AgreementCounts(by_version=cached[0], computed_at=cached[1])
+            return cached[0], cached[1]
     except (RedisError, OSError):
         key = None
-    counted = AgreementCounts(by_version=_agreement_counts_query(version_ids), computed_at=timezone.now())
+    value, computed_at = compute(), timezone.now()
     if key is not None:
         try:
-            cache.set(key, (counted.by_version, counted.computed_at), AGREEMENT_MAX_AGE)
+            cache.set(key, (value, computed_at), AGREEMENT_MAX_AGE)
         except (RedisError, OSError):
             pass
-    return counted
+    return value, computed_at
+
+
+def _agreement_counts(version_ids: Sequence[int] | None) -> AgreementCounts:
+    """The counts of these versions (None: every version), counted once per labels generation."""
+    scope = "all" if version_ids is None else ",".join(str(v) for v in sorted(version_ids))
+    by_version, computed_at = labels_generation_cached(scope, lambda: _agreement_counts_query(version_ids))
+    return AgreementCounts(by_version=by_version, computed_at=computed_at)
 
 
 def _agreement_counts_query(version_ids: Sequence[int] | None) -> dict[int, Counts]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.db.models import F, QuerySet
 
 from catalogue.models import Artwork, LabelCheck, LabelIssue
+from catalogue.selectors.curation import labels_generation_cached
 
 
 def label_check_latest() -> LabelCheck | None:
@@ -81,11 +82,15 @@ class MislabelProgress:
 
 
 def mislabel_progress() -> MislabelProgress:
+    """The check's flagged labels are counted through their index; the ones still open (a join of every flagged
+    label with its artwork: thousands in a large catalogue) once per labels generation, since only a label's change
+    settles one (:func:`catalogue.selectors.curation.labels_generation_cached`)."""
     check = label_check_latest_done()
-    flagged = check.issues.filter(flagged=True).count() if check is not None else 0
-    return MislabelProgress(
-        check=check,
-        latest=label_check_latest(),
-        flagged=flagged,
-        remaining=mislabel_queue(check=check).count() if check is not None else 0,
-    )
+    flagged = remaining = 0
+    if check is not None:
+        done = check  # for the closure's type
+        flagged = check.issues.filter(flagged=True).count()
+        remaining, _ = labels_generation_cached(
+            f"mislabels:{check.pk}", lambda: mislabel_queue(check=done).count()
+        )
+    return MislabelProgress(check=check, latest=label_check_latest(), flagged=flagged, remaining=remaining)
