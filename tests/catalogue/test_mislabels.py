@@ -168,7 +168,9 @@ def test_progress_follows_each_decision_although_the_open_count_is_kept_between_
     assert mislabel_progress().remaining == 3  # counted, and kept for the next views
     mislabel_decide(artwork_id=works["A"].pk, decision=MislabelDecision.KEEP, user=curator)
     assert (mislabel_progress().settled, mislabel_progress().remaining) == (3, 2)
-    label_correct(artwork=works["B"], to_type=type_of("sculpture"), user=curator, source=LabelCorrection.Source.API)
+    label_correct(
+        artwork=works["B"], to_type=type_of("sculpture"), user=curator, source=LabelCorrection.Source.API
+    )
     assert mislabel_progress().remaining == 1  # a label changed anywhere settles its entry too
 
 
