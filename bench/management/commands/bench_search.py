@@ -38,8 +38,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from bench.pgcopy import stage_copy_payload
-from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, ArtworkType, Prediction
+from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, ArtworkType, MovedEmbedding, Prediction
 from catalogue.selectors.similarity import HNSW_EF_SEARCH, SearchStats, embedding_nearest
+from catalogue.services.moved_embeddings import moved_embeddings_sync
 
 DEFAULT_FOLDER = settings.BASE_DIR.parent / "shared" / "data" / "art-images"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
@@ -316,6 +317,8 @@ class Command(BaseCommand):
             cursor.execute(
                 "SELECT setval(pg_get_serial_sequence('catalogue_artwork', 'id'), (SELECT max(id) FROM catalogue_artwork))"
             )
+        # The rows went in by COPY, past the services: the moved works' embeddings of the whole catalogue at once.
+        moved_embeddings_sync(artwork_ids=None)
 
     def _copy_stage(
         self, ids: np.ndarray, types: np.ndarray, curated: np.ndarray, vectors: np.ndarray
@@ -353,6 +356,7 @@ class Command(BaseCommand):
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE catalogue_artwork")
             cursor.execute("ANALYZE catalogue_prediction")
+            cursor.execute(f"ANALYZE {MovedEmbedding._meta.db_table}")
 
     # --- index and measurements -------------------------------------------------------------------------------
 
