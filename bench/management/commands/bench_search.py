@@ -444,7 +444,8 @@ class Command(BaseCommand):
         )
         cases = [("unfiltered", None), ("own type", "own"), (f"rare type ({self.types[rare].slug})", rare)]
         if self.options["explain"]:
-            self._explain(vectors[queries[0]], int(queries[0]) + 1, self.types[rare].slug)
+            own = self.types[int(effective[queries[0]])].slug
+            self._explain(vectors[queries[0]], int(queries[0]) + 1, [own, self.types[rare].slug])
         reference = self._reference()
         result.measures.append(reference)
         self.out(
@@ -543,24 +544,36 @@ class Command(BaseCommand):
             fallbacks=0,
         )
 
-    def _explain(self, vector: np.ndarray, artwork_id: int, rare_slug: str) -> None:
-        from pgvector.django import CosineDistance
+    def _explain(self, vector: np.ndarray, artwork_id: int, slugs: list[str]) -> None:
+        """The plans of the statements the selector itself runs (captured as it searches, then run again under
+        EXPLAIN ANALYZE): unfiltered and with each type in ``slugs``. A typed search should show the type's partial
+        HNSW index (``prediction_hnsw_<slug>``) for the kept half, and the moved half reading the side table and
+        joining the artworks only for the rows it returns."""
+        for slug in (None, *slugs):
+            searches = self._search_statements(vector, artwork_id, slug)
+            with connection.cursor() as cursor:
+                for sql, params in searches:
+                    cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}", params)
+                    plan = "\n".join(row[0] for row in cursor.fetchall())
+                    plan = re.sub(r"'\[[^\]]*\]'::vector", "'[...]'::vector", plan)
+                    self.out(f"  plan ({slug or 'unfiltered'}):\n    " + plan.replace("\n", "\n    "))
 
-        for slug in (None, rare_slug):
-            qs = Prediction.objects.filter(
-                model_version=self.version, artwork__status=Artwork.Status.READY
-            ).exclude(artwork_id=artwork_id)
-            if slug:
-                # The index half of a filtered search (see embedding_nearest).
-                type_id = ArtworkType.objects.get(slug=slug).pk
-                qs = qs.filter(predicted_type_id=type_id, artwork__curator_type__isnull=True)
-            qs = (
-                qs.select_related("artwork")
-                .annotate(distance=CosineDistance("embedding", vector))
-                .order_by("distance")[:K]
+    def _search_statements(
+        self, vector: np.ndarray, artwork_id: int, slug: str | None
+    ) -> list[tuple[str, Any]]:
+        """The vector search statements (with their parameters) one call of the selector runs."""
+        captured: list[tuple[str, Any]] = []
+
+        def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            if "<=>" in sql:
+                captured.append((sql, params))
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(capture):
+            embedding_nearest(
+                embedding=vector, version=self.version, k=K, type_slug=slug, exclude_artwork_id=artwork_id
             )
-            plan = re.sub(r"'\[[^\]]*\]'::vector", "'[...]'::vector", qs.explain())
-            self.out(f"  plan ({slug or 'unfiltered'}):\n    " + plan.replace("\n", "\n    "))
+        return captured
 
     # --- summary ----------------------------------------------------------------------------------------------
 
