@@ -133,8 +133,8 @@ def embedding_nearest(
         rows = [*exact, *(row for row in rows if not row.indexed)]
         if stats is not None:
             stats.fallbacks += 1
-    rows.sort(key=lambda row: row.work.distance)
-    return [row.work for row in rows[:k]]
+    rows.sort(key=lambda row: row.distance)
+    return [row.work() for row in rows[:k]]
 
 
 VECTOR = VectorField(dimensions=EMBEDDING_DIMENSIONS)
@@ -147,8 +147,18 @@ _ARTWORK_NAMES = [f.attname for f in _ARTWORK_FIELDS]
 
 @dataclass(frozen=True)
 class _Row:
-    work: SimilarWork
+    distance: float
     indexed: bool  # from the index half (which an exact scan replaces when short)
+    values: tuple[Any, ...]  # as the statement returns them
+
+    def work(self) -> SimilarWork:
+        """The similar work, made only for the rows kept: a typed search reads up to 2 k rows (k from each half)."""
+        return SimilarWork(
+            artwork=Artwork.from_db(connection.alias, _ARTWORK_NAMES, self.values[4:]),
+            distance=self.distance,
+            predicted_type_id=self.values[1],
+            effective_type_id=self.values[2],
+        )
 
 
 @functools.cache
@@ -214,18 +224,7 @@ def _fetch(sql: str, params: dict[str, Any]) -> list[_Row]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         results = cursor.fetchall()
-    return [
-        _Row(
-            work=SimilarWork(
-                artwork=Artwork.from_db(connection.alias, _ARTWORK_NAMES, values[4:]),
-                distance=float(values[3]),
-                predicted_type_id=values[1],
-                effective_type_id=values[2],
-            ),
-            indexed=bool(values[0]),
-        )
-        for values in results
-    ]
+    return [_Row(distance=float(values[3]), indexed=bool(values[0]), values=values) for values in results]
 
 
 def _session_prepare(ef_search: int) -> None:
