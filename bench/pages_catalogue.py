@@ -20,8 +20,9 @@ from django.db import connection
 
 from bench.pgcopy import stage_copy_payload
 from bench.seeding import ARTISTS, shared_files
-from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, LabelCheck, prediction_uncertainty
+from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, LabelCheck, MovedEmbedding, prediction_uncertainty
 from catalogue.services.agreement import agreement_counts_invalidate
+from catalogue.services.moved_embeddings import moved_embeddings_sync
 
 CHUNK = 10_000
 CURATED = 0.01  # share of works with a curator label (a different type than the model's)
@@ -69,6 +70,10 @@ def catalogue_extend(
         )
     # The rows went in by COPY, past the services: the quality figures cached for the smaller catalogue are stale.
     agreement_counts_invalidate()
+    # ... and the moved works' embeddings of the whole catalogue, at once.
+    moved_embeddings_sync(artwork_ids=None)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {MovedEmbedding._meta.db_table}")
 
 
 def _chunk_load(

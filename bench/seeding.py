@@ -18,6 +18,7 @@ from rich.progress import Progress
 from bench.pictures import jpeg_bytes, synthetic_picture
 from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
 from catalogue.services.artworks import thumbnail_bytes
+from catalogue.services.moved_embeddings import moved_embeddings_sync
 
 BATCH = 1000
 ARTISTS = ["Rembrandt", "Hals", "Vermeer", "Dürer", "Goya", "Hokusai", "Unknown"]
@@ -78,6 +79,8 @@ def catalogue_seed(*, version: Any, classifier: Any, target: int) -> int:
             progress.advance(task, len(lacking[start : start + BATCH]))
         if new:
             _artworks_add(new, embeddings, lambda n: progress.advance(task, n))
+    # Predictions written past prediction_store (bulk_create): the moved works' embeddings of the whole catalogue.
+    moved_embeddings_sync(artwork_ids=None)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE catalogue_artwork")
         cursor.execute("ANALYZE catalogue_prediction")

@@ -262,6 +262,55 @@ class Prediction(models.Model):
         )
 
 
+class MovedEmbedding(models.Model):
+    """The embedding of a work a curator moved out of the model's type, per model version: a copy of the prediction's
+    vector, kept only while the artwork's label differs from that version's predicted type (about 1 % of a catalogue).
+
+    Why: "similar works of type T" searches the per-type partial HNSW index of T for the works the model put in T,
+    and must also scan exactly the works a curator moved into T. At a million works those are thousands of rows
+    scattered over a 2 GB predictions table and the artworks' heap; this table holds them compactly, so the search
+    reads a few hundred kilobytes and joins the artworks only for the rows it returns
+    (``catalogue.selectors.similarity``).
+
+    Derived data, never edited: :func:`catalogue.services.moved_embeddings.moved_embeddings_sync` recomputes an
+    artwork's rows from its label and predictions, in the transaction of every write that changes either (the label
+    services, the upload and import services, ``prediction_store``); deleting the artwork or the version deletes
+    them.
+    """
+
+    # No index per foreign key: the unique pair leads with the artwork (the sync, the artwork's delete), the type
+    # index with the version; a type is deleted only when nothing uses it.
+    artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="+", db_index=False)
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    artwork_type = models.ForeignKey(
+        ArtworkType,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        help_text="The curator's type (the effective one).",
+    )
+    predicted_type = models.ForeignKey(
+        ArtworkType, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["artwork", "model_version"], name="one_moved_embedding_per_version"
+            ),
+        ]
+        # The typed search reads one version's works of one type.
+        indexes = [models.Index(fields=["model_version", "artwork_type"], name="moved_embedding_type")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.artwork_id} @ {self.model_version_id}: {self.predicted_type_id} → {self.artwork_type_id}"
+        )
+
+
 class LabelCorrection(models.Model):
     """The audit trail: every change of an artwork's type by a person or an import."""
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from catalogue.models import Artwork, ArtworkType, LabelCheck, LabelIssue, Prediction, prediction_uncertainty
 from catalogue.services.artworks import artwork_create
+from catalogue.services.moved_embeddings import moved_embeddings_sync
 from tests.images import image_bytes
 
 _seeds = itertools.count(1000)
@@ -67,7 +68,7 @@ def prediction_for(
     slugs = list(ArtworkType.objects.values_list("slug", flat=True))
     rest = (1 - confidence) / (len(slugs) - 1)
     probabilities = {s: (confidence if s == type_slug else rest) for s in slugs}
-    return Prediction.objects.create(
+    prediction = Prediction.objects.create(
         artwork=artwork,
         model_version=version,
         predicted_type=artwork_type,
@@ -76,6 +77,8 @@ def prediction_for(
         embedding=np.asarray(embedding, dtype=np.float32),
         **prediction_uncertainty(probabilities.values()),  # as prediction_store stores them
     )
+    moved_embeddings_sync(artwork_ids=[artwork.pk])  # as prediction_store does
+    return prediction
 
 
 class LabelCheckFactory(factory.django.DjangoModelFactory):

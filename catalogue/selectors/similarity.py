@@ -12,7 +12,7 @@ import numpy as np
 from django.db import connection
 from pgvector.django import VectorField
 
-from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, Prediction, effective_type
+from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, MovedEmbedding, Prediction, effective_type
 from catalogue.selectors.artworks import artwork_prediction, artwork_type_by_slug
 from inference.models import ModelVersion
 
@@ -102,9 +102,10 @@ def embedding_nearest(
     With a type T, the two halves of "effective type is T" are asked separately, in one statement (UNION ALL), and
     merged: works the model put in T that no curator moved elsewhere (the per-type partial HNSW index
     ``prediction_hnsw_<slug>`` hands out only those, so a rare type finds its k in the index instead of in an exact
-    scan of the whole type), and works a curator moved into T from another type (few: scanned exactly). Their
-    vectors sit among the type the model wrongly gave them, so for a query from that neighbourhood they are often
-    the nearest works of T, and a filtered index search would miss them.
+    scan of the whole type), and works a curator moved into T from another type (few: scanned exactly, from the
+    side table of moved works' embeddings, :class:`catalogue.models.MovedEmbedding`, which the label and prediction
+    services keep exact). Their vectors sit among the type the model wrongly gave them, so for a query from that
+    neighbourhood they are often the nearest works of T, and a filtered index search would miss them.
 
     One hand-written statement per search, its text built once per shape (:func:`_statement`): the ORM's query
     compilation and model instances cost more than PostgreSQL's search at a million works (make bench-search
@@ -132,8 +133,8 @@ def embedding_nearest(
         rows = [*exact, *(row for row in rows if not row.indexed)]
         if stats is not None:
             stats.fallbacks += 1
-    rows.sort(key=lambda row: row.work.distance)
-    return [row.work for row in rows[:k]]
+    rows.sort(key=lambda row: row.distance)
+    return [row.work() for row in rows[:k]]
 
 
 VECTOR = VectorField(dimensions=EMBEDDING_DIMENSIONS)
@@ -146,15 +147,26 @@ _ARTWORK_NAMES = [f.attname for f in _ARTWORK_FIELDS]
 
 @dataclass(frozen=True)
 class _Row:
-    work: SimilarWork
+    distance: float
     indexed: bool  # from the index half (which an exact scan replaces when short)
+    values: tuple[Any, ...]  # as the statement returns them
+
+    def work(self) -> SimilarWork:
+        """The similar work, made only for the rows kept: a typed search reads up to 2 k rows (k from each half)."""
+        return SimilarWork(
+            artwork=Artwork.from_db(connection.alias, _ARTWORK_NAMES, self.values[4:]),
+            distance=self.distance,
+            predicted_type_id=self.values[1],
+            effective_type_id=self.values[2],
+        )
 
 
 @functools.cache
 def _statement(*, typed: bool, exact: bool) -> str:
     """The search's SQL: the indexed half (through the HNSW index, or exactly: ordering by ``distance + 0`` is an
     expression no vector index can serve, so PostgreSQL computes the distance of every row the filters leave, found
-    through the ordinary indexes), and with a type the exact half of works a curator moved into it.
+    through the ordinary indexes), and with a type the exact half of works a curator moved into it
+    (:func:`_moved_half`).
 
     The type id is interpolated by the driver as a literal, so the planner matches the per-type partial index."""
     columns = ", ".join(f'a."{f.column}"' for f in _ARTWORK_FIELDS)
@@ -175,10 +187,27 @@ def _statement(*, typed: bool, exact: bool) -> str:
     kept = (
         "AND p.predicted_type_id = %(type)s AND (a.curator_type_id IS NULL OR a.curator_type_id = %(type)s)"
     )
-    moved = "AND a.curator_type_id = %(type)s AND p.predicted_type_id <> %(type)s"
     if exact:
         return half(True, kept, False)
-    return f"({half(True, kept, True)}) UNION ALL ({half(False, moved, False)})"
+    return f"({half(True, kept, True)}) UNION ALL ({_moved_half(columns)})"
+
+
+def _moved_half(columns: str) -> str:
+    """The works a curator moved into the type, nearest first, from the side table of moved works' embeddings
+    (:class:`catalogue.models.MovedEmbedding`: their type there is the curator's, the effective one by the rule).
+
+    Its distances are computed and sorted in the subquery (a few thousand rows of a small table at a million works;
+    ``OFFSET 0`` keeps it a subquery), and the artworks are joined in that order by their primary key, so the
+    ready check and the artwork's columns cost a lookup only for the rows read until k are found, not for every
+    moved work of the type."""
+    distance = "embedding <=> %(vector)s::vector"
+    return (
+        f"SELECT false, m.predicted_type_id, m.artwork_type_id, m.distance, {columns} "
+        f"FROM (SELECT artwork_id, predicted_type_id, artwork_type_id, {distance} AS distance "
+        f"FROM {MovedEmbedding._meta.db_table} WHERE model_version_id = %(version)s "
+        "AND artwork_type_id = %(type)s AND artwork_id <> %(exclude)s ORDER BY distance OFFSET 0) m "
+        "JOIN catalogue_artwork a ON a.id = m.artwork_id WHERE a.status = %(ready)s ORDER BY m.distance LIMIT %(k)s"
+    )
 
 
 def _effective_type_sql() -> str:
@@ -195,18 +224,7 @@ def _fetch(sql: str, params: dict[str, Any]) -> list[_Row]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         results = cursor.fetchall()
-    return [
-        _Row(
-            work=SimilarWork(
-                artwork=Artwork.from_db(connection.alias, _ARTWORK_NAMES, values[4:]),
-                distance=float(values[3]),
-                predicted_type_id=values[1],
-                effective_type_id=values[2],
-            ),
-            indexed=bool(values[0]),
-        )
-        for values in results
-    ]
+    return [_Row(distance=float(values[3]), indexed=bool(values[0]), values=values) for values in results]
 
 
 def _session_prepare(ef_search: int) -> None:

@@ -237,6 +237,7 @@ def artwork_create(
                     if label_source == LabelCorrection.Source.IMPORT
                     else "Type given at upload.",
                 )
+                # No moved-embedding row yet: the work has no prediction; its first one (prediction_store) writes it.
             if enqueue:
                 artwork_ids = [artwork.pk]
                 transaction.on_commit(lambda: classification_enqueue(artwork_ids=artwork_ids))

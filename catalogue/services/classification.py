@@ -30,6 +30,7 @@ from catalogue.selectors.artworks import artwork_types
 from catalogue.selectors.similarity import SimilarWork, embedding_nearest
 from catalogue.services.agreement import agreement_counts_invalidate
 from catalogue.services.maps import map_points_place
+from catalogue.services.moved_embeddings import moved_embeddings_sync
 from catalogue.services.near_duplicates import near_duplicates_enqueue
 from inference.loader import get_classifier
 from inference.models import ModelVersion
@@ -272,7 +273,8 @@ def prediction_store(
     probabilities: np.ndarray,
     embeddings: np.ndarray,
 ) -> list[Prediction]:
-    """Write (or overwrite) one model version's predictions for a batch of artworks in one statement."""
+    """Write (or overwrite) one model version's predictions for a batch of artworks in one statement, with the map
+    points and the moved works' embeddings that follow from them, in one transaction."""
     types = {t.slug: t for t in ArtworkType.objects.all()}
     rows = []
     for artwork_id, probs, embedding in zip(artwork_ids, probabilities, embeddings, strict=True):
@@ -288,16 +290,28 @@ def prediction_store(
                 **prediction_uncertainty(probs),
             )
         )
-    stored = Prediction.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["artwork", "model_version"],
-        update_fields=["predicted_type", "confidence", "probabilities", "embedding", "entropy", "margin"],
-    )
-    agreement_counts_invalidate(artwork_ids=artwork_ids)  # only when one of them is labelled
-    map_points_place(
-        model_version=model_version, artwork_ids=artwork_ids
-    )  # the map takes new works in at once
+    with transaction.atomic():
+        # The works locked before their predictions, in id order (as the sync locks them): locking them only in the
+        # sync, after the prediction rows, could deadlock with a worker that holds a work and writes its prediction.
+        list(
+            Artwork.objects.select_for_update(no_key=True)
+            .filter(pk__in=artwork_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        stored = Prediction.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["artwork", "model_version"],
+            update_fields=["predicted_type", "confidence", "probabilities", "embedding", "entropy", "margin"],
+        )
+        agreement_counts_invalidate(artwork_ids=artwork_ids)  # only when one of them is labelled
+        map_points_place(
+            model_version=model_version, artwork_ids=artwork_ids
+        )  # the map takes new works in at once
+        # A labelled work whose new prediction is another type is a moved work of this version (and one whose
+        # prediction now agrees with its label is not any more).
+        moved_embeddings_sync(artwork_ids=artwork_ids)
     return stored
 
 

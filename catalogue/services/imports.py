@@ -199,6 +199,8 @@ def _batch_store(
                 for artwork, draft in zip(artworks, drafts, strict=True)
                 if draft.curator_type is not None
             )
+            # After the labels, in their transaction: prediction_store's sync writes the embeddings of the works
+            # whose label is not the model's type (without predictions there is nothing to write yet).
             _predictions_store(artwork_ids=[artwork.pk for artwork in artworks], predictions=predictions)
     except BaseException:
         _unreferenced_files_delete(written)

@@ -1,5 +1,7 @@
 """The curators' labels: every change of an artwork's type, and every confirmation of one, goes through here and
-into the audit trail (from → to, who, where, why), and sets where the label came from (``label_provenance``)."""
+into the audit trail (from → to, who, where, why), sets where the label came from (``label_provenance``) and, in the
+same transaction, the moved works' embeddings the typed similar-works search reads
+(:func:`catalogue.services.moved_embeddings.moved_embeddings_sync`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from catalogue.models import Artwork, ArtworkType, BulkEdit, LabelCorrection
 from catalogue.selectors.artworks import artwork_effective_type
 from catalogue.services.agreement import agreement_counts_invalidate
 from catalogue.services.history import artwork_changes_record, type_value
+from catalogue.services.moved_embeddings import moved_embeddings_sync
 
 
 class NothingToConfirm(Exception):
@@ -99,6 +102,7 @@ def _label_write(
         locked.curator_type = to_type
         locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
         agreement_counts_invalidate()
+        moved_embeddings_sync(artwork_ids=[locked.pk])  # the typed similar-works search sees the new label
         correction = LabelCorrection.objects.create(
             artwork=locked,
             from_type=from_type,
@@ -149,6 +153,7 @@ def label_restore(
         locked.label_provenance = provenance if to_type is not None else ""
         locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
         agreement_counts_invalidate()
+        moved_embeddings_sync(artwork_ids=[locked.pk])
         if to_type is not None:
             LabelCorrection.objects.create(
                 artwork=locked,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from catalogue.models import Artwork, ArtworkType, Prediction, prediction_uncertainty
+from catalogue.services.moved_embeddings import moved_embeddings_sync
 from tests.factories import ArtworkFactory
 
 SLUGS = ["drawings", "engraving", "iconography", "painting", "sculpture"]
@@ -29,6 +30,7 @@ def ready_artwork(
         embedding=np.asarray(embedding, dtype=np.float32),
         **prediction_uncertainty(probs.values()),  # as prediction_store stores them
     )
+    moved_embeddings_sync(artwork_ids=[artwork.pk])  # as prediction_store does
     return artwork
 
 

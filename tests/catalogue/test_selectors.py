@@ -8,6 +8,7 @@ import pytest
 from catalogue.models import Artwork, ArtworkType
 from catalogue.selectors.artworks import artwork_type_by_slug
 from catalogue.selectors.similarity import artwork_similar
+from catalogue.services.labels import label_correct
 from tests.catalogue.conftest import SLUGS
 from tests.factories import ArtworkFactory
 
@@ -53,7 +54,8 @@ def test_type_filter_returns_k_when_k_exist_even_if_far_away(catalogue):
 def test_type_filter_uses_the_curators_type(catalogue):
     artworks, _ = catalogue
     sculpture = ArtworkType.objects.get(slug="sculpture")
-    Artwork.objects.filter(pk=artworks[1].pk).update(curator_type=sculpture)  # predicted engraving
+    # Through the label service, as every label is set (a raw UPDATE would skip the moved works' embeddings).
+    label_correct(artwork=artworks[1], to_type=sculpture, source="portal")  # predicted engraving
     result = artwork_similar(artwork=artworks[0], k=50, type_slug="sculpture")
     ids = [s.artwork.pk for s in result]
     assert artworks[1].pk in ids
