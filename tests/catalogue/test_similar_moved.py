@@ -329,7 +329,7 @@ def test_the_whole_catalogue_sync_and_the_backfill_give_the_rows_the_labels_say(
     assert _rows() == expected
 
     MovedEmbedding.objects.all().delete()
-    backfill = importlib.import_module("catalogue.migrations.0014_moved_embeddings").BACKFILL
+    backfill = importlib.import_module("catalogue.migrations.0013_moved_embeddings").BACKFILL
     with connection.cursor() as cursor:
         cursor.execute(backfill)
     assert _rows() == expected
