@@ -90,28 +90,55 @@ def _label_write(
     note: str,
     bulk_edit: BulkEdit | None = None,
 ) -> LabelCorrection:
-    """Under a row lock: the new label and its provenance (decided on the locked row), its audit row, and the
-    artwork's history (the label before and after, with their provenance)."""
+    correction = _label_apply(
+        artwork=artwork,
+        to_type=to_type,
+        provenance=provenance,
+        user=user,
+        source=source,
+        note=note,
+        bulk_edit=bulk_edit,
+    )
+    assert correction is not None  # a type is an audit-trail row
+    return correction
+
+
+def _label_apply(
+    *,
+    artwork: Artwork,
+    to_type: ArtworkType | None,
+    provenance: Callable[[Artwork], str],
+    user: Any,
+    source: str,
+    note: str,
+    bulk_edit: BulkEdit | None,
+) -> LabelCorrection | None:
+    """Every label write: under a row lock, the new label (or none) and its provenance (decided on the locked row);
+    the agreement figures and the typed similar-works search told; an audit-trail row for a type (the audit trail
+    has no row for "no label": a removed label is only in the history); the artwork's history (the label before and
+    after, with their provenance). A confirmation (same type, same provenance) changes nothing and is recorded only
+    in the audit trail."""
     with transaction.atomic():
         locked = (
             Artwork.objects.select_for_update(of=("self",)).select_related("curator_type").get(pk=artwork.pk)
         )
         from_type = artwork_effective_type(artwork=locked)
         before = _label_value(locked)
-        locked.label_provenance = provenance(locked)
+        locked.label_provenance = provenance(locked) if to_type is not None else ""
         locked.curator_type = to_type
         locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
         agreement_counts_invalidate()
         moved_embeddings_sync(artwork_ids=[locked.pk])  # the typed similar-works search sees the new label
-        correction = LabelCorrection.objects.create(
-            artwork=locked,
-            from_type=from_type,
-            to_type=to_type,
-            user=user if getattr(user, "pk", None) else None,
-            source=source,
-            note=note or "",
-        )
-        # A confirmation (same type, same provenance) changes nothing and is recorded only in the audit trail.
+        correction = None
+        if to_type is not None:
+            correction = LabelCorrection.objects.create(
+                artwork=locked,
+                from_type=from_type,
+                to_type=to_type,
+                user=user if getattr(user, "pk", None) else None,
+                source=source,
+                note=note or "",
+            )
         artwork_changes_record(
             artwork=locked,
             changes={"type": (before, _label_value(locked))},
@@ -141,36 +168,16 @@ def label_restore(
     note: str,
 ) -> None:
     """Put a label back as it was (undoing a bulk edit): the type, or no label at all, with its old provenance.
-    Recorded in the history; a restored type is also an audit-trail row (the audit trail has no row for "no
-    label": a removed label is only in the history)."""
-    with transaction.atomic():
-        locked = (
-            Artwork.objects.select_for_update(of=("self",)).select_related("curator_type").get(pk=artwork.pk)
-        )
-        before = _label_value(locked)
-        from_type = artwork_effective_type(artwork=locked)
-        locked.curator_type = to_type
-        locked.label_provenance = provenance if to_type is not None else ""
-        locked.save(update_fields=["curator_type", "label_provenance", "updated_at"])
-        agreement_counts_invalidate()
-        moved_embeddings_sync(artwork_ids=[locked.pk])
-        if to_type is not None:
-            LabelCorrection.objects.create(
-                artwork=locked,
-                from_type=from_type,
-                to_type=to_type,
-                user=user if getattr(user, "pk", None) else None,
-                source=source,
-                note=note,
-            )
-        artwork_changes_record(
-            artwork=locked,
-            changes={"type": (before, _label_value(locked))},
-            user=user,
-            source=source,
-            bulk_edit=bulk_edit,
-            note=note,
-        )
+    Recorded in the history; a restored type is also an audit-trail row."""
+    _label_apply(
+        artwork=artwork,
+        to_type=to_type,
+        provenance=lambda _locked: provenance,
+        user=user,
+        source=source,
+        note=note,
+        bulk_edit=bulk_edit,
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ synthetic clustered embeddings through a binary COPY (the layout's cost does not
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import time
 from typing import Any
@@ -21,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.test import Client
 
-from bench.pgcopy import stage_copy_payload
+from bench.pgcopy import stage_create, stage_load
 from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, ArtworkType, MapLayout
 from catalogue.services.maps import map_layout_compute, map_points_build
 
@@ -100,11 +99,7 @@ class Command(BaseCommand):
             )
             for (index,) in cursor.fetchall():
                 cursor.execute(f'DROP INDEX IF EXISTS "{index}"')
-            cursor.execute("DROP TABLE IF EXISTS bench_stage")
-            cursor.execute(
-                "CREATE UNLOGGED TABLE bench_stage (id bigint, type_id bigint, curator_type_id bigint, "
-                f"embedding vector({EMBEDDING_DIMENSIONS}))"
-            )
+            stage_create(cursor)
 
     def _load_chunk(self, index: int) -> None:
         rng = np.random.default_rng([self.seed, index])
@@ -118,31 +113,15 @@ class Command(BaseCommand):
             rng.random(CHUNK) < 0.3, self.type_ids[rng.integers(0, len(self.type_ids), CHUNK)], -1
         )
         ids = np.arange(index * CHUNK + 1, (index + 1) * CHUNK + 1, dtype=np.int64)
-        payload = stage_copy_payload(ids, predicted, curated, vectors.astype(np.float32))
         with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE bench_stage")
-            cursor.cursor.copy_expert("COPY bench_stage FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
-            cursor.execute(
-                """
-                INSERT INTO catalogue_artwork (id, title, artist, date, accession_number, description, image, thumbnail,
-                    sha256, width, height, file_size, color_histogram, status, error, attempts, processed_at,
-                    curator_type_id, label_provenance, uploaded_by_id, created_at, updated_at, notes, claimed_by,
-                    phash_turns)
-                SELECT id, 'Bench work ' || id, '', '', NULL, '', 'bench/' || id || '.jpg', '', lpad(to_hex(id), 64, '0'),
-                    224, 224, 0, '{}'::jsonb, %s, '', 1, now(), NULLIF(curator_type_id, -1),
-                    CASE WHEN curator_type_id = -1 THEN '' ELSE %s END, NULL, now(), now(), '', '',
-                    '{}'::bigint[]
-                FROM bench_stage
-                """,
-                [Artwork.Status.READY, Artwork.Provenance.IMPORTED],
-            )
-            cursor.execute(
-                """
-                INSERT INTO catalogue_prediction (artwork_id, model_version_id, predicted_type_id, confidence,
-                    probabilities, embedding, created_at)
-                SELECT id, %s, type_id, 0.9, '{}'::jsonb, embedding, now() FROM bench_stage
-                """,
-                [self.version.pk],
+            stage_load(
+                cursor,
+                ids=ids,
+                types=predicted,
+                curated=curated,
+                vectors=vectors,
+                version_id=self.version.pk,
+                provenance=Artwork.Provenance.IMPORTED,
             )
             cursor.execute(
                 "SELECT setval(pg_get_serial_sequence('catalogue_artwork', 'id'), (SELECT max(id) FROM catalogue_artwork))"

@@ -22,7 +22,6 @@ bench-search`` sets ``ARTSITE_DATABASE_NAME=artsite_bench_search``), whose catal
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -37,7 +36,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from bench.pgcopy import stage_copy_payload
+from bench.pgcopy import stage_create, stage_load
 from catalogue.models import EMBEDDING_DIMENSIONS, Artwork, ArtworkType, MovedEmbedding, Prediction
 from catalogue.selectors.similarity import HNSW_EF_SEARCH, SearchStats, embedding_nearest
 from catalogue.services.moved_embeddings import moved_embeddings_sync
@@ -290,11 +289,7 @@ class Command(BaseCommand):
             cursor.execute(
                 "TRUNCATE catalogue_labelcorrection, catalogue_prediction, catalogue_artwork RESTART IDENTITY CASCADE"
             )
-            cursor.execute("DROP TABLE IF EXISTS bench_stage")
-            cursor.execute(
-                f"CREATE UNLOGGED TABLE bench_stage (id bigint, type_id bigint, curator_type_id bigint, "
-                f"embedding vector({EMBEDDING_DIMENSIONS}))"
-            )
+            stage_create(cursor)
 
     def _load(self, start: int, stop: int) -> None:
         type_ids = np.array([t.pk for t in self.types], dtype=np.int64)
@@ -323,33 +318,15 @@ class Command(BaseCommand):
     def _copy_stage(
         self, ids: np.ndarray, types: np.ndarray, curated: np.ndarray, vectors: np.ndarray
     ) -> None:
-        """Binary COPY of one chunk (pgvector's binary form: int16 dim, int16 unused, big-endian float4s), then
-        the catalogue rows from it in two INSERT ... SELECT."""
-        payload = stage_copy_payload(ids, types, curated, vectors)
         with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE bench_stage")
-            cursor.cursor.copy_expert("COPY bench_stage FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
-            cursor.execute(
-                """
-                INSERT INTO catalogue_artwork (id, title, artist, date, accession_number, description, image, thumbnail,
-                    sha256, width, height, file_size, color_histogram, status, error, attempts, processed_at,
-                    curator_type_id, label_provenance, uploaded_by_id, created_at, updated_at, notes, claimed_by,
-                    phash_turns)
-                SELECT id, 'Bench work ' || id, '', '', NULL, '', 'bench/' || id || '.jpg', '', lpad(to_hex(id), 64, '0'),
-                    224, 224, 0, '{}'::jsonb, %s, '', 1, now(), NULLIF(curator_type_id, -1),
-                    CASE WHEN curator_type_id = -1 THEN '' ELSE %s END, NULL, now(), now(), '', '',
-                    '{}'::bigint[]
-                FROM bench_stage
-                """,
-                [Artwork.Status.READY, Artwork.Provenance.SET],
-            )
-            cursor.execute(
-                """
-                INSERT INTO catalogue_prediction (artwork_id, model_version_id, predicted_type_id, confidence,
-                    probabilities, embedding, created_at)
-                SELECT id, %s, type_id, 0.9, '{}'::jsonb, embedding, now() FROM bench_stage
-                """,
-                [self.version.pk],
+            stage_load(
+                cursor,
+                ids=ids,
+                types=types,
+                curated=curated,
+                vectors=vectors,
+                version_id=self.version.pk,
+                provenance=Artwork.Provenance.SET,
             )
 
     def _analyze(self) -> None:
