@@ -2,7 +2,8 @@
 (``make bench-pages``; issue 17).
 
 For each size: the catalogue is grown to that size (:mod:`bench.pages_catalogue`: COPY, seconds per 100k rows), the
-vector indexes rebuilt, the tables vacuumed and analysed; then one gunicorn worker serves the project
+vector indexes rebuilt, the tables vacuumed and analysed, the map layout computed (the box selection's route reads
+it); then one gunicorn worker serves the project
 (:mod:`bench.timed_wsgi` adds the server's own time as ``Server-Timing``) and one client asks each route a few times
 to warm up, then ``--requests`` times. It prints per route the server-side p50 and p95, the page size, and at the
 end both sizes side by side with the ratio of their p95 and the goal: p95 at 1M at most twice the p95 at 10k, and at
@@ -42,9 +43,11 @@ from rest_framework.authtoken.models import Token
 
 from bench import pages_catalogue
 from bench.classify_client import free_port, server_stop
-from catalogue.models import Artwork, ArtworkType, Prediction
+from catalogue.models import Artwork, ArtworkType, MapPoint, Prediction
 from catalogue.selectors.artworks import artworks_with_prediction, keyset_cursor
+from catalogue.services.maps import map_layout_compute
 from inference.loader import get_classifier
+from inference.models import ModelVersion
 from inference.services import model_ensure_active
 
 BENCH_USER = "bench-pages"
@@ -139,11 +142,13 @@ class Command(BaseCommand):
             pages_catalogue.label_check_seed()
             load_s, loaded = time.perf_counter() - started, size
             index_s = self._indexes_rebuild(self._vector_index_definitions(options["hnsw_ef_construction"]))
+            layout_s = self._map_layout(version)
             run = SizeRun(size=size, load_average=os.getloadavg(), load_s=load_s, index_s=index_s)
             self.out(
                 f"\n== {size:,} artworks: loaded in {load_s:.0f} s, vector indexes rebuilt and analysed in "
-                f"{index_s:.0f} s (load average {run.load_average[0]:.1f} {run.load_average[1]:.1f} "
-                f"{run.load_average[2]:.1f} on {os.cpu_count()} CPUs)"
+                f"{index_s:.0f} s, map layout computed in {layout_s:.0f} s (load average "
+                f"{run.load_average[0]:.1f} {run.load_average[1]:.1f} {run.load_average[2]:.1f} on "
+                f"{os.cpu_count()} CPUs)"
             )
             run.routes = self._measure(size, options["requests"])
             runs.append(run)
@@ -213,7 +218,28 @@ class Command(BaseCommand):
                 cursor.execute(f"VACUUM ANALYZE {table}")
         return time.perf_counter() - started
 
+    def _map_layout(self, version: Any) -> float:
+        """The active version's map layout, as the product computes it in the background (the map page and the
+        catalogue's box selection read it)."""
+        started = time.perf_counter()
+        map_layout_compute(version=version)
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE catalogue_mappoint")
+        return time.perf_counter() - started
+
     # --- the routes -------------------------------------------------------------------------------------------
+
+    def _map_box(self) -> str:
+        """A box around the middle of the map holding about 3 % of the works (the central fifth by x, then the
+        central sixth of those by y), as a curator drags it: ``x0,y0,x1,y1``, or empty without a layout."""
+        points = MapPoint.objects.filter(layout__model_version__status=ModelVersion.Status.ACTIVE)
+        xy = np.array(list(points.values_list("x", "y")), dtype=np.float64)
+        if len(xy) == 0:
+            return ""
+        x0, x1 = np.quantile(xy[:, 0], [0.4, 0.6])
+        inside = xy[(xy[:, 0] >= x0) & (xy[:, 0] <= x1), 1]
+        y0, y1 = np.quantile(inside, [5 / 12, 7 / 12])
+        return f"{x0:.6f},{y0:.6f},{x1:.6f},{y1:.6f}"
 
     def _routes(self, size: int) -> list[tuple[str, list[str], bool]]:
         """(name, URLs to cycle through, API?) for each route."""
@@ -229,8 +255,10 @@ class Command(BaseCommand):
         types = {t.pk: t.slug for t in ArtworkType.objects.all()}
         own = dict(artworks_with_prediction().filter(pk__in=works).values_list("pk", "effective_type_id"))
         title = Artwork.objects.get(pk=works[0]).title
+        artist = Artwork.objects.get(pk=works[0]).artist  # one of a few: a word in a seventh of the catalogue
         catalogue = reverse("catalogue:artwork-list")
         api = reverse("api-artwork-list")
+        box = self._map_box()
         return [
             ("catalogue /", [catalogue], False),
             (
@@ -240,6 +268,8 @@ class Command(BaseCommand):
             ),
             ("catalogue filtered by type", [f"{catalogue}?type=painting"], False),
             ("catalogue search by title", [f"{catalogue}?{urlencode({'search': title})}"], False),
+            ("catalogue search, common word", [f"{catalogue}?{urlencode({'search': artist})}"], False),
+            ("catalogue map box (3 % of works)", [f"{catalogue}?{urlencode({'map_box': box})}"], False),
             ("review queue (lowest confidence)", [reverse("catalogue:review")], False),
             ("review queue by entropy", [f"{reverse('catalogue:review')}?order=entropy"], False),
             ("review queue by margin", [f"{reverse('catalogue:review')}?order=margin"], False),
@@ -254,6 +284,7 @@ class Command(BaseCommand):
                 True,
             ),
             ("API filtered by type", [f"{api}?type=painting"], True),
+            ("API search by title", [f"{api}?{urlencode({'search': title})}"], True),
             ("API similar", [reverse("api-artwork-similar", args=[pk]) for pk in works], True),
             (
                 "API similar with type",
