@@ -26,8 +26,12 @@ PAGE = 24  # the portal's and the API's page size
 #: An artist of the seeded catalogue (``bench.seeding.ARTISTS``: "Vermeer", a seventh of the works) with one letter
 #: missing: found by the typo branch of the full-text search.
 ARTIST_TYPO = "Vermer"
-#: The box selection: the middle tenth of the map along each axis (layout percentiles): 65 of 9,973 works at 10k.
+#: An artist of the seeded catalogue spelt right: a word in a seventh of the works, too many to rank.
+ARTIST = "Vermeer"
+#: The box selections: the middle tenth of the map along each axis (layout percentiles: 65 of 9,973 works at 10k),
+#: and the middle fifth (a few per cent of the works).
 BOX_PERCENTILES = (0.45, 0.55)
+WIDE_BOX_PERCENTILES = (0.4, 0.6)
 MAP_WORKS = 100  # works the map asks about at once (it draws thumbnails once fewer than 120 are in view)
 
 
@@ -77,9 +81,16 @@ def pages_routes(*, size: int, version: ModelVersion, setup: PagesSetup) -> list
             "catalogue search by a title word", [f"{catalogue}?{urlencode({'search': title.split()[-1]})}"]
         ),
         Route("catalogue search by artist, typo", [f"{catalogue}?{urlencode({'search': ARTIST_TYPO})}"]),
+        Route("catalogue search, a common word", [f"{catalogue}?{urlencode({'search': ARTIST})}"]),
         Route(
             "catalogue of a map box",
             [f"{catalogue}?{urlencode({'map_box': map_box(version=version)})}"],
+        ),
+        Route(
+            "catalogue of a wider map box",
+            [
+                f"{catalogue}?{urlencode({'map_box': map_box(version=version, percentiles=WIDE_BOX_PERCENTILES)})}"
+            ],
         ),
         Route("review queue (lowest confidence)", [review]),
         Route("review queue by entropy", [f"{review}?order=entropy"]),
@@ -115,6 +126,7 @@ def pages_routes(*, size: int, version: ModelVersion, setup: PagesSetup) -> list
             api=True,
         ),
         Route("API filtered by type", [f"{api}?type=painting"], api=True),
+        Route("API search by title", [f"{api}?{urlencode({'search': title})}"], api=True),
         Route("API search by artist, typo", [f"{api}?{urlencode({'search': ARTIST_TYPO})}"], api=True),
         Route("API similar", [reverse("api-artwork-similar", args=[pk]) for pk in works], api=True),
         Route(
@@ -136,13 +148,13 @@ def pages_routes(*, size: int, version: ModelVersion, setup: PagesSetup) -> list
     ]
 
 
-def map_box(*, version: ModelVersion) -> str:
+def map_box(*, version: ModelVersion, percentiles: tuple[float, float] = BOX_PERCENTILES) -> str:
     """``x0,y0,x1,y1`` (the catalogue's ``map_box``, in layout units) around the middle of the version's map: the
-    :data:`BOX_PERCENTILES` of the placed works along each axis."""
+    ``percentiles`` of the placed works along each axis."""
     layout = MapLayout.objects.filter(model_version=version).only("pk").first()
     if layout is None:
         raise RuntimeError(f"Model version {version.version} has no map layout (the setup computes it).")
-    low, high = BOX_PERCENTILES
+    low, high = percentiles
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT percentile_cont(ARRAY[%s, %s]) WITHIN GROUP (ORDER BY x), "  # noqa: S608 - the model's table

@@ -22,9 +22,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from catalogue.models import Artwork, ArtworkType, Prediction
-from catalogue.selectors.artworks import artwork_type_by_slug, artwork_types
-from catalogue.selectors.maps import map_box_artwork_ids
-from catalogue.selectors.search import MAX_SEARCH_LENGTH, artworks_search
+from catalogue.selectors.artworks import (
+    Tally,
+    TypedWorks,
+    artwork_type_by_slug,
+    artwork_types,
+    artworks_of_type,
+)
+from catalogue.selectors.maps import map_box_condition, map_box_count
+from catalogue.selectors.search import MAX_SEARCH_LENGTH, RANK_AT_MOST, SearchResult, artworks_search
 from inference.models import ModelVersion
 
 NONE = "none"
@@ -173,7 +179,7 @@ class MapBoxFilter(django_filters.Filter):
     def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
         if not value:
             return qs
-        return qs.filter(pk__in=map_box_artwork_ids(box=value))
+        return qs.filter(map_box_condition(box=value))
 
 
 class ArtworkFilterSet(django_filters.FilterSet):
@@ -183,11 +189,12 @@ class ArtworkFilterSet(django_filters.FilterSet):
         max_length=MAX_SEARCH_LENGTH,
         help_text="Words (or their beginnings) in the title, artist, accession number or description, accents "
         "ignored; typos in artists' names and accession numbers tolerated. Ranked, best first, unless `ordering` "
-        "is given.",
+        f"is given or more than {RANK_AT_MOST:,} works match (then newest first; `search_ranked` says which).",
         widget=forms.TextInput(attrs={"placeholder": "Title, artist, accession no., description"}),
     )
     type = ArtworkTypeFilter(
         field_name="effective_type_id",
+        method="filter_type",
         label="Type",
         help_text="Effective type: the curator's, else the active model's (slug, e.g. 'painting'; or 'none').",
     )
@@ -246,9 +253,46 @@ class ArtworkFilterSet(django_filters.FilterSet):
         for name in ("type", "predicted"):
             self.filters[name].extra["widget"] = forms.Select(choices=choices)
 
+    #: The search's and the type filter's outcomes once :attr:`qs` is read (``None``: not asked).
+    search_result: SearchResult | None = None
+    type_result: TypedWorks | None = None
+
+    def filter_type(self, qs: QuerySet[Any], name: str, value: ArtworkType | str) -> QuerySet[Any]:
+        # By the rule's condition, not the annotation: PostgreSQL can estimate it, and a rare type starts from its
+        # few works (artworks_of_type).
+        self.type_result = artworks_of_type(qs, type_id=None if value == NONE else getattr(value, "pk", None))
+        return self.type_result.queryset
+
     def filter_search(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
-        # Ordered by rank; an explicit ``ordering`` (applied after this filter) replaces it.
-        return artworks_search(queryset=qs, text=value)
+        # Ordered by rank; an explicit ``ordering`` (applied after this filter) replaces it, so it need not be ranked.
+        result = artworks_search(queryset=qs, text=value, rank=not self.form.cleaned_data.get("ordering"))
+        self.search_result = result if value.strip() else None
+        return result.queryset
+
+    @property
+    def search_ranked(self) -> bool | None:
+        """Whether the list is in the search's rank order: ``None`` without a search or with an explicit
+        ``ordering``; ``False`` when the search matched too many works to rank (listed newest first)."""
+        self.qs  # noqa: B018  # the filters run (once) and leave their outcomes
+        if self.search_result is None or self.form.cleaned_data.get("ordering"):
+            return None
+        return self.search_result.ranked
+
+    def count_known(self) -> Tally | None:
+        """How many works the list holds, when one filter alone decides it and knows a cheaper count than counting
+        the list: a search (its matches, read on the way: exact up to the ranking limit, else "more than"), a box
+        on the map (its points, from the box index alone), a common type (the planner's estimate, "about").
+        ``None`` otherwise: the list is to be counted."""
+        self.qs  # noqa: B018  # the filters run (once) and leave their outcomes
+        data = self.form.cleaned_data
+        given = {name for name, value in data.items() if name != "ordering" and value not in (None, "", [])}
+        if given == {"search"} and self.search_result is not None:
+            return self.search_result.matches
+        if given == {"map_box"}:
+            return map_box_count(box=data["map_box"])
+        if given == {"type"} and self.type_result is not None:
+            return self.type_result.tally
+        return None
 
     def filter_labelled(self, qs: QuerySet[Any], name: str, value: bool | None) -> QuerySet[Any]:
         return qs if value is None else qs.filter(curator_type__isnull=not value)

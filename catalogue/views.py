@@ -17,6 +17,7 @@ from catalogue.api.exceptions import REJECTION_STATUS
 from catalogue.filters import ArtworkFilterSet
 from catalogue.forms import ArtworkFileForm, ArtworkUploadForm, ImageSearchForm, LabelForm
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
+from catalogue.selectors import search as search_selectors
 from catalogue.selectors.artworks import (
     InvalidCursor,
     artwork_prediction,
@@ -71,8 +72,12 @@ def artwork_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "query": query.urlencode(),
             "types": {t.pk: t for t in artwork_types()},
-            "shown": artworks_tally(artworks, filtered=has_filter),
+            "shown": artworks_tally(
+                artworks, filtered=has_filter, page=page, known=filters.count_known if filtered else None
+            ),
             "total": artworks_tally(filters.queryset, filtered=False) if has_filter else None,
+            "search_ranked": filters.search_ranked if filtered else None,
+            "rank_at_most": search_selectors.RANK_AT_MOST,
         },
     )
 

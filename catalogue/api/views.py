@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django_filters import utils
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -38,6 +39,7 @@ from catalogue.selectors.artworks import (
     keyset_page,
 )
 from catalogue.selectors.label_issues import mislabel_issue, mislabel_queue
+from catalogue.selectors.search import RANK_AT_MOST
 from catalogue.selectors.similarity import artwork_similar
 from catalogue.services.artworks import (
     artwork_create,
@@ -86,6 +88,20 @@ class ApiPagination(PageNumberPagination):
     max_page_size = 100
 
 
+class ArtworkFilterBackend(DjangoFilterBackend):
+    """:class:`ArtworkFilterSet` as the backend applies it, the filterset kept on the view: the pagination reads what
+    the filters found on the way (a search's order and its count)."""
+
+    def filter_queryset(self, request: Request, queryset: Any, view: Any) -> Any:
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return queryset
+        if not filterset.is_valid() and self.raise_exception:
+            raise utils.translate_validation(filterset.errors)
+        view.filterset = filterset
+        return filterset.qs
+
+
 class ArtworkPagination(ApiPagination):
     """Keyset pages: ``next`` and ``previous`` carry a ``cursor`` (the position of the page's last or first work),
     so the 5,000th page of a million works costs what the first does. ``page=N`` still works (an offset: slower the
@@ -100,6 +116,8 @@ class ArtworkPagination(ApiPagination):
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
         self.request = request
         self.keyset: KeysetPage | None = None
+        filterset = getattr(view, "filterset", None)
+        self.search_ranked: bool | None = filterset.search_ranked if filterset is not None else None
         if self.page_query_param in request.query_params:
             return super().paginate_queryset(queryset, request, view)
         try:
@@ -111,18 +129,25 @@ class ArtworkPagination(ApiPagination):
         except InvalidCursor as exc:
             raise NotFound(str(exc)) from None
         filtered = any(value and key not in self.NOT_FILTERS for key, value in request.query_params.items())
-        self.tally = artworks_tally(queryset, filtered=filtered)
+        known = filterset.count_known if filterset is not None else None
+        self.tally = artworks_tally(queryset, filtered=filtered, page=self.keyset, known=known)
         return self.keyset.items
 
     def get_paginated_response(self, data: Any) -> Response:
         if self.keyset is None:
             response = super().get_paginated_response(data)
-            response.data = {"count": response.data["count"], "count_kind": "exact", **response.data}
+            response.data = {
+                "count": response.data["count"],
+                "count_kind": "exact",
+                "search_ranked": self.search_ranked,
+                **response.data,
+            }
             return response
         return Response(
             {
                 "count": int(self.tally),
                 "count_kind": self.tally.kind,
+                "search_ranked": self.search_ranked,
                 "next": self._cursor_link(self.keyset.next_cursor),
                 "previous": self._cursor_link(self.keyset.previous_cursor),
                 "results": data,
@@ -141,6 +166,13 @@ class ArtworkPagination(ApiPagination):
             "type": "string",
             "enum": ["exact", "about", "at_least"],
             "description": "How `count` was obtained: counted, estimated (large catalogue), or counted up to a cap.",
+        }
+        response["properties"]["search_ranked"] = {
+            "type": "boolean",
+            "nullable": True,
+            "description": f"With `search`: true when the results are ranked (best first), false when more than "
+            f"{RANK_AT_MOST:,} works match (too many to rank: newest first). Null without a search, or with an "
+            "explicit `ordering`.",
         }
         return response
 
@@ -225,7 +257,7 @@ class ArtworkViewSet(
     throttle_classes = [ScopedThrottle]
     pagination_class = ArtworkPagination
     serializer_class = serializers.ArtworkSerializer
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [ArtworkFilterBackend]
     filterset_class = ArtworkFilterSet
     lookup_value_regex = r"[0-9]+"
     read_permissions = ["catalogue.view_artwork"]

@@ -11,7 +11,9 @@ A work matches when
 * or the search is exactly its accession number or its file's sha256.
 
 Results are ranked: a word in the title or the accession number counts more than in the artist, which counts more
-than in the description; a typo match ranks below an exact artist match; an exact accession number first.
+than in the description; a typo match ranks below an exact artist match; an exact accession number first. A search
+that matches more than :data:`RANK_AT_MOST` works (a common word in a large catalogue) is listed newest first
+instead, and says so (:class:`SearchResult`): ranking every match of a common word would not fit a page's time.
 
 Both sides are stored generated columns with GIN indexes (migration ``catalogue/0010_search``): ``search_document``
 (the full-text document) and ``search_keys`` (typo keys). They are not model fields (Django would load them with
@@ -22,17 +24,23 @@ docs/search.md has the design, why only core PostgreSQL, and the timings.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db.models import BooleanField, Expression, FloatField, QuerySet
 
 from catalogue.models import Artwork
+from catalogue.selectors.artworks import Tally
 
 #: Longest search text (characters); longer is a form error.
 MAX_SEARCH_LENGTH = 200
 #: Words used from a search; the rest are ignored (each adds a term to the query).
 MAX_WORDS = 12
+#: A search ranks its matches when at most this many works match it; beyond, they are listed newest first (and
+#: the page says so). Ranking this many costs tens of milliseconds; ranking a common word's 200,000 would not fit
+#: a page.
+RANK_AT_MOST = 2_000
 #: Rank added by a typo match (between an artist's exact word and a description's word) and by an exact accession
 #: number (above everything else).
 TYPO_RANK = 0.3
@@ -90,12 +98,37 @@ def search_tsquery(text: str) -> str:
     return " & ".join(f"'{word}':*" if len(word) > 1 else f"'{word}'" for word in search_words(text))
 
 
-def artworks_search(*, queryset: QuerySet[Any], text: str) -> QuerySet[Any]:
-    """The works of ``queryset`` that match ``text``, annotated with ``search_rank`` and ordered by it (best first,
-    newest first among equals). A blank text filters nothing."""
+class _ArtworkIdIn(_SearchSQL):
+    # One array parameter rather than Django's ``IN (%s, %s, ...)``: 2,000 ids cost one placeholder, not 2,000.
+    template = "{alias}.id = ANY(%s)"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A search's works (:attr:`queryset`), whether they are in rank order (``ranked``: false for a search that
+    matches more than :data:`RANK_AT_MOST` works, listed newest first, or when not asked to rank), and how many
+    works match the search's text alone when that was established (exact up to :data:`RANK_AT_MOST`, else "more
+    than"; ``None`` when not asked to rank)."""
+
+    queryset: QuerySet[Any]
+    ranked: bool
+    matches: Tally | None
+
+
+def artworks_search(*, queryset: QuerySet[Any], text: str, rank: bool = True) -> SearchResult:
+    """The works of ``queryset`` that match ``text``; ranked (annotated with ``search_rank`` and ordered by it, best
+    first, newest first among equals) when ``rank`` and at most :data:`RANK_AT_MOST` works match, else in the
+    queryset's own order (the catalogue's: newest first). A blank text filters nothing.
+
+    Ranking needs every match's rank before the first page, so its cost grows with the matches: a word in a fifth of
+    a million works would mean ranking 200,000 rows for 24. So the matches' ids are read first, at most
+    ``RANK_AT_MOST + 1`` of them (the GIN indexes for a rare word; a scan that stops early for a common one); when
+    there are few, the ranked list is those ids (the text is not matched twice), and when there are more the list is
+    the plain filter, which PostgreSQL serves by walking the catalogue's order until a page is full.
+    """
     text = text.replace("\x00", "").strip()[:MAX_SEARCH_LENGTH]
     if not text:
-        return queryset
+        return SearchResult(queryset=queryset, ranked=False, matches=None)
     config = settings.ARTSITE_SEARCH_CONFIG
     # An empty tsquery (no words, or only stop words) matches nothing; PostgreSQL says so in a NOTICE, harmlessly.
     tsquery = search_tsquery(text)
@@ -103,7 +136,23 @@ def artworks_search(*, queryset: QuerySet[Any], text: str) -> QuerySet[Any]:
     # before and after it) would only bury it. NULL turns the typo branch off (artsite_typo_query is STRICT).
     typos = None if Artwork.objects.filter(accession_number=text).exists() else text
     match = SearchMatch(params=[config, tsquery, typos, text, text.lower()], output_field=BooleanField())
-    rank = SearchRank(
+    if not rank:
+        return SearchResult(queryset=queryset.filter(match), ranked=False, matches=None)
+    found = list(Artwork.objects.filter(match).order_by().values_list("pk", flat=True)[: RANK_AT_MOST + 1])
+    if len(found) > RANK_AT_MOST:
+        return SearchResult(
+            queryset=queryset.filter(match), ranked=False, matches=Tally(RANK_AT_MOST, "at_least")
+        )
+    score = SearchRank(
         params=[config, tsquery, typos, TYPO_RANK, text, ACCESSION_RANK], output_field=FloatField()
     )
-    return queryset.filter(match).annotate(search_rank=rank).order_by("-search_rank", "-id")
+    ranked = (
+        queryset.filter(_ArtworkIdIn(params=[found], output_field=BooleanField()))
+        if found
+        else queryset.none()
+    )
+    return SearchResult(
+        queryset=ranked.annotate(search_rank=score).order_by("-search_rank", "-id"),
+        ranked=True,
+        matches=Tally(len(found)),
+    )
