@@ -266,6 +266,10 @@ def test_a_filtered_tree_reaches_exactly_the_filtered_works(viewer_client, gener
     top = _json(viewer_client.get("/iiif/collection.json?type=painting&status=ready&format=json"))
     assert top["id"] == f"http://testserver/iiif/collection.json?{query}"
     assert all(item["id"].endswith(f".json?{query}") for item in top["items"])
+    # A filter that ranks (the full-text search) walks too: each probe orders by id whatever the filter's order.
+    # (The search matches a work's sha256 exactly; the generated works' are their ids in hex.)
+    searched = _walk(viewer_client, f"/iiif/collection.json?search={ids[-7]:064x}", bound=10)
+    assert [_manifest_pk(item) for item in searched] == [ids[-7]]
 
 
 def test_ranges_outside_the_tree_or_empty_are_not_found_and_old_pages_redirect(viewer_client, generated):
