@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
+
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
 from catalogue.selectors.exports import artworks_filtered
@@ -103,23 +105,23 @@ def iiif_ranges_nonempty(
     *, filters: Mapping[str, Any] | None, ranges: Sequence[tuple[int, int]]
 ) -> list[tuple[int, int]]:
     """The id ranges (``first``, ``last``, inclusive) that hold at least one work the filters keep, in the order
-    given: one query, a union of one ``LIMIT 1`` probe of the primary key per range (an index lookup each, however
-    deep the range lies). Raises ``ExportFiltersInvalid`` on bad filters."""
+    given. One query: the ranges as rows, each joined (``LATERAL``) to the first filtered work in it by id, ``LIMIT
+    1`` — a probe of the primary key per range however deep it lies. (A union of per-range queries answered the
+    same but took ~70 ms at 100 ranges, most of it planning 100 branches; an ``EXISTS`` semi-join let the planner
+    hash-join the whole filtered catalogue when a filter was not indexed, 0.7 s for the top at 100k.)
+    Raises ``ExportFiltersInvalid`` on bad filters."""
     if not ranges:
         return []
-    works = artworks_filtered(filters=filters)
-    probes = [
-        works.filter(pk__gte=first, pk__lte=last).order_by("pk").values_list("pk", flat=True)[:1]
-        for first, last in ranges
-    ]
-    found = sorted(probes[0].union(*probes[1:], all=True)) if len(probes) > 1 else list(probes[0])
-    kept, index = [], 0
-    for first, last in ranges:  # ranges are disjoint and ascending: one pass pairs the ids with them
-        while index < len(found) and found[index] < first:
-            index += 1
-        if index < len(found) and found[index] <= last:
-            kept.append((first, last))
-    return kept
+    works = artworks_filtered(filters=filters).order_by().values_list("pk", flat=True)
+    sql, params = works.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT g.first, g.last FROM unnest(%s::bigint[], %s::bigint[]) WITH ORDINALITY AS g(first, last, n)"
+            f" CROSS JOIN LATERAL (SELECT f.id FROM ({sql}) AS f(id) WHERE f.id >= g.first AND f.id <= g.last"
+            " ORDER BY f.id LIMIT 1) AS probe ORDER BY g.n",
+            [[first for first, _ in ranges], [last for _, last in ranges], *params],
+        )
+        return [(int(first), int(last)) for first, last in cursor.fetchall()]
 
 
 def iiif_works_in_range(
