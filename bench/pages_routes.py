@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import numpy as np
+from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
 from bench.multipart import multipart_body
 from bench.pages_setup import PagesSetup
 from bench.pictures import jpeg_bytes, synthetic_picture
+from catalogue.iiif.builder import id_ranges_top
 from catalogue.models import Artwork, ArtworkType, MapLayout, MapPoint
 from catalogue.selectors.artworks import artworks_with_prediction, keyset_cursor
 from inference.models import ModelVersion
@@ -62,6 +64,16 @@ def pages_routes(*, size: int, version: ModelVersion, setup: PagesSetup) -> list
     types = {t.pk: t.slug for t in ArtworkType.objects.all()}
     own = dict(artworks_with_prediction().filter(pk__in=works).values_list("pk", "effective_type_id"))
     title = Artwork.objects.get(pk=works[0]).title
+    # The IIIF collection's tree (catalogue/iiif/builder.py): the top's first range, the first and the last page.
+    last = Artwork.objects.order_by("-pk").values_list("pk", flat=True).first() or 1
+    page_size, fanout = settings.ARTSITE_IIIF_PAGE_SIZE, settings.ARTSITE_IIIF_FANOUT
+    top = id_ranges_top(last_id=last, page_size=page_size, fanout=fanout)
+    iiif_first = [top[0].first, top[0].last]
+
+    def iiif_page(pk: int) -> list[int]:
+        first = (pk - 1) // page_size * page_size + 1
+        return [first, first + page_size - 1]
+
     catalogue = reverse("catalogue:artwork-list")
     api = reverse("api-artwork-list")
     review = reverse("catalogue:review")
@@ -139,7 +151,12 @@ def pages_routes(*, size: int, version: ModelVersion, setup: PagesSetup) -> list
         ),
         Route("IIIF manifest", [reverse("iiif-manifest", args=[pk]) for pk in works], api=True),
         Route("IIIF collection", [reverse("iiif-collection")], api=True),
-        Route("IIIF collection page 1", [reverse("iiif-collection-page", args=[1])], api=True),
+        Route("IIIF collection by type", [f"{reverse('iiif-collection')}?type=painting"], api=True),
+        Route("IIIF collection range", [reverse("iiif-collection-range", args=iiif_first)], api=True),
+        Route("IIIF collection page 1", [reverse("iiif-collection-range", args=iiif_page(1))], api=True),
+        Route(
+            "IIIF collection last page", [reverse("iiif-collection-range", args=iiif_page(last))], api=True
+        ),
         Route("artwork page", [reverse("catalogue:artwork-detail", args=[pk]) for pk in works]),
         Route(
             "artwork page with history",

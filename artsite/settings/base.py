@@ -183,8 +183,10 @@ ARTSITE_SIMILAR_COUNT = 5
 # IIIF manifests and collections (/iiif/, catalogue/iiif/): public (any viewer on any site may load them and their
 # images), or only for accounts that may view artworks (a portal session or an API token).
 ARTSITE_IIIF_PUBLIC = env.bool("ARTSITE_IIIF_PUBLIC", default=False)
-# Manifests per page of a IIIF collection (each page is a nested Collection).
+# A IIIF collection is a tree of id ranges (catalogue/iiif/builder.py): a page is a nested Collection of the works
+# of PAGE_SIZE consecutive ids; the top and every larger range list at most FANOUT nested Collections.
 ARTSITE_IIIF_PAGE_SIZE = env.int("ARTSITE_IIIF_PAGE_SIZE", default=100)
+ARTSITE_IIIF_FANOUT = env.int("ARTSITE_IIIF_FANOUT", default=100)
 
 # TensorFlow threads per process (0: one per CPU) and XLA compilation (slower on this kind of CPU, so off).
 ARTSITE_TF_THREADS = env.int("ARTSITE_TF_THREADS", default=0)

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
-from catalogue.iiif.selectors import CollectionPage, IiifArtwork
+from catalogue.iiif.selectors import IiifArtwork
 from catalogue.models import IMAGE_MEDIA_TYPES, ArtworkType
 
 PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
@@ -234,44 +234,108 @@ def _type_body(artwork_type: ArtworkType, urls: IiifUrls) -> dict[str, Any]:
     }
 
 
-def collection(*, page: CollectionPage, page_size: int, query: str, urls: IiifUrls) -> dict[str, Any]:
-    """The top collection: one nested Collection per page of ``page_size`` manifests (IIIF Presentation 3 has no
-    paging of collections; nesting is its way)."""
-    pages = ceil(page.total / page_size) if page.total else 0
-    label = "Artsite catalogue" + (f" ({query})" if query else "")
+@dataclass(frozen=True)
+class IdRange:
+    """A node of a collection's tree: the works whose id is in ``first``..``last`` (inclusive)."""
+
+    first: int
+    last: int
+
+    @property
+    def span(self) -> int:
+        return self.last - self.first + 1
+
+
+def id_range_valid(node: IdRange, *, page_size: int, fanout: int) -> bool:
+    """Whether ``node`` is a node of the tree: its span is ``page_size`` × ``fanout`` ** k and it is aligned
+    on its span (``first`` − 1 a multiple of it), so every node has one URL and lists at most ``fanout`` children
+    or ``page_size`` manifests."""
+    span = page_size
+    while span < node.span:
+        span *= fanout
+    return span == node.span and node.first >= 1 and (node.first - 1) % span == 0
+
+
+def id_range_is_page(node: IdRange, *, page_size: int) -> bool:
+    """A leaf (a page): it lists manifests, not collections."""
+    return node.span == page_size
+
+
+def id_range_children(node: IdRange, *, fanout: int) -> list[IdRange]:
+    """The ``fanout`` ranges a valid node that is not a page splits into."""
+    span = node.span // fanout
+    return [IdRange(node.first + i * span, node.first + (i + 1) * span - 1) for i in range(fanout)]
+
+
+def id_ranges_top(*, last_id: int | None, page_size: int, fanout: int) -> list[IdRange]:
+    """The top collection's children: the smallest span ``page_size`` × ``fanout`` ** k that covers ids
+    1..``last_id`` in at most ``fanout`` ranges (pages themselves up to ``page_size`` × ``fanout`` ids; one more
+    level each time the highest id grows ``fanout`` times). Nodes keep their URLs as the catalogue grows: a
+    deeper tree only puts a level above them."""
+    if not last_id or last_id < 1:
+        return []
+    span = page_size
+    while ceil(last_id / span) > fanout:
+        span *= fanout
+    return [IdRange(i * span + 1, (i + 1) * span) for i in range(ceil(last_id / span))]
+
+
+def _catalogue_label(query: str) -> str:
+    return "Artsite catalogue" + (f" ({query})" if query else "")
+
+
+def _range_reference(node: IdRange, *, page_size: int, query: str, urls: IiifUrls) -> dict[str, Any]:
+    kind = "page" if id_range_is_page(node, page_size=page_size) else "works"
+    return {
+        "id": urls.path("iiif-collection-range", node.first, node.last, query=query),
+        "type": "Collection",
+        "label": _lang(f"{_catalogue_label(query)}, {kind} with ids {node.first}–{node.last}", "en"),
+    }
+
+
+def collection(*, children: list[IdRange], page_size: int, query: str, urls: IiifUrls) -> dict[str, Any]:
+    """The top collection: at most ``fanout`` nested Collections, each an id range (IIIF Presentation 3 has no
+    paging of collections; nesting is its way), only those that hold works."""
+    label = _catalogue_label(query)
     return {
         "@context": PRESENTATION_CONTEXT,
         "id": urls.path("iiif-collection", query=query),
         "type": "Collection",
         "label": _lang(label, "en"),
-        "summary": _lang(f"{page.total} works, {page_size} a page.", "en"),
-        "items": [
-            {
-                "id": urls.path("iiif-collection-page", number, query=query),
-                "type": "Collection",
-                "label": _lang(f"{label}, page {number} of {pages}", "en"),
-            }
-            for number in range(1, pages + 1)
-        ],
+        "summary": _lang(
+            f"Works by id; a page lists the works of {page_size} consecutive ids (fewer where works were"
+            " deleted or filtered out), larger ranges list their pages.",
+            "en",
+        ),
+        "items": [_range_reference(node, page_size=page_size, query=query, urls=urls) for node in children],
+    }
+
+
+def collection_range(
+    *, node: IdRange, children: list[IdRange], page_size: int, query: str, urls: IiifUrls
+) -> dict[str, Any]:
+    """A node above the pages: its non-empty child ranges as nested Collections."""
+    return {
+        "@context": PRESENTATION_CONTEXT,
+        **_range_reference(node, page_size=page_size, query=query, urls=urls),
+        "partOf": [{"id": urls.path("iiif-collection", query=query), "type": "Collection"}],
+        "items": [_range_reference(child, page_size=page_size, query=query, urls=urls) for child in children],
     }
 
 
 def collection_page(
-    *, page: CollectionPage, number: int, page_size: int, query: str, urls: IiifUrls
+    *, node: IdRange, works: list[tuple[int, str, str]], page_size: int, query: str, urls: IiifUrls
 ) -> dict[str, Any]:
-    pages = ceil(page.total / page_size) if page.total else 0
-    label = "Artsite catalogue" + (f" ({query})" if query else "")
+    """A page: the manifests of the works in its id range (label and thumbnail each), by id."""
     items = []
-    for pk, title, thumbnail in page.items:
+    for pk, title, thumbnail in works:
         reference: dict[str, Any] = {"id": urls.manifest(pk), "type": "Manifest", "label": _lang(title)}
         if thumbnail:
             reference["thumbnail"] = [{"id": urls.thumbnail(pk), "type": "Image", "format": "image/jpeg"}]
         items.append(reference)
     return {
         "@context": PRESENTATION_CONTEXT,
-        "id": urls.path("iiif-collection-page", number, query=query),
-        "type": "Collection",
-        "label": _lang(f"{label}, page {number} of {pages}", "en"),
+        **_range_reference(node, page_size=page_size, query=query, urls=urls),
         "partOf": [{"id": urls.path("iiif-collection", query=query), "type": "Collection"}],
         "items": items,
     }

@@ -1,11 +1,14 @@
-"""Reads for IIIF: one artwork with its active prediction and the author of its label; pages of the filtered
-catalogue for collections."""
+"""Reads for IIIF: one artwork with its active prediction and the author of its label; for collections, the
+filtered catalogue's highest id, which id ranges hold works, and the works of one id range (keyset reads: no
+OFFSET, no count)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from django.db import connection
 
 from catalogue.models import Artwork, ArtworkType, LabelCorrection
 from catalogue.selectors.artworks import artwork_types, artworks_with_prediction
@@ -91,16 +94,41 @@ def person_display_name(user: Any) -> str:
     return str(user.get_full_name() or "").strip() or "A curator"
 
 
-@dataclass(frozen=True)
-class CollectionPage:
-    total: int  # works the filters keep
-    items: list[tuple[int, str, str]]  # (id, title, thumbnail storage name) of this page's works
+def iiif_works_last_id(*, filters: Mapping[str, Any] | None) -> int | None:
+    """The highest id the catalogue's filters keep (``None``: none): the size of a collection's id tree, read with
+    one backward scan of the primary key instead of a count. Raises ``ExportFiltersInvalid`` on bad filters."""
+    works = artworks_filtered(filters=filters)
+    return works.order_by("-pk").values_list("pk", flat=True).first()
 
 
-def iiif_collection_page(*, filters: Mapping[str, Any] | None, page: int, page_size: int) -> CollectionPage:
-    """One page (0-based) of the works the catalogue's filters keep, oldest first by id (stable: new works are
-    added at the end, so pages already fetched do not shift). Raises ``catalogue.selectors.exports.ExportFiltersInvalid`` on bad filters."""
-    works = artworks_filtered(filters=filters).order_by("id")
-    start = page * page_size
-    items = list(works.values_list("pk", "title", "thumbnail")[start : start + page_size])
-    return CollectionPage(total=works.count(), items=items)
+def iiif_ranges_nonempty(
+    *, filters: Mapping[str, Any] | None, ranges: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The id ranges (``first``, ``last``, inclusive) that hold at least one work the filters keep, in the order
+    given. One query: the ranges as rows, each joined (``LATERAL``) to the first filtered work in it by id, ``LIMIT
+    1`` — a probe of the primary key per range however deep it lies. (A union of per-range queries answered the
+    same but took ~70 ms at 100 ranges, most of it planning 100 branches; an ``EXISTS`` semi-join let the planner
+    hash-join the whole filtered catalogue when a filter was not indexed, 0.7 s for the top at 100k.)
+    Raises ``ExportFiltersInvalid`` on bad filters."""
+    if not ranges:
+        return []
+    works = artworks_filtered(filters=filters).order_by().values_list("pk", flat=True)
+    sql, params = works.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT g.first, g.last FROM unnest(%s::bigint[], %s::bigint[]) WITH ORDINALITY AS g(first, last, n)"
+            f" CROSS JOIN LATERAL (SELECT f.id FROM ({sql}) AS f(id) WHERE f.id >= g.first AND f.id <= g.last"
+            " ORDER BY f.id LIMIT 1) AS probe ORDER BY g.n",
+            [[first for first, _ in ranges], [last for _, last in ranges], *params],
+        )
+        return [(int(first), int(last)) for first, last in cursor.fetchall()]
+
+
+def iiif_works_in_range(
+    *, filters: Mapping[str, Any] | None, first: int, last: int
+) -> list[tuple[int, str, str]]:
+    """(id, title, thumbnail storage name) of the works the filters keep whose id is in ``first``..``last``, by id
+    (an index range scan: a deep range costs what the first does). Raises ``ExportFiltersInvalid`` on bad
+    filters."""
+    works = artworks_filtered(filters=filters).filter(pk__gte=first, pk__lte=last).order_by("pk")
+    return list(works.values_list("pk", "title", "thumbnail"))

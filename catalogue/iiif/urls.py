@@ -10,6 +10,11 @@ urlpatterns = [
     path("artworks/<int:pk>/image", views.ImageView.as_view(), name="iiif-image"),
     path("artworks/<int:pk>/thumbnail.jpg", views.ThumbnailView.as_view(), name="iiif-thumbnail"),
     path("collection.json", views.CollectionView.as_view(), name="iiif-collection"),
+    path(
+        "collection/<int:first>-<int:last>.json",
+        views.CollectionRangeView.as_view(),
+        name="iiif-collection-range",
+    ),
     path("collection/<int:number>.json", views.CollectionPageView.as_view(), name="iiif-collection-page"),
     path("context.json", views.ContextView.as_view(), name="iiif-context"),
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponsePermanentRedirect
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny, BasePermission
@@ -24,12 +24,16 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from catalogue.iiif import builder
-from catalogue.iiif.selectors import iiif_artwork, iiif_collection_page
+from catalogue.iiif.selectors import (
+    iiif_artwork,
+    iiif_ranges_nonempty,
+    iiif_works_in_range,
+    iiif_works_last_id,
+)
 from catalogue.models import IMAGE_MEDIA_TYPES
 from catalogue.selectors.exports import ExportFiltersInvalid
 
 MAX_ID = 2**63 - 1
-MAX_PAGE = 10**9  # beyond any catalogue; a larger page number would overflow the database's OFFSET
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
@@ -130,39 +134,96 @@ def _filters(request: Request) -> dict[str, str]:
     return {key: value for key, value in request.query_params.items() if key != "format"}
 
 
+def _tree_shape() -> tuple[int, int]:
+    """(page size, fan-out) of the collections' id tree, from the settings (a fan-out below 2 would not nest)."""
+    return max(1, settings.ARTSITE_IIIF_PAGE_SIZE), max(2, settings.ARTSITE_IIIF_FANOUT)
+
+
 class CollectionView(IiifView):
+    """The top of the filtered catalogue's tree. Its size comes from the highest id the filters keep (one backward
+    index scan), never from a count; which ranges hold works, from one probe per range."""
+
     @extend_schema(exclude=True)
     def get(self, request: Request) -> HttpResponse:
         filters = _filters(request)
-        page_size = settings.ARTSITE_IIIF_PAGE_SIZE
+        page_size, fanout = _tree_shape()
         try:
-            page = iiif_collection_page(filters=filters, page=0, page_size=0)
+            last_id = iiif_works_last_id(filters=filters)
+            top = builder.id_ranges_top(last_id=last_id, page_size=page_size, fanout=fanout)
+            children = [
+                builder.IdRange(first, last)
+                for first, last in iiif_ranges_nonempty(
+                    filters=filters, ranges=[(node.first, node.last) for node in top]
+                )
+            ]
         except ExportFiltersInvalid as exc:
             raise ValidationError(exc.errors) from None
         query = builder.query_string(filters)
         return _json_ld(
-            builder.collection(page=page, page_size=page_size, query=query, urls=self.urls(request))
+            builder.collection(children=children, page_size=page_size, query=query, urls=self.urls(request))
         )
+
+
+class CollectionRangeView(IiifView):
+    """One node of the tree, ``/iiif/collection/<first>-<last>.json``: a page (``page_size`` ids) lists its works'
+    manifests, a larger range its non-empty child ranges. A range that is not a node of the tree, or holds no
+    work the filters keep, is a 404."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, first: int, last: int) -> HttpResponse:
+        page_size, fanout = _tree_shape()
+        node = builder.IdRange(first, last)
+        if first > MAX_ID or not builder.id_range_valid(node, page_size=page_size, fanout=fanout):
+            raise NotFound(f"The ids {first}–{last} are not a range of this collection.")
+        filters = _filters(request)
+        query = builder.query_string(filters)
+        try:
+            if builder.id_range_is_page(node, page_size=page_size):
+                works = iiif_works_in_range(filters=filters, first=first, last=min(last, MAX_ID))
+                children: list[builder.IdRange] = []
+            else:
+                works = []
+                children = [
+                    builder.IdRange(lo, hi)
+                    for lo, hi in iiif_ranges_nonempty(
+                        filters=filters,
+                        ranges=[
+                            (child.first, min(child.last, MAX_ID))
+                            for child in builder.id_range_children(node, fanout=fanout)
+                            if child.first <= MAX_ID
+                        ],
+                    )
+                ]
+        except ExportFiltersInvalid as exc:
+            raise ValidationError(exc.errors) from None
+        if not works and not children:
+            raise NotFound(f"No work of this collection has an id in {first}–{last}.")
+        urls = self.urls(request)
+        if works:
+            document = builder.collection_page(
+                node=node, works=works, page_size=page_size, query=query, urls=urls
+            )
+        else:
+            document = builder.collection_range(
+                node=node, children=children, page_size=page_size, query=query, urls=urls
+            )
+        return _json_ld(document)
 
 
 class CollectionPageView(IiifView):
+    """The former numbered pages, ``/iiif/collection/<n>.json``: a permanent redirect to the page of ids
+    (n−1)·page_size+1 .. n·page_size, which is what page *n* held when no work had been deleted or filtered out
+    (pages were offsets into the filtered works; they are id ranges now)."""
+
     @extend_schema(exclude=True)
     def get(self, request: Request, number: int) -> HttpResponse:
-        if not 1 <= number <= MAX_PAGE:
+        page_size, _ = _tree_shape()
+        first = (number - 1) * page_size + 1
+        if number < 1 or first > MAX_ID:
             raise NotFound(f"There is no page {number} of this collection.")
-        filters = _filters(request)
-        page_size = settings.ARTSITE_IIIF_PAGE_SIZE
-        try:
-            page = iiif_collection_page(filters=filters, page=number - 1, page_size=page_size)
-        except ExportFiltersInvalid as exc:
-            raise ValidationError(exc.errors) from None
-        if (number - 1) * page_size >= max(page.total, 1):
-            raise NotFound(f"There is no page {number} of this collection.")
-        query = builder.query_string(filters)
-        document = builder.collection_page(
-            page=page, number=number, page_size=page_size, query=query, urls=self.urls(request)
-        )
-        return _json_ld(document)
+        query = builder.query_string(_filters(request))
+        location = self.urls(request).path("iiif-collection-range", first, first + page_size - 1, query=query)
+        return HttpResponsePermanentRedirect(location)
 
 
 class ContextView(IiifView):

@@ -161,23 +161,133 @@ def test_collection_is_paged_as_nested_collections_and_filtered(viewer_client, a
     top = viewer_client.get("/iiif/collection.json")
     assert top["Content-Type"] == PROFILE
     Collection.model_validate_json(top.content)
-    pages = _json(top)["items"]
-    assert [p["type"] for p in pages] == ["Collection"] * 3
-    listed = []
-    for reference in pages:
-        response = viewer_client.get(reference["id"])
-        Collection.model_validate_json(response.content)
-        page = _json(response)
-        assert page["id"] == reference["id"]
-        listed += [item["id"] for item in page["items"]]
+    listed = [item["id"] for item in _walk(viewer_client, "/iiif/collection.json", bound=100)]
     assert listed == [f"http://testserver/iiif/artworks/{w.pk}/manifest.json" for w in works]  # oldest first
 
-    painting = _json(viewer_client.get("/iiif/collection.json?type=painting"))
-    assert len(painting["items"]) == 2 and "type=painting" in painting["id"]
-    first = _json(viewer_client.get(painting["items"][0]["id"]))
-    assert [i["label"]["none"][0] for i in first["items"]] == ["W0", "W1"]
-    assert viewer_client.get("/iiif/collection/9.json").status_code == 404
+    painting = _walk(viewer_client, "/iiif/collection.json?type=painting", bound=100)
+    assert [i["label"]["none"][0] for i in painting] == ["W0", "W1", "W2"]
+    assert "type=painting" in _json(viewer_client.get("/iiif/collection.json?type=painting"))["id"]
     assert viewer_client.get("/iiif/collection.json?type=watercolour").status_code == 400
+
+
+def _walk(client: Client, url: str, *, bound: int) -> list[dict]:
+    """Every manifest reference the collection's tree reaches, depth first in listed order; each document is
+    validated as a IIIF Collection, lists at most ``bound`` items, and a page's manifests lie in its id range."""
+    response = client.get(url)
+    assert response.status_code == 200, (url, response.content[:300])
+    assert response["Content-Type"] == PROFILE
+    Collection.model_validate_json(response.content)
+    document = _json(response)
+    assert len(document["items"]) <= bound, (url, len(document["items"]))
+    manifests = []
+    for item in document["items"]:
+        if item["type"] == "Collection":
+            assert item["id"].split("?")[0].endswith(".json")
+            manifests += _walk(client, item["id"], bound=bound)
+        else:
+            assert item["type"] == "Manifest"
+            first, last = map(int, document["id"].split("/collection/")[1].split(".json")[0].split("-"))
+            assert first <= _manifest_pk(item) <= last
+            manifests.append(item)
+    return manifests
+
+
+def _manifest_pk(reference: dict) -> int:
+    return int(reference["id"].split("/artworks/")[1].split("/")[0])
+
+
+def _generated_works(ids: list[int], *, painting: set[int], ready: set[int]) -> None:
+    """Bare artwork rows with chosen ids (gaps where works were deleted), some labelled paintings, some ready."""
+    painting_type = ArtworkType.objects.get(slug="painting")
+    Artwork.objects.bulk_create(
+        Artwork(
+            id=pk,
+            title=f"G{pk}",
+            image=f"artworks/{pk:064x}.jpg",
+            sha256=f"{pk:064x}",
+            width=10,
+            height=10,
+            status="ready" if pk in ready else "failed",
+            curator_type=painting_type if pk in painting else None,
+            label_provenance="set" if pk in painting else "",
+        )
+        for pk in ids
+    )
+
+
+@pytest.fixture
+def generated(settings):  # type: ignore[no-untyped-def]
+    """400 works with ids scattered over 1..20,000, in a tree of pages of 10 ids and ranges of 4 children."""
+    settings.ARTSITE_IIIF_PAGE_SIZE, settings.ARTSITE_IIIF_FANOUT = 10, 4
+    rng = np.random.default_rng(17)
+    ids = sorted(int(i) for i in rng.choice(np.arange(1, 20_001), size=400, replace=False))
+    painting = {pk for pk in ids if rng.random() < 0.3}
+    ready = {pk for pk in ids if rng.random() < 0.5}
+    _generated_works(ids, painting=painting, ready=ready)
+    return ids, painting, ready
+
+
+def test_the_tree_reaches_every_work_once_and_no_document_lists_more_than_the_bound(viewer_client, generated):
+    ids, _, _ = generated
+    reached = [_manifest_pk(item) for item in _walk(viewer_client, "/iiif/collection.json", bound=10)]
+    assert reached == ids  # each once, by id
+    # 20,000 ids in pages of 10 and ranges of 4: the top lists ranges of 10 × 4**5 = 10,240 ids (2 of them).
+    top = _json(viewer_client.get("/iiif/collection.json"))
+    assert [item["id"] for item in top["items"]] == [
+        "http://testserver/iiif/collection/1-10240.json",
+        "http://testserver/iiif/collection/10241-20480.json",
+    ]
+
+
+def test_a_deep_page_holds_the_works_of_its_id_range(viewer_client, generated):
+    ids, _, _ = generated
+    deepest = ids[-1]
+    first = (deepest - 1) // 10 * 10 + 1
+    expected = [pk for pk in ids if first <= pk <= first + 9]
+    page = _json(viewer_client.get(f"/iiif/collection/{first}-{first + 9}.json"))
+    assert [_manifest_pk(item) for item in page["items"]] == expected
+    assert [item["label"]["none"][0] for item in page["items"]] == [f"G{pk}" for pk in expected]
+    # A range of 40 ids lists its non-empty pages of 10.
+    block = (deepest - 1) // 40 * 40 + 1
+    expected_pages = sorted({(pk - 1) // 10 * 10 + 1 for pk in ids if block <= pk <= block + 39})
+    ranges = _json(viewer_client.get(f"/iiif/collection/{block}-{block + 39}.json"))
+    assert [item["id"] for item in ranges["items"]] == [
+        f"http://testserver/iiif/collection/{lo}-{lo + 9}.json" for lo in expected_pages
+    ]
+
+
+def test_a_filtered_tree_reaches_exactly_the_filtered_works(viewer_client, generated):
+    ids, painting, ready = generated
+    query = "status=ready&type=painting"
+    reached = [
+        _manifest_pk(item) for item in _walk(viewer_client, f"/iiif/collection.json?{query}", bound=10)
+    ]
+    assert reached == [pk for pk in ids if pk in painting and pk in ready]
+    top = _json(viewer_client.get("/iiif/collection.json?type=painting&status=ready&format=json"))
+    assert top["id"] == f"http://testserver/iiif/collection.json?{query}"
+    assert all(item["id"].endswith(f".json?{query}") for item in top["items"])
+    # A filter that ranks (the full-text search) walks too: each probe orders by id whatever the filter's order.
+    # (The search matches a work's sha256 exactly; the generated works' are their ids in hex.)
+    searched = _walk(viewer_client, f"/iiif/collection.json?search={ids[-7]:064x}", bound=10)
+    assert [_manifest_pk(item) for item in searched] == [ids[-7]]
+
+
+def test_ranges_outside_the_tree_or_empty_are_not_found_and_old_pages_redirect(viewer_client, generated):
+    ids, _, _ = generated
+    empty = next(lo for lo in range(1, 20_000, 10) if not any(lo <= pk <= lo + 9 for pk in ids))
+    assert viewer_client.get(f"/iiif/collection/{empty}-{empty + 9}.json").status_code == 404
+    for bad in ("1-11", "2-11", "1-30", "21-60", "0-9", f"{2**63}-{2**63 + 9}", "11-10"):
+        assert viewer_client.get(f"/iiif/collection/{bad}.json").status_code == 404, bad
+    assert (
+        viewer_client.get("/iiif/collection/30001-40000.json").status_code == 404
+    )  # valid span, not aligned
+    assert viewer_client.get("/iiif/collection/40961-81920.json").status_code == 404  # beyond the last work
+    assert viewer_client.get("/iiif/collection/1-10.json?type=watercolour").status_code == 400
+    # The former numbered pages redirect (permanently) to the page of the same ids, filters kept.
+    old = viewer_client.get("/iiif/collection/3.json?type=painting")
+    assert old.status_code == 301
+    assert old["Location"] == "http://testserver/iiif/collection/21-30.json?type=painting"
+    assert viewer_client.get("/iiif/collection/0.json").status_code == 404
 
 
 def test_iiif_needs_a_token_or_session_unless_public(work, viewer, settings):
