@@ -710,17 +710,12 @@ class MapPoint(models.Model):
     # No index of its own on layout: the box index leads with it.
     layout = models.ForeignKey(MapLayout, on_delete=models.CASCADE, related_name="points", db_index=False)
     prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="map_point")
-    # The prediction's artwork, copied (it never changes) so that a box's ids could be read from the index alone.
-    # The catalogue's box filter now reaches the points through the predictions instead (a large box then walks the
-    # catalogue's own order: catalogue.selectors.maps.map_box_condition), so nothing reads it at present; dropping
-    # it (and the index's INCLUDE) is a migration left for later.
-    artwork_pk = models.BigIntegerField()
     x = models.FloatField()
     y = models.FloatField()
 
     class Meta:
         # A small box selected on the map (the catalogue's map_box filter) is a range scan on x within the layout.
-        indexes = [models.Index(fields=["layout", "x", "y"], include=["artwork_pk"], name="map_point_box")]
+        indexes = [models.Index(fields=["layout", "x", "y"], name="map_point_box")]
 
     def __str__(self) -> str:
         return f"{self.prediction_id} at ({self.x:.3f}, {self.y:.3f})"

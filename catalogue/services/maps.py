@@ -240,8 +240,8 @@ def _points_place(*, layout: MapLayout, artwork_ids: list[int] | None) -> int:
     offsets = components @ mean
     only = "AND p.artwork_id = ANY(%s)" if artwork_ids is not None else ""
     sql = f"""
-        INSERT INTO {MapPoint._meta.db_table} (layout_id, prediction_id, artwork_pk, x, y)
-        SELECT %s, p.id, p.artwork_id, -(p.embedding <#> %s::vector) - %s, -(p.embedding <#> %s::vector) - %s
+        INSERT INTO {MapPoint._meta.db_table} (layout_id, prediction_id, x, y)
+        SELECT %s, p.id, -(p.embedding <#> %s::vector) - %s, -(p.embedding <#> %s::vector) - %s
         FROM {Prediction._meta.db_table} p
         WHERE p.model_version_id = %s {only}
         ON CONFLICT (prediction_id) DO UPDATE SET x = EXCLUDED.x, y = EXCLUDED.y, layout_id = EXCLUDED.layout_id

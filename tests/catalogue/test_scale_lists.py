@@ -114,7 +114,7 @@ def rows(active_model) -> list[dict]:
             **prediction_uncertainty(probs.values()),
         )
         MapPoint.objects.create(
-            layout=layout, prediction=prediction, artwork_pk=artwork.pk, x=spec["x"], y=spec["y"]
+            layout=layout, prediction=prediction, x=spec["x"], y=spec["y"]
         )
         if artwork.pk % 10 == 0:
             stale = Prediction.objects.create(
@@ -125,7 +125,7 @@ def rows(active_model) -> list[dict]:
                 probabilities=probs,
                 embedding=vector,
             )
-            MapPoint.objects.create(layout=old_layout, prediction=stale, artwork_pk=artwork.pk, x=-0.5, y=0.0)
+            MapPoint.objects.create(layout=old_layout, prediction=stale, x=-0.5, y=0.0)
     created = dict(Artwork.objects.values_list("pk", "created_at"))
     for spec in specs:
         spec["created_at"] = created[spec["pk"]]
