@@ -28,15 +28,25 @@ logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "artsite"
 
+def _memory_gb(share: float, *, floor: int, ceiling: int) -> str:
+    """``share`` of this machine's memory in whole GB, between ``floor`` and ``ceiling`` (whole GB: PostgreSQL shows
+    the value back in the same form, so a server already set up is recognised)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(floor, min(ceiling, int(total * share) // 2**30))}GB"
+
+
 #: The server settings that matter at a million works (issue 17; compose's ``db`` gets the same). PostgreSQL's
 #: defaults (128 MB of shared buffers, 64 MB for maintenance) were made for tiny machines: the HNSW index of a million
-#: 128-d embeddings is about 800 MB, built in memory when maintenance_work_mem holds it (several times faster), and
-#: searched from shared buffers rather than through the kernel's page cache. Shared memory is only used as pages are
-#: read, so a small catalogue costs no more. Written in the form PostgreSQL shows them (``SHOW``), so that a server
-#: already set up is recognised.
+#: 128-d embeddings is about 800 MB (1.6 GB with the per-type ones), built in memory when maintenance_work_mem holds
+#: it (several times faster), and searched from shared buffers. What a similar-works search touches at a million
+#: works (the HNSW indexes, the predictions and artworks it reads) is about 3.5 GB; with 1 GB of shared buffers a
+#: search read a few hundred pages from disk (the kernel's page cache here does not keep them) and its p95 doubled
+#: (docs/performance.md). So a quarter of the machine's memory (at most 8 GB, the usual advice for a dedicated
+#: server), and the planner told that about three quarters may be cached. Shared memory is only used as pages are
+#: read, so a small catalogue costs no more. Written in the form PostgreSQL shows them (``SHOW``).
 POSTGRES_TUNING = {
-    "shared_buffers": "1GB",
-    "effective_cache_size": "4GB",
+    "shared_buffers": _memory_gb(0.25, floor=1, ceiling=8),
+    "effective_cache_size": _memory_gb(0.75, floor=4, ceiling=48),
     "maintenance_work_mem": "1GB",
     "work_mem": "16MB",
     "random_page_cost": "1.1",

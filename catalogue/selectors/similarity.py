@@ -20,9 +20,11 @@ from inference.models import ModelVersion
 # version, ready, a type) is applied *after* the index returns ef_search rows, so a selective filter can leave
 # fewer than k. We ask for more candidates and fall back to an exact scan when the result is still short (0.8's
 # iterative scan is switched on where the server has it: _session_prepare).
-# Measured (make bench-search, 1M works, m=16, ef_construction=64): recall@5 0.995 at 40 and at 100 unfiltered,
-# 0.993 vs 0.998 for a rare type, no latency difference within the noise; 100 keeps the margin for filters.
-HNSW_EF_SEARCH = 100
+# Measured (make bench-search at 1M works, m=16, ef_construction=64, warm 5 GB of shared buffers, quiet machine,
+# 2026-12-02): unfiltered recall@5 0.979 at 100, 0.983 at 160, 0.988 at 240, 0.998 at 400, p95 3.5 / 4.0 / 10.9 /
+# 13.3 ms; with the query's own type p95 8.5 / 7.8-14.6 ms at 100 / 160. 160 is the smallest that keeps recall@5
+# above 0.98 (the goal), at about 0.4 ms more than 100; docs/performance.md has the runs.
+HNSW_EF_SEARCH = 160
 
 
 MAX_SIMILAR = 50

@@ -135,6 +135,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--explain", action="store_true", help="Print the query plans of the selector's queries."
         )
+        parser.add_argument(
+            "--measure-only",
+            action="store_true",
+            help="Measure the catalogue an earlier run left (one size, with its indexes): no load, no build. The "
+            "rows are regenerated from the same seed, so the exact answers are those of the rows in the database.",
+        )
 
     # --- entry point ------------------------------------------------------------------------------------------
 
@@ -178,8 +184,12 @@ class Command(BaseCommand):
         index_params = index_params or [default_params]
         ef_values = [int(x) for x in options["ef_search"].split(",") if x.strip()] or [HNSW_EF_SEARCH]
 
-        self._reset_catalogue()
         results: list[SizeResult] = []
+        if options["measure_only"]:
+            results.append(self._measure_loaded(sizes, ef_values))
+            sizes = []
+        else:
+            self._reset_catalogue()
         loaded = 0
         for size in sizes:
             started = time.perf_counter()
@@ -386,14 +396,47 @@ class Command(BaseCommand):
         self.global_index_mb = global_bytes / 2**20
         return global_s, all_s, all_bytes / 2**20, table_bytes / 2**20
 
+    def _measure_loaded(self, sizes: list[int], ef_values: list[int]) -> SizeResult:
+        """--measure-only: the catalogue as an earlier run left it, which must be that run's rows and indexes."""
+        if len(sizes) != 1:
+            raise CommandError("--measure-only measures one size: the catalogue's, as loaded.")
+        size = sizes[0]
+        rows = Prediction.objects.filter(model_version=self.version).count()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), coalesce(sum(pg_relation_size(indexrelid)), 0), "
+                "coalesce(sum(pg_relation_size(indexrelid)) FILTER (WHERE c.relname = %s), 0), "
+                "pg_total_relation_size('catalogue_prediction') FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = 'catalogue_prediction'::regclass AND a.amname = 'hnsw'",
+                [INDEX_NAME],
+            )
+            indexes, all_bytes, global_bytes, table_bytes = cursor.fetchone()
+        if rows != size or not global_bytes:
+            raise CommandError(
+                f"--measure-only needs the {size:,}-row catalogue of an earlier run with its HNSW index; "
+                f"the database holds {rows:,} predictions and {indexes} HNSW indexes."
+            )
+        m, ef_construction = self._model_index_params()
+        self.global_index_mb = float(global_bytes) / 2**20
+        self.out(
+            f"\n== {size:,} artworks as loaded ({indexes} HNSW indexes, {float(all_bytes) / 2**20:,.0f} MB)"
+        )
+        result = SizeResult(
+            size=size,
+            m=m,
+            ef_construction=ef_construction,
+            load_s=0.0,
+            build_s=0.0,
+            index_mb=self.global_index_mb,
+            table_mb=float(table_bytes) / 2**20,
+            all_index_mb=float(all_bytes) / 2**20,
+        )
+        return self._measure_size(result, ef_values)
+
     def _build_and_measure(
         self, size: int, m: int, ef_construction: int, load_s: float, ef_values: list[int]
     ) -> SizeResult:
-        load = os.getloadavg()
-        self.out(
-            f"\n== {size:,} artworks: HNSW m={m}, ef_construction={ef_construction} "
-            f"(load average {load[0]:.1f} on {os.cpu_count()} CPUs: other work on the machine inflates every figure)"
-        )
+        self.out(f"\n== {size:,} artworks: HNSW m={m}, ef_construction={ef_construction}")
         build_s, all_build_s, all_index_mb, table_mb = self._build(m, ef_construction)
         self.out(
             f"  build: global index {build_s:.1f}s ({self.global_index_mb:,.0f} MB); with the 5 per-type partial "
@@ -409,6 +452,15 @@ class Command(BaseCommand):
             table_mb=table_mb,
             all_build_s=all_build_s,
             all_index_mb=all_index_mb,
+        )
+        return self._measure_size(result, ef_values)
+
+    def _measure_size(self, result: SizeResult, ef_values: list[int]) -> SizeResult:
+        size = result.size
+        load = os.getloadavg()
+        self.out(
+            f"  load average {load[0]:.1f} on {os.cpu_count()} CPUs before the measures "
+            "(other work on the machine inflates every figure)"
         )
         vectors, effective = self.vectors(size)
         rng = np.random.default_rng([self.rng_seed, size, 99])
