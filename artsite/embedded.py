@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "artsite"
 
+
 def _memory_gb(share: float, *, floor: int, ceiling: int) -> str:
     """``share`` of this machine's memory in whole GB, between ``floor`` and ``ceiling`` (whole GB: PostgreSQL shows
     the value back in the same form, so a server already set up is recognised)."""

@@ -113,9 +113,7 @@ def rows(active_model) -> list[dict]:
             embedding=vector,
             **prediction_uncertainty(probs.values()),
         )
-        MapPoint.objects.create(
-            layout=layout, prediction=prediction, x=spec["x"], y=spec["y"]
-        )
+        MapPoint.objects.create(layout=layout, prediction=prediction, x=spec["x"], y=spec["y"])
         if artwork.pk % 10 == 0:
             stale = Prediction.objects.create(
                 artwork=artwork,
