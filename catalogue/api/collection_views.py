@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -34,9 +35,14 @@ from catalogue.services.near_duplicates import (
 )
 
 
-class ArtworkHistoryView(APIView):
+class ArtworkHistoryView(GenericAPIView):
+    """A generic view for its pagination: the schema then documents the page (``count``, ``next``, ``results``)
+    and its ``page`` parameters, as the list endpoints'."""
+
     permission_classes = [ActionPermissions]
     read_permissions = ["catalogue.view_artwork"]
+    pagination_class = ApiPagination
+    serializer_class = cs.ArtworkChangeSerializer
 
     @extend_schema(
         summary="An artwork's history",
@@ -52,9 +58,8 @@ class ArtworkHistoryView(APIView):
             Artwork.objects.filter(pk=pk).exists() or artwork_history(artwork_id=pk).exists()
         ):
             raise NotFound(f"There is no artwork {pk}.")
-        paginator = ApiPagination()
-        page = paginator.paginate_queryset(artwork_history(artwork_id=pk), request, view=self)
-        return paginator.get_paginated_response(cs.ArtworkChangeSerializer(page, many=True).data)
+        page = self.paginate_queryset(artwork_history(artwork_id=pk))
+        return self.get_paginated_response(cs.ArtworkChangeSerializer(page, many=True).data)
 
 
 class BulkEditCreateView(APIView):

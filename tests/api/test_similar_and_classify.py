@@ -240,6 +240,10 @@ def test_real_responses_match_the_documented_schemas(catalogue, viewer_api, cura
     check(viewer_api.get(f"/api/v1/artworks/{artwork.pk}/similar/").json(), "SimilarResponse")
     label = curator_api.post(f"/api/v1/artworks/{artwork.pk}/label/", {"type": "painting"}, format="json")
     check(label.json(), "LabelResponse")
+    # The history is paged like the lists (found by the schema fuzzing when it hit a real artwork's history).
+    history = viewer_api.get(f"/api/v1/artworks/{artwork.pk}/history/?page_size=1").json()
+    assert history["count"] >= 1 and len(history["results"]) == 1
+    check(history, "PaginatedArtworkChangeList")
     check(viewer_api.get("/api/v1/artworks/?type=etching").json(), "Error")
     with pytest.raises(Exception, match="required"):  # the check has teeth
         check({"status": 400, "code": "x"}, "Error")
