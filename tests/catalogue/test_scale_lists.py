@@ -240,6 +240,75 @@ def test_the_portal_and_the_api_say_a_search_is_not_ranked(rows, curator, client
     assert api.get("/api/v1/artworks/").json()["search_ranked"] is None
 
 
+def spy(monkeypatch, name: str) -> list:
+    """Record the calls of one of the search's roads (which road a search took is what these tests are about; the
+    results are checked against the rows whatever the road)."""
+    calls: list = []
+    real = getattr(search_selectors, name)
+
+    def recording(*args, **kwargs):
+        calls.append(args or kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_selectors, name, recording)
+    return calls
+
+
+def test_a_common_word_is_settled_among_the_newest_works(rows, monkeypatch):
+    # The statistics (the fixture analysed the table) put "portrait" in 40 % of the works: at least
+    # (20 + 1) / 100, so the newest 100 are looked at first, and they hold more than 20 of its matches.
+    monkeypatch.setattr(search_selectors, "RANK_AT_MOST", 20)
+    monkeypatch.setattr(search_selectors, "COMMON_SAMPLE", 100)
+    newest, indexed = spy(monkeypatch, "_newest_matching_ids"), spy(monkeypatch, "_indexed_matching_ids")
+    expected = newest_first([s for s in rows if has_word(s, "portrait")])
+    filters = filterset(search="portrait")
+    assert filters.search_ranked is False
+    assert [pk for page in pages(filters.qs, 25) for pk in page] == expected
+    assert (len(newest), len(indexed)) == (1, 0)  # settled without reading an index
+
+
+def test_too_few_matches_among_the_newest_works_settle_nothing(rows, monkeypatch):
+    # Every work is in the sample and "portrait" matches exactly the limit: not more than it, so the indexes are
+    # read and the search is ranked, its count exact.
+    expected = [s for s in rows if has_word(s, "portrait")]
+    monkeypatch.setattr(search_selectors, "RANK_AT_MOST", len(expected))
+    monkeypatch.setattr(search_selectors, "COMMON_SAMPLE", 1000)
+    newest, indexed = spy(monkeypatch, "_newest_matching_ids"), spy(monkeypatch, "_indexed_matching_ids")
+    filters = filterset(search="portrait")
+    assert filters.search_ranked is True
+    assert sorted(a.pk for a in filters.qs) == sorted(s["pk"] for s in expected)
+    count = filters.count_known()
+    assert (int(count), count.kind) == (len(expected), "exact")
+    assert (len(newest), len(indexed)) == (1, 1)
+
+
+@pytest.mark.parametrize("text", ["portrait river", "portr rive", "river PORTRAIT"])
+def test_a_common_word_is_checked_on_the_works_a_rarer_word_finds(rows, monkeypatch, text):
+    # "river" is in about 5 % of the works (a rare word here, under 10 %), "portrait" in 40 % (common, over 20 %):
+    # the full-text index is asked for "river" alone and its works are checked for "portrait", prefixes included.
+    monkeypatch.setattr(search_selectors, "RARE_WORD_SHARE", 0.1)
+    monkeypatch.setattr(search_selectors, "COMMON_WORD_SHARE", 0.2)
+    indexed = spy(monkeypatch, "_indexed_matching_ids")
+    first, second = (word.lower() for word in text.split())
+    expected = [s for s in rows if has_word(s, first) and has_word(s, second)]
+    assert 0 < len(expected) < len([s for s in rows if has_word(s, "river")])  # the check leaves some out
+    in_title = sorted((s["pk"] for s in expected if "river" in s["title"].lower()), reverse=True)
+    in_description = sorted((s["pk"] for s in expected if "river" not in s["title"].lower()), reverse=True)
+    filters = filterset(search=text)
+    assert filters.search_ranked is True
+    assert [a.pk for a in filters.qs] == in_title + in_description
+    assert [type(call[0]).__name__ for call in indexed] == ["SearchMatchChecked"]
+
+
+def test_without_a_rare_word_every_word_goes_to_the_index(rows, monkeypatch):
+    monkeypatch.setattr(search_selectors, "RANK_AT_MOST", 500)
+    indexed = spy(monkeypatch, "_indexed_matching_ids")
+    expected = [s for s in rows if has_word(s, "portrait") and has_word(s, "study")]
+    filters = filterset(search="portrait study")
+    assert sorted(a.pk for a in filters.qs) == sorted(s["pk"] for s in expected)
+    assert [type(call[0]).__name__ for call in indexed] == ["SearchMatch"]
+
+
 # --- A box on the map ------------------------------------------------------------------------------------------
 
 
