@@ -148,7 +148,7 @@ def artworks_search(*, queryset: QuerySet[Any], text: str, rank: bool = True) ->
 
     Ranking needs every match's rank before the first page, so its cost grows with the matches: a word in a fifth of
     a million works would mean ranking 200,000 rows for 24. So the matches' ids are read first, at most
-    ``RANK_AT_MOST + 1`` of them (:func:`_matching_ids`, through the GIN indexes); when
+    ``RANK_AT_MOST + 1`` of them (:func:`_matching_ids`: among the newest works or through the indexes); when
     there are few, the ranked list is those ids (the text is not matched twice), and when there are more the list is
     the plain filter, which PostgreSQL serves by walking the catalogue's order until a page is full.
     """
