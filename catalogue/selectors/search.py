@@ -188,9 +188,10 @@ def _matching_ids(*, text: str, typos: str | None, match: SearchMatch) -> list[i
     """At most ``RANK_AT_MOST + 1`` ids of the works that match (``match``, the search's filter), read the cheapest
     way the table's statistics suggest; each way finds the same works.
 
-    1. A search the statistics call common (its words each in a tenth of the works or more) is first looked for
-       among the newest :data:`COMMON_SAMPLE` works (:func:`_newest_matching_ids`); when more than ``RANK_AT_MOST``
-       of them match, that settles it, and no index is read. A GIN index lookup builds a bitmap of *every* match
+    1. A search the statistics call common (its words each in a tenth of the works or more, or its typos: see
+       :class:`_Shares`) is first looked for among the newest :data:`COMMON_SAMPLE` works
+       (:func:`_newest_matching_ids`); when more than ``RANK_AT_MOST`` of them match, that settles it, and no index
+       is read. A GIN index lookup builds a bitmap of *every* match
        before the first row (a word in a seventh of a million works: ~85 ms), where the newest 14,000 works hold
        2,001 of its matches (~18 ms).
     2. Otherwise the ids are read through the search's indexes (:func:`_indexed_matching_ids`), asking the
@@ -198,13 +199,12 @@ def _matching_ids(*, text: str, typos: str | None, match: SearchMatch) -> list[i
     """
     config = settings.ARTSITE_SEARCH_CONFIG
     words = search_words(text)
-    shares = _word_shares(words)
-    known = [share for share in shares if share is not None]
-    if known and min(known) >= (RANK_AT_MOST + 1) / COMMON_SAMPLE:
+    shares = _shares(words, typos=typos is not None)
+    if shares.search() >= (RANK_AT_MOST + 1) / COMMON_SAMPLE:
         newest = _newest_matching_ids(match)
         if len(newest) > RANK_AT_MOST:
             return newest
-    index_words, checked = _index_words(words, shares)
+    index_words, checked = _index_words(words, shares.words)
     indexed: _SearchSQL = match
     if checked:
         indexed = SearchMatchChecked(
@@ -223,32 +223,73 @@ def _matching_ids(*, text: str, typos: str | None, match: SearchMatch) -> list[i
 
 
 _WORD_SHARES_SQL = """
-WITH elements AS MATERIALIZED (
-    SELECT element.lexeme, element.share
+WITH statistics AS MATERIALIZED (
+    SELECT stats.attname AS column_name, element.lexeme, element.share
     FROM pg_stats AS stats,
          unnest(stats.most_common_elems::text::text[], stats.most_common_elem_freqs) AS element(lexeme, share)
-    WHERE stats.schemaname = current_schema() AND stats.tablename = %s AND stats.attname = 'search_document'
+    WHERE stats.schemaname = current_schema() AND stats.tablename = %(table)s
+      AND stats.attname IN ('search_document', 'search_keys')
 )
-SELECT word.position, min((
-    SELECT coalesce(sum(element.share), 0) FROM elements AS element
-    WHERE element.lexeme = lexeme.lexeme OR (length(word.word) > 1 AND starts_with(element.lexeme, lexeme.lexeme))
-))
-FROM unnest(%s::text[]) WITH ORDINALITY AS word(word, position),
-     unnest(tsvector_to_array(to_tsvector(%s::regconfig, artsite_unaccent(word.word)))) AS lexeme(lexeme)
-GROUP BY word.position
+SELECT
+    (SELECT min((
+        SELECT coalesce(sum(element.share), 0) FROM statistics AS element
+        WHERE element.column_name = 'search_document'
+          AND (element.lexeme = lexemes.lexeme
+               OR (length(words.word) > 1 AND starts_with(element.lexeme, lexemes.lexeme)))
+     ))
+     FROM unnest(word.lexemes) AS lexemes(lexeme)),
+    CASE WHEN cardinality(word.keys) > 0 THEN (
+        SELECT coalesce(max(element.share), 0) FROM statistics AS element
+        WHERE element.column_name = 'search_keys' AND element.lexeme = ANY(word.keys)
+    ) END
+FROM unnest(%(words)s::text[]) WITH ORDINALITY AS words(word, position),
+     -- OFFSET 0 keeps each word's lexemes and typo keys computed once, not once per element they are compared with.
+     LATERAL (
+        SELECT tsvector_to_array(to_tsvector(%(config)s::regconfig, artsite_unaccent(words.word))) AS lexemes,
+               artsite_typo_keys(words.word) AS keys
+        OFFSET 0
+     ) AS word
+ORDER BY words.position
 """
 
 
-def _word_shares(words: list[str]) -> list[float | None]:
-    """Each word's share of the works by the table's statistics (``pg_stats.most_common_elems`` of
-    ``search_document``, which ``ANALYZE`` keeps: the lexemes in more than a few hundredths of a percent of a sample
-    of rows, with their frequencies), counting every listed lexeme the word is the start of; 0 for a word the
-    statistics do not list (rare, or not analysed yet), ``None`` for one that is no lexeme (the configuration's stop
-    words). An estimate that chooses a road, never a result."""
+@dataclass(frozen=True)
+class _Shares:
+    """A search's words' shares of the works by the table's statistics (``pg_stats.most_common_elems``, which
+    ``ANALYZE`` keeps for ``search_document`` and ``search_keys``: the elements in more than a few hundredths of a
+    percent of a sample of rows, with their frequencies). An estimate that chooses a road, never a result.
+
+    ``words``: per word, the share of works with it in their full-text document, counting every listed lexeme it is
+    the start of (0 for a word the statistics do not list: rare, or not analysed yet; ``None`` for one that is no
+    lexeme: the configuration's stop words). ``typos``: the share of works the typo branch finds, at least (each
+    word's most common typo key; the least of the words).
+    """
+
+    words: list[float | None]
+    typos: float
+
+    def search(self) -> float:
+        """The share of works the whole search matches, as far as the statistics tell: every word's (the least),
+        or the typo branch's when that is more."""
+        known = [share for share in self.words if share is not None]
+        return max(min(known, default=0.0), self.typos)
+
+
+def _shares(words: list[str], *, typos: bool) -> _Shares:
+    """The statistics' shares for ``words``; ``typos`` false when the search's typo branch is off."""
+    if not words:
+        return _Shares(words=[], typos=0.0)
     with connection.cursor() as cursor:
-        cursor.execute(_WORD_SHARES_SQL, [Artwork._meta.db_table, words, settings.ARTSITE_SEARCH_CONFIG])
-        by_position = {position: float(share) for position, share in cursor.fetchall()}
-    return [by_position.get(position) for position in range(1, len(words) + 1)]
+        cursor.execute(
+            _WORD_SHARES_SQL,
+            {"table": Artwork._meta.db_table, "config": settings.ARTSITE_SEARCH_CONFIG, "words": words},
+        )
+        rows = cursor.fetchall()
+    typo_shares = [float(typo) for _, typo in rows if typo is not None]
+    return _Shares(
+        words=[None if share is None else float(share) for share, _ in rows],
+        typos=min(typo_shares) if typos and typo_shares else 0.0,
+    )
 
 
 def _index_words(words: list[str], shares: list[float | None]) -> tuple[list[str], list[str]]:

@@ -267,6 +267,19 @@ def test_a_common_word_is_settled_among_the_newest_works(rows, monkeypatch):
     assert (len(newest), len(indexed)) == (1, 0)  # settled without reading an index
 
 
+def test_a_typo_of_a_common_artist_is_settled_among_the_newest_works(rows, monkeypatch):
+    # No work has the word "avercmp"; a quarter of them have Avercamp, one letter away, whose typo key the
+    # statistics of search_keys list: the typo branch alone makes the search common.
+    monkeypatch.setattr(search_selectors, "RANK_AT_MOST", 20)
+    monkeypatch.setattr(search_selectors, "COMMON_SAMPLE", 100)
+    newest, indexed = spy(monkeypatch, "_newest_matching_ids"), spy(monkeypatch, "_indexed_matching_ids")
+    expected = newest_first([s for s in rows if s["artist"] == "Avercamp"])
+    filters = filterset(search="Avercmp")
+    assert filters.search_ranked is False
+    assert [pk for page in pages(filters.qs, 25) for pk in page] == expected
+    assert (len(newest), len(indexed)) == (1, 0)
+
+
 def test_too_few_matches_among_the_newest_works_settle_nothing(rows, monkeypatch):
     # Every work is in the sample and "portrait" matches exactly the limit: not more than it, so the indexes are
     # read and the search is ranked, its count exact.
