@@ -70,31 +70,45 @@ class _SearchSQL(Expression):
         self.params = params
 
     def as_sql(self, compiler: Any, connection: Any) -> Any:
-        alias = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
+        return self.sql(alias=compiler.quote_name_unless_alias(compiler.query.get_initial_alias()))
+
+    def sql(self, *, alias: str) -> tuple[str, tuple[Any, ...]]:
+        """The SQL and its parameters, the table named ``alias``."""
         return self.template.format(alias=alias), tuple(self.params)
+
+
+#: The branches of a match beside the full-text one: a typo of the artist or the accession number, the exact accession
+#: number, the file's sha256, closing the match's parenthesis. Parameters: the typo text (NULL: none), the text, the text
+#: in lower case.
+_OTHER_BRANCHES = (
+    " OR {alias}.search_keys @@ artsite_typo_query(%s)"
+    " OR {alias}.accession_number = %s OR {alias}.sha256 = %s)"
+)
+_FULL_TEXT = "{alias}.search_document @@ to_tsquery(%s::regconfig, artsite_unaccent(%s))"
 
 
 class SearchMatch(_SearchSQL):
     # Each branch is served by an index: the two GIN indexes, accession_number's and sha256's unique btrees.
     # PostgreSQL combines them with a BitmapOr. The tsqueries are built from constants (client-side parameters),
     # so the planner computes them once.
-    template = (
-        "({alias}.search_document @@ to_tsquery(%s::regconfig, artsite_unaccent(%s))"
-        " OR {alias}.search_keys @@ artsite_typo_query(%s)"
-        " OR {alias}.accession_number = %s OR {alias}.sha256 = %s)"
-    )
+    template = "(" + _FULL_TEXT + _OTHER_BRANCHES
 
 
 class SearchMatchChecked(_SearchSQL):
-    # The same match, but the full-text index is asked for some of the words only (the first tsquery) and the
-    # works it finds are checked for all of them (the second, through ts_match_vq: the function behind @@, which
-    # no index serves, so PostgreSQL evaluates it on the rows).
+    """A :class:`SearchMatch` whose full-text branch asks the index for some of the words only (``index_tsquery``)
+    and checks the works it finds for all of them, through ``ts_match_vq`` (the function behind ``@@``, which no
+    index serves, so PostgreSQL evaluates it on the rows)."""
+
     template = (
-        "(({alias}.search_document @@ to_tsquery(%s::regconfig, artsite_unaccent(%s))"
-        " AND ts_match_vq({alias}.search_document, to_tsquery(%s::regconfig, artsite_unaccent(%s))))"
-        " OR {alias}.search_keys @@ artsite_typo_query(%s)"
-        " OR {alias}.accession_number = %s OR {alias}.sha256 = %s)"
+        "(("
+        + _FULL_TEXT
+        + " AND ts_match_vq({alias}.search_document, to_tsquery(%s::regconfig, artsite_unaccent(%s))))"
+        + _OTHER_BRANCHES
     )
+
+    def __init__(self, *, match: SearchMatch, index_tsquery: str) -> None:
+        config = match.params[0]
+        super().__init__(params=[config, index_tsquery, *match.params], output_field=BooleanField())
 
 
 class SearchRank(_SearchSQL):
@@ -112,15 +126,10 @@ def search_words(text: str) -> list[str]:
     return _WORD.findall(text.replace("_", " "))[:MAX_WORDS]
 
 
-def search_tsquery(text: str) -> str:
-    """The ``to_tsquery`` text for a search: every word, and words of two letters or more also as a prefix.
-
-    A one-letter prefix would match most of the catalogue, so a single letter must be a whole word.
-    """
-    return _words_tsquery(search_words(text))
-
-
 def _words_tsquery(words: list[str]) -> str:
+    """The ``to_tsquery`` text for a search's words (:func:`search_words`): every word, and words of two letters or
+    more also as a prefix. A one-letter prefix would match most of the catalogue, so a single letter must be a whole
+    word."""
     return " & ".join(f"'{word}':*" if len(word) > 1 else f"'{word}'" for word in words)
 
 
@@ -157,14 +166,15 @@ def artworks_search(*, queryset: QuerySet[Any], text: str, rank: bool = True) ->
         return SearchResult(queryset=queryset, ranked=False, matches=None)
     config = settings.ARTSITE_SEARCH_CONFIG
     # An empty tsquery (no words, or only stop words) matches nothing; PostgreSQL says so in a NOTICE, harmlessly.
-    tsquery = search_tsquery(text)
+    words = search_words(text)
+    tsquery = _words_tsquery(words)
     # An exact accession number is what the curator meant: its one-typo neighbours (in a numbering, the works
     # before and after it) would only bury it. NULL turns the typo branch off (artsite_typo_query is STRICT).
     typos = None if Artwork.objects.filter(accession_number=text).exists() else text
     match = SearchMatch(params=[config, tsquery, typos, text, text.lower()], output_field=BooleanField())
     if not rank:
         return SearchResult(queryset=queryset.filter(match), ranked=False, matches=None)
-    found = _matching_ids(text=text, typos=typos, match=match)
+    found = _matching_ids(words=words, typos=typos, match=match)
     if len(found) > RANK_AT_MOST:
         return SearchResult(
             queryset=queryset.filter(match), ranked=False, matches=Tally(RANK_AT_MOST, "at_least")
@@ -184,7 +194,7 @@ def artworks_search(*, queryset: QuerySet[Any], text: str, rank: bool = True) ->
     )
 
 
-def _matching_ids(*, text: str, typos: str | None, match: SearchMatch) -> list[int]:
+def _matching_ids(*, words: list[str], typos: str | None, match: SearchMatch) -> list[int]:
     """At most ``RANK_AT_MOST + 1`` ids of the works that match (``match``, the search's filter), read the cheapest
     way the table's statistics suggest; each way finds the same works.
 
@@ -197,8 +207,6 @@ def _matching_ids(*, text: str, typos: str | None, match: SearchMatch) -> list[i
     2. Otherwise the ids are read through the search's indexes (:func:`_indexed_matching_ids`), asking the
        full-text index only for the rarer words when others are common (:func:`_index_words`).
     """
-    config = settings.ARTSITE_SEARCH_CONFIG
-    words = search_words(text)
     shares = _shares(words, typos=typos is not None)
     if shares.search() >= (RANK_AT_MOST + 1) / COMMON_SAMPLE:
         newest = _newest_matching_ids(match)
@@ -207,18 +215,7 @@ def _matching_ids(*, text: str, typos: str | None, match: SearchMatch) -> list[i
     index_words, checked = _index_words(words, shares.words)
     indexed: _SearchSQL = match
     if checked:
-        indexed = SearchMatchChecked(
-            params=[
-                config,
-                _words_tsquery(index_words),
-                config,
-                _words_tsquery(words),
-                typos,
-                text,
-                text.lower(),
-            ],
-            output_field=BooleanField(),
-        )
+        indexed = SearchMatchChecked(match=match, index_tsquery=_words_tsquery(index_words))
     return _indexed_matching_ids(indexed)
 
 
@@ -317,14 +314,14 @@ def _newest_matching_ids(match: SearchMatch) -> list[int]:
     catalogue's order through ``artwork_created_id`` (a bounded walk: it reads the sample at most, whatever the
     matches)."""
     columns = ", ".join(["id", "search_document", "search_keys", "accession_number", "sha256"])
-    condition = match.template.format(alias="newest")
+    condition, params = match.sql(alias="newest")
     sql = (
         f"SELECT newest.id FROM (SELECT {columns} FROM {Artwork._meta.db_table}"
         " ORDER BY created_at DESC, id DESC LIMIT %s) AS newest"
         f" WHERE {condition} LIMIT %s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [COMMON_SAMPLE, *match.params, RANK_AT_MOST + 1])
+        cursor.execute(sql, [COMMON_SAMPLE, *params, RANK_AT_MOST + 1])
         return [row[0] for row in cursor.fetchall()]
 
 
